@@ -1,0 +1,1 @@
+"""Statistics of real networks: empirical NTK and friends."""

@@ -1,0 +1,5 @@
+"""Parameterization-aware networks."""
+
+from learnmech.nets.mlp import MLP, ScaledLinear
+
+__all__ = ["MLP", "ScaledLinear"]

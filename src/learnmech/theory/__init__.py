@@ -1,0 +1,1 @@
+"""Predictions from statistics: kernels, linearized dynamics (NumPy/SciPy/torch math)."""
