@@ -152,6 +152,8 @@ def mlp_kernels(
         raise ValueError(
             f"x1 and x2 must have the same number of features, got {t1.shape[1]} and {t2.shape[1]}"
         )
+    if not symmetric and t2.shape == t1.shape and bool(torch.equal(t1, t2)):
+        symmetric, t2 = True, t1  # same inputs: compute once, exact diagonal
     n1, d = t1.shape
     n2 = t2.shape[0]
     w2 = w_std * w_std
@@ -213,6 +215,11 @@ def mlp_kernels(
                 s = v.mul_(w2).add_(b2)
                 if t is not None and not standard:
                     t.add_(s)
+            if symmetric:  # make the diagonal square exactly symmetric (matmul rounding)
+                for m in (s, t):
+                    if m is not None:
+                        sq = m[:, : r1 - r0]
+                        sq.copy_(torch.triu(sq) + torch.triu(sq, 1).T)
             if nngp is not None:
                 nngp[r0:r1, c0:] = s
                 if symmetric:

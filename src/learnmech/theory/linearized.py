@@ -40,6 +40,11 @@ class LinearizedPrediction:
         test_var: (T, m) ensemble variance of each test output (``ensemble=True``), or None.
         train_loss: (T,) ½·mean over examples and outputs of the squared train residual.
         test_loss: (T,) the same on the test set (needs ``y_test``), or None.
+        expected_train_loss: (T,) ensemble-mean train loss over random initialisations,
+            E[½·mean (f_t − y)²] = ½/(nk)·(‖e_t Y‖² + k·tr(e_t Σ e_t)) with f₀ ~ GP(0, Σ)
+            (needs ``nngp_train``), or None.
+        expected_test_loss: (T,) ½·mean((μ_t − y*)² + Var_t) on the test set (needs the
+            NNGP blocks and ``y_test``), or None.
     """
 
     times: np.ndarray
@@ -48,6 +53,8 @@ class LinearizedPrediction:
     test_var: np.ndarray | None
     train_loss: np.ndarray
     test_loss: np.ndarray | None
+    expected_train_loss: np.ndarray | None = None
+    expected_test_loss: np.ndarray | None = None
 
 
 def _as2d(a: Any, name: str) -> np.ndarray:
@@ -129,6 +136,14 @@ def predict(
     train = y[None] + np.einsum("ij,tj,jk->tik", v, filt, r0)
     train_loss = 0.5 * np.mean((train - y[None]) ** 2, axis=(1, 2))
 
+    expected_train = expected_test = None
+    if nngp_train is not None:
+        sig_eig_diag = np.einsum("ij,ik,kj->j", v, np.asarray(nngp_train, dtype=np.float64), v)
+        yv = v.T @ y  # (n, k)
+        kk = y.shape[1]
+        expected_train = 0.5 / (n * kk) * (
+            (filt**2) @ (yv**2).sum(axis=1) + kk * (filt**2) @ sig_eig_diag
+        )
     test = test_var = test_loss = None
     if k_test_train is not None:
         ks = np.asarray(k_test_train, dtype=np.float64)
@@ -155,4 +170,11 @@ def predict(
                 at = a * gain[i][None]  # (m, n) = Θ* V diag(g)
                 quad = np.einsum("mi,ij,mj->m", at, sig_eig, at)
                 test_var[i] = sig_ss + quad - 2.0 * np.einsum("mi,mi->m", at, cross)
-    return LinearizedPrediction(t, train, test, test_var, train_loss, test_loss)
+            if y_test is not None and f0_test is None:
+                yt = _as2d(y_test, "y_test")
+                expected_test = 0.5 * np.mean(
+                    (test - yt[None]) ** 2 + test_var[:, :, None], axis=(1, 2)
+                )
+    return LinearizedPrediction(
+        t, train, test, test_var, train_loss, test_loss, expected_train, expected_test
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from learnmech.cli import main
+
+sys.exit(main())

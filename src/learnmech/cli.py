@@ -1,0 +1,290 @@
+"""The ``learnmech`` command.
+
+Bad input (unknown study, invalid ``--set`` value, missing or corrupt store, …) prints one
+line on stderr and exits with code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from learnmech import __version__
+from learnmech.errors import UserError
+
+EXIT_USAGE = 2
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    if "," in text:
+        return [_parse_value(p.strip()) for p in text.split(",") if p.strip()]
+    return text
+
+
+def _parse_sets(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise _Fail(f"--set expects key=value, got {item!r}")
+        key, _, raw = item.partition("=")
+        key = key.strip()
+        if not key:
+            raise _Fail(f"--set expects key=value, got {item!r}")
+        values[key] = _parse_value(raw.strip())
+        sources[key] = f"--set {item}"
+    return values, sources
+
+
+def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr; returns (callback, context manager)."""
+    if quiet:
+        import contextlib
+
+        return None, contextlib.nullcontext()
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    prog = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=False,
+    )
+    task = prog.add_task("starting", total=None)
+
+    def cb(message: str, done: int, total: int) -> None:
+        prog.update(task, description=message, completed=done, total=max(total, 1))
+
+    return cb, prog
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="learnmech")
+def cli() -> None:
+    """learnmech — predict training dynamics from coarse statistics, measure them in real
+    PyTorch runs, and score the prediction."""
+
+
+@cli.command("studies")
+def studies_cmd() -> None:
+    """The study catalog, one line each."""
+    from learnmech.studies import list_studies
+
+    for s in list_studies():
+        click.echo(f"{s.name:<14} [{s.pillar}] {s.summary}")
+
+
+_store_opt = click.option(
+    "--store", type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("runs/learnmech.duckdb"), show_default=True, help="DuckDB store file.",
+)
+
+
+@cli.command("run")
+@click.argument("study")
+@click.option("--scale", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
+@click.option("--seeds", type=int, default=None, help="Seeds per config point.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--device", type=str, default=None, help="cpu or cuda (default: cuda if available).")
+@_store_opt
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def run_cmd(study: str, scale: str, sets: tuple[str, ...], seeds: int | None, executor: str,
+            workers: int, device: str | None, store: Path, as_json: bool, quiet: bool) -> None:
+    """Run STUDY: predict, measure, compare, report."""
+    from learnmech.lab.runner import run_study
+
+    overrides, sources = _parse_sets(sets)
+    if seeds is not None and seeds < 1:
+        raise _Fail(f"--seeds must be a positive integer, got {seeds}")
+    if workers < 1:
+        raise _Fail(f"--workers must be a positive integer, got {workers}")
+    if device is not None and device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise _Fail(f"--device must be cpu or cuda[:N], got {device!r}")
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise _Fail(f"--device {device}: CUDA is not available on this machine")
+    _check_store_path(store)
+    cb, ctx = _progress(quiet or as_json)
+    with ctx:
+        res = run_study(study, scale=scale, overrides=overrides, sources=sources, seeds=seeds,
+                        executor=executor, workers=workers, store=store, device=device,
+                        progress=cb)
+    if as_json:
+        click.echo(json.dumps(res.as_json()))
+        return
+    _print_result(res)
+
+
+def _check_store_path(store: Path) -> None:
+    if store.exists() and store.is_dir():
+        raise _Fail(f"--store {store} is a directory, expected a .duckdb file")
+
+
+def _print_result(res) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    table = Table(title=f"{res.study} · run {res.run_id} · verdict {res.verdict}")
+    for col in ("metric", "value", "SE", "tolerance", "verdict"):
+        table.add_column(col)
+    for m in res.metrics:
+        verdict = "" if m.passed is None else ("[green]pass[/]" if m.passed else "[red]fail[/]")
+        tol = f"{m.comparator} {m.tolerance:.4g}" if m.tolerance is not None else ""
+        se = f"{m.stderr:.3g}" if m.stderr is not None else ""
+        table.add_row(m.name, f"{m.value:.4g}", se, tol, verdict)
+    con.print(table)
+    con.print(f"trials run: {res.trials_run}, reused: {res.trials_skipped}")
+    for f in res.failed[:5]:
+        con.print(f"[red]failed trial[/] {f}")
+    if res.report:
+        con.print(f"report: {res.report}")
+
+
+@cli.command("lab")
+@click.option("--scale", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
+@_store_opt
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per study.")
+@click.option("--quiet", is_flag=True)
+def lab_cmd(scale: str, store: Path, as_json: bool, quiet: bool) -> None:
+    """Run every study and write an index page beside the store."""
+    from learnmech.lab.runner import run_study
+    from learnmech.report.html import write_index
+    from learnmech.studies import list_studies
+
+    _check_store_path(store)
+    entries = []
+    for s in list_studies():
+        cb, ctx = _progress(quiet or as_json)
+        with ctx:
+            res = run_study(s.name, scale=scale, store=store, progress=cb)
+        entry = res.as_json() | {"title": s.title}
+        entries.append(entry)
+        if as_json:
+            click.echo(json.dumps(res.as_json()))
+        else:
+            _print_result(res)
+    index = write_index(store.parent / "index.html", entries)
+    if not as_json:
+        click.echo(f"index: {index}")
+
+
+@cli.group("runs")
+def runs_grp() -> None:
+    """Inspect and export stored runs."""
+
+
+@runs_grp.command("list")
+@_store_opt
+@click.option("--json", "as_json", is_flag=True)
+def runs_list(store: Path, as_json: bool) -> None:
+    from learnmech.lab.store import Store
+
+    with Store(store, read_only=True) as st:
+        rows = st.runs()
+    if as_json:
+        click.echo(json.dumps(rows, default=str))
+        return
+    for r in rows:
+        wall = f"{r['wall_time']:.1f}s" if r["wall_time"] is not None else "-"
+        click.echo(f"{r['id']:<24} {r['study']:<12} {r['scale']:<6} {r['status']:<22} "
+                   f"{r['verdict'] or '-':<5} trials={r['trials']:<5} {wall:>8}  {r['started_at']}")
+
+
+@runs_grp.command("show")
+@click.argument("run")
+@_store_opt
+@click.option("--json", "as_json", is_flag=True)
+def runs_show(run: str, store: Path, as_json: bool) -> None:
+    from learnmech.lab.store import Store
+
+    with Store(store, read_only=True) as st:
+        info = st.run(run)
+        metrics = st.metrics(info["id"])
+    if as_json:
+        click.echo(json.dumps(info | {"metrics": [m.as_dict() for m in metrics]}, default=str))
+        return
+    for k in ("id", "study", "scale", "seeds", "status", "verdict", "started_at", "finished_at",
+              "wall_time", "git_sha", "device", "report"):
+        click.echo(f"{k:>12}: {info.get(k)}")
+    click.echo(f"{'config':>12}: {json.dumps(info['config'], sort_keys=True)}")
+    for m in metrics:
+        tol = "" if m.tolerance is None else f" (tol {m.comparator} {m.tolerance:.4g})"
+        verdict = "" if m.passed is None else (" pass" if m.passed else " FAIL")
+        click.echo(f"  {m.name}: {m.value:.5g}{tol}{verdict}")
+
+
+@runs_grp.command("export")
+@click.argument("run")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
+              show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: beside the store, in <run>/export).")
+@_store_opt
+def runs_export(run: str, fmt: str, out: Path | None, store: Path) -> None:
+    from learnmech.lab.store import Store
+
+    with Store(store, read_only=True) as st:
+        run_id = st.resolve(run)
+        paths = st.export(run_id, fmt, out or store.parent / run_id / "export")
+    for p in paths:
+        click.echo(str(p))
+
+
+@cli.command("report")
+@click.argument("run")
+@_store_opt
+def report_cmd(run: str, store: Path) -> None:
+    """(Re)render the HTML report of RUN from the store."""
+    from learnmech.lab.runner import render_report
+    from learnmech.lab.store import Store
+
+    with Store(store, read_only=True) as st:
+        path = render_report(st, st.resolve(run))
+    click.echo(str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code (0 ok, 1 verdict unaffected failures, 2 bad input)."""
+    try:
+        cli.main(args=argv, prog_name="learnmech", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("learnmech: aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        click.echo(f"learnmech: error: {e.format_message()}", err=True)
+        return EXIT_USAGE
+    except _Fail as e:
+        click.echo(f"learnmech: error: {e}", err=True)
+        return e.code
+    except UserError as e:
+        click.echo(f"learnmech: error: {e}", err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo("learnmech: interrupted (finished trials are saved; re-run to resume)", err=True)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Executors run batches of trials and hand results back to the single writer (the driver).
+
+* ``local`` (default): in this process when ``workers == 1``, else a pool of spawned
+  processes, each with ``cores // workers`` torch threads.
+* ``ray``: a Ray cluster (address from ``RAY_ADDRESS``, or a local one), imported lazily.
+
+A job is one config point with the seeds still to run, so a study can train all of them
+in one vectorized call. Workers return records; they never touch the store.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any
+
+from learnmech.lab.records import Curve, TrialResult
+
+__all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "run_job"]
+
+
+@dataclass(frozen=True)
+class Job:
+    study: str
+    config: dict[str, Any]
+    point: dict[str, Any]
+    seeds: tuple[int, ...]
+    keys: tuple[str, ...]
+
+
+def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[TrialResult]:
+    """Run one job (in whichever process); never raises: failures become trial statuses."""
+    import torch
+
+    from learnmech.studies import get_study
+
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    try:
+        study = get_study(job.study)
+        cfg = study.Config(**job.config)
+        by_seed = study.measure(cfg, job.point, list(job.seeds), device)
+    except Exception as err:  # a failing trial is recorded, the sweep goes on
+        msg = f"{type(err).__name__}: {err}"
+        tb = traceback.format_exc(limit=4)
+        dur = time.perf_counter() - t0
+        return [
+            TrialResult(k, job.point, s, "error", f"{msg}\n{tb}", dur, [])
+            for s, k in zip(job.seeds, job.keys, strict=True)
+        ]
+    dur = (time.perf_counter() - t0) / max(len(job.seeds), 1)
+    out = []
+    for s, k in zip(job.seeds, job.keys, strict=True):
+        curves: list[Curve] = by_seed.get(s, [])
+        if not curves:
+            out.append(TrialResult(k, job.point, s, "error", "measure returned no records", dur, []))
+            continue
+        bad = [c.observable for c in curves if not c.finite]
+        status = "diverged" if bad else "ok"
+        err = f"non-finite values in {sorted(set(bad))}" if bad else None
+        out.append(TrialResult(k, job.point, s, status, err, dur, curves))
+    return out
+
+
+class Executor:
+    name = "base"
+
+    def map(self, jobs: list[Job]) -> Iterator[list[TrialResult]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor(Executor):
+    name = "local"
+
+    def __init__(self, workers: int = 1, device: str = "cpu") -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
+        self.device = device
+
+    def map(self, jobs: list[Job]) -> Iterator[list[TrialResult]]:
+        if self.workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                yield run_job(job, self.device)
+            return
+        import multiprocessing as mp
+
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
+            futures = [pool.submit(run_job, job, self.device, threads) for job in jobs]
+            for fut in as_completed(futures):
+                yield fut.result()
+
+
+class RayExecutor(Executor):
+    """Runs each job as a Ray task; results stream back to the driver as they finish."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, device: str = "cpu", num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError(
+                "the ray executor needs Ray: pip install 'learnmech[ray]'"
+            ) from None
+        self.ray = ray
+        self.device = device
+        address = address if address is not None else os.environ.get("RAY_ADDRESS")
+        if not ray.is_initialized():
+            kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+            if address:
+                kwargs["address"] = address
+            else:
+                kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
+                kwargs["include_dashboard"] = False
+            ray.init(**kwargs)
+            self._owns = True
+        else:
+            self._owns = False
+        self._remote = ray.remote(run_job)
+
+    def map(self, jobs: list[Job]) -> Iterator[list[TrialResult]]:
+        pending = [self._remote.remote(job, self.device) for job in jobs]
+        while pending:
+            done, pending = self.ray.wait(pending, num_returns=1)
+            yield self.ray.get(done[0])
+
+    def close(self) -> None:
+        if self._owns:
+            self.ray.shutdown()
+
+
+def make_executor(name: str, *, workers: int = 1, device: str = "cpu") -> Executor:
+    if name == "local":
+        return LocalExecutor(workers=workers, device=device)
+    if name == "ray":
+        return RayExecutor(device=device)
+    raise ValueError(f"executor must be 'local' or 'ray', got {name!r}")

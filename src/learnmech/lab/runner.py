@@ -1,0 +1,147 @@
+"""Run a study end to end: sweep → measure (skipping finished trials) → predict → compare →
+report. The driver is the store's only writer."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from learnmech.lab.executors import Job, make_executor
+from learnmech.lab.provenance import default_device, provenance
+from learnmech.lab.records import Metric, verdict_of
+from learnmech.lab.store import DEFAULT_STORE, Store
+from learnmech.lab.sweep import expand, run_key
+from learnmech.studies import get_study
+
+__all__ = ["RunResult", "run_study", "render_report"]
+
+
+@dataclass
+class RunResult:
+    study: str
+    run_id: str
+    verdict: str
+    metrics: list[Metric]
+    report: Path | None
+    trials_run: int = 0
+    trials_skipped: int = 0
+    failed: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "run_id": self.run_id,
+            "verdict": self.verdict,
+            "metrics": {
+                m.name: {
+                    "value": m.value,
+                    "stderr": m.stderr,
+                    "tolerance": m.tolerance,
+                    "comparator": m.comparator,
+                    "passed": m.passed,
+                }
+                for m in self.metrics
+            },
+            "report": str(self.report) if self.report else None,
+        }
+
+
+Progress = Callable[[str, int, int], None]  # (message, done, total)
+
+
+def run_study(
+    name: str,
+    *,
+    scale: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    sources: dict[str, str] | None = None,
+    seeds: int | None = None,
+    executor: str = "local",
+    workers: int = 1,
+    store: str | Path = DEFAULT_STORE,
+    device: str | None = None,
+    report: bool = True,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Run (or resume) study ``name`` and return its verdict.
+
+    The run id is a hash of the study and its resolved config, so the same command resumes
+    the same run: finished trials (ok or diverged) are skipped, failed ones retried.
+    """
+    study = get_study(name)
+    cfg = study.config(scale, overrides, seeds, sources)  # validates before anything is written
+    config = cfg.model_dump(mode="json")
+    device = device or default_device()
+    run_id = run_key(name, config)
+    points = [study.trial_config(cfg, p) for p in study.grid(cfg)]
+    trials = expand(name, points, study.seed_list(cfg))
+    ex = make_executor(executor, workers=workers, device=device)  # fails before writing
+    t0 = time.perf_counter()
+    prov = provenance()
+    prov["executor"] = executor
+    with Store(store) as st:
+        st.begin_run(run_id, name, config, scale, cfg.seeds, prov)
+        st.link_trials(run_id, [t.key for t in trials])
+        done = st.done_keys(t.key for t in trials)
+        pending = [t for t in trials if t.key not in done]
+        jobs: list[Job] = []
+        for point in points:
+            mine = [t for t in pending if t.point == point]
+            if mine:
+                jobs.append(
+                    Job(name, config, point, tuple(t.seed for t in mine), tuple(t.key for t in mine))
+                )
+        total = len(pending)
+        finished = 0
+        failed: list[str] = []
+        if progress:
+            progress(f"{name}: {len(done)} trials already done", 0, total)
+        try:
+            for results in ex.map(jobs):
+                for r in results:
+                    st.add_trial(run_id, name, r, device)
+                    if r.status == "error":
+                        failed.append(f"{r.point} seed {r.seed}: {(r.error or '').splitlines()[0]}")
+                finished += len(results)
+                if progress:
+                    progress(f"{name}: measured {results[0].point}", finished, total)
+        except BaseException:
+            st.finish_run(run_id, "interrupted", None, time.perf_counter() - t0, None)
+            raise
+        finally:
+            ex.close()
+        if progress:
+            progress(f"{name}: predicting and comparing", finished, total)
+        theory = study.predict(cfg)
+        st.set_theory(run_id, theory)
+        all_trials = st.trials(run_id)
+        metrics = study.compare(cfg, theory, all_trials)
+        st.set_metrics(run_id, metrics)
+        verdict = verdict_of(metrics)
+        report_path = None
+        status = "finished" if not failed else "finished-with-errors"
+        st.finish_run(run_id, status, verdict, time.perf_counter() - t0, None)
+        if report:
+            report_path = render_report(st, run_id, study=study, cfg=cfg)
+            st.finish_run(run_id, status, verdict, time.perf_counter() - t0, str(report_path))
+    return RunResult(name, run_id, verdict, metrics, report_path, total, len(done), failed)
+
+
+def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None) -> Path:
+    """(Re)render ``<store folder>/<run_id>/report.html`` from what the store holds."""
+    from learnmech.report.html import write_run_report
+
+    info = st.run(run_id)
+    if study is None:
+        study = get_study(info["study"])
+    if cfg is None:
+        cfg = study.Config(**info["config"])
+    outdir = st.path.parent / run_id
+    theory = st.theory(run_id)
+    trials = st.trials(run_id)
+    metrics = st.metrics(run_id)
+    figures = study.figures(cfg, theory, trials, metrics, outdir)
+    return write_run_report(outdir, info, study, metrics, figures, trials)

@@ -1,0 +1,377 @@
+"""The run store: one DuckDB file with tidy tables.
+
+Tables (DESIGN.md):
+
+* ``runs``     — id, study, config, scale, seeds, status, verdict, provenance, git sha,
+                 device, started/finished times, wall time.
+* ``trials``   — key (hash of study, config point and seed), study, config, seed, status,
+                 error, duration, device, finished time. A trial belongs to every run whose
+                 sweep contains its key (``run_trials``), so a re-run skips finished work.
+* ``records``  — run (theory rows) or trial key (experiment rows), source, observable,
+                 series, coordinate name, coordinate, value.
+* ``metrics``  — run, name, value, stderr, tolerance, comparator, passed, description.
+
+Only the driver process writes. Each trial and its records are committed in one
+transaction, so a killed sweep loses no finished trial and leaves no half-written one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from learnmech.errors import UserError
+from learnmech.lab.records import Curve, Metric, TrialResult
+
+__all__ = ["Store", "StoreError", "DEFAULT_STORE"]
+
+DEFAULT_STORE = Path("runs") / "learnmech.duckdb"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id VARCHAR PRIMARY KEY, study VARCHAR, config JSON, scale VARCHAR, seeds INTEGER,
+    status VARCHAR, verdict VARCHAR, provenance JSON, git_sha VARCHAR, device VARCHAR,
+    started_at TIMESTAMP, finished_at TIMESTAMP, wall_time DOUBLE, report VARCHAR
+);
+CREATE TABLE IF NOT EXISTS trials (
+    key VARCHAR PRIMARY KEY, study VARCHAR, config JSON, seed INTEGER, status VARCHAR,
+    error VARCHAR, duration DOUBLE, device VARCHAR, run_id VARCHAR, finished_at TIMESTAMP
+);
+CREATE TABLE IF NOT EXISTS run_trials (run_id VARCHAR, key VARCHAR, PRIMARY KEY (run_id, key));
+CREATE TABLE IF NOT EXISTS records (
+    run_id VARCHAR, trial_key VARCHAR, source VARCHAR, observable VARCHAR, series VARCHAR,
+    coord_name VARCHAR, coord DOUBLE, value DOUBLE
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id VARCHAR, name VARCHAR, value DOUBLE, stderr DOUBLE, tolerance DOUBLE,
+    comparator VARCHAR, passed BOOLEAN, description VARCHAR
+);
+"""
+
+
+class StoreError(UserError):
+    """The store file is missing, corrupt, locked or lacks the requested run."""
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+
+def _curves_table(curves: Iterable[Curve], run_id: str | None, trial_key: str | None, source: str) -> pa.Table:
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("observable", "series", "coord_name", "coord", "value")
+    }
+    sizes = []
+    for c in curves:
+        n = c.coords.size
+        sizes.append(n)
+        cols["observable"].append(np.full(n, c.observable, dtype=object))
+        cols["series"].append(np.full(n, c.series, dtype=object))
+        cols["coord_name"].append(np.full(n, c.coord_name, dtype=object))
+        cols["coord"].append(c.coords)
+        cols["value"].append(c.values)
+    total = int(sum(sizes))
+    if total == 0:
+        arrays = {k: np.array([], dtype=object) for k in cols}
+        arrays["coord"] = np.array([], dtype=np.float64)
+        arrays["value"] = np.array([], dtype=np.float64)
+    else:
+        arrays = {k: np.concatenate(v) for k, v in cols.items()}
+    return pa.table(
+        {
+            "run_id": pa.array([run_id] * total, type=pa.string()),
+            "trial_key": pa.array([trial_key] * total, type=pa.string()),
+            "source": pa.array([source] * total, type=pa.string()),
+            "observable": pa.array(arrays["observable"], type=pa.string()),
+            "series": pa.array(arrays["series"], type=pa.string()),
+            "coord_name": pa.array(arrays["coord_name"], type=pa.string()),
+            "coord": pa.array(arrays["coord"], type=pa.float64()),
+            "value": pa.array(arrays["value"], type=pa.float64()),
+        }
+    )
+
+
+def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> pa.Table:
+    rel = con.sql(sql, params=params)
+    fetch = getattr(rel, "to_arrow_table", None) or rel.arrow
+    return fetch()
+
+
+class Store:
+    """A DuckDB-backed run store.
+
+    Arguments:
+        path: the database file (created with its folder when ``create=True``).
+        read_only: open without write access (for ``runs list/show/export``).
+        create: create the file if it does not exist (else a missing file is an error).
+    """
+
+    def __init__(
+        self, path: str | Path = DEFAULT_STORE, *, read_only: bool = False, create: bool = True
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a directory, expected a .duckdb file")
+        if not self.path.exists():
+            if read_only or not create:
+                raise StoreError(f"no store at {self.path} (run a study first, or pass --store)")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+            if not read_only:
+                self.con.execute(_SCHEMA)
+            else:
+                self.con.execute("SELECT count(*) FROM runs").fetchone()
+        except duckdb.Error as err:
+            msg = str(err).splitlines()[0]
+            raise StoreError(f"cannot open store {self.path}: {msg}") from None
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- writing (driver only) ----------------------------------------------------------
+    def begin_run(
+        self,
+        run_id: str,
+        study: str,
+        config: dict[str, Any],
+        scale: str,
+        seeds: int,
+        provenance: dict[str, Any],
+    ) -> None:
+        """Insert a run, or mark an existing one (same id = same study and config) running."""
+        exists = self.con.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone()
+        if exists:
+            self.con.execute(
+                "UPDATE runs SET status='running', provenance=?, git_sha=?, device=?, "
+                "started_at=?, finished_at=NULL WHERE id=?",
+                [json.dumps(provenance), provenance.get("git_sha"), provenance.get("device"),
+                 _now(), run_id],
+            )
+        else:
+            self.con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, ?, ?, ?, NULL, NULL, NULL)",
+                [run_id, study, json.dumps(config, sort_keys=True), scale, seeds,
+                 json.dumps(provenance), provenance.get("git_sha"), provenance.get("device"), _now()],
+            )
+
+    def link_trials(self, run_id: str, keys: Iterable[str]) -> None:
+        rows = [(run_id, k) for k in keys]
+        if rows:
+            self.con.executemany("INSERT OR IGNORE INTO run_trials VALUES (?, ?)", rows)
+
+    def done_keys(self, keys: Iterable[str]) -> set[str]:
+        """Keys among ``keys`` whose trial finished (ok or diverged); errors are retried."""
+        keys = list(keys)
+        if not keys:
+            return set()
+        got = self.con.execute(
+            "SELECT key FROM trials WHERE status IN ('ok', 'diverged') AND key IN "
+            "(SELECT unnest(?::VARCHAR[]))",
+            [keys],
+        ).fetchall()
+        return {k for (k,) in got}
+
+    def add_trial(self, run_id: str, study: str, result: TrialResult, device: str) -> None:
+        """Commit one trial with all its records atomically (replacing an earlier error)."""
+        table = _curves_table(result.curves, None, result.key, "experiment")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("DELETE FROM records WHERE trial_key = ?", [result.key])
+            self.con.execute("DELETE FROM trials WHERE key = ?", [result.key])
+            self.con.execute(
+                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [result.key, study, json.dumps(result.point, sort_keys=True), result.seed,
+                 result.status, result.error, result.duration, device, run_id, _now()],
+            )
+            if table.num_rows:
+                self.con.register("_new_records", table)
+                self.con.execute("INSERT INTO records SELECT * FROM _new_records")
+                self.con.unregister("_new_records")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def set_theory(self, run_id: str, curves: Iterable[Curve]) -> None:
+        table = _curves_table(curves, run_id, None, "theory")
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute(
+                "DELETE FROM records WHERE run_id = ? AND source = 'theory'", [run_id]
+            )
+            self.con.register("_new_records", table)
+            self.con.execute("INSERT INTO records SELECT * FROM _new_records")
+            self.con.unregister("_new_records")
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def set_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
+        rows = [
+            (run_id, m.name, m.value, m.stderr, m.tolerance, m.comparator, m.passed, m.description)
+            for m in metrics
+        ]
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            self.con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
+            if rows:
+                self.con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def finish_run(
+        self, run_id: str, status: str, verdict: str | None, wall_time: float, report: str | None
+    ) -> None:
+        self.con.execute(
+            "UPDATE runs SET status=?, verdict=?, finished_at=?, wall_time=?, report=? WHERE id=?",
+            [status, verdict, _now(), wall_time, report, run_id],
+        )
+
+    # -- reading ------------------------------------------------------------------------
+    def runs(self) -> list[dict[str, Any]]:
+        cur = self.con.execute(
+            "SELECT r.id, r.study, r.scale, r.seeds, r.status, r.verdict, r.started_at, "
+            "r.wall_time, (SELECT count(*) FROM run_trials t WHERE t.run_id = r.id) AS trials "
+            "FROM runs r ORDER BY r.started_at"
+        )
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def resolve(self, run: str) -> str:
+        """Full run id from an id or a unique prefix."""
+        got = self.con.execute(
+            "SELECT id FROM runs WHERE id LIKE ? || '%' ORDER BY id", [run]
+        ).fetchall()
+        if not got:
+            raise StoreError(f"no run {run!r} in {self.path}")
+        if len(got) > 1 and got[0][0] != run:
+            raise StoreError(f"run prefix {run!r} is ambiguous: {', '.join(g[0] for g in got)}")
+        return got[0][0]
+
+    def run(self, run: str) -> dict[str, Any]:
+        run_id = self.resolve(run)
+        cur = self.con.execute("SELECT * FROM runs WHERE id = ?", [run_id])
+        cols = [d[0] for d in cur.description]
+        row = dict(zip(cols, cur.fetchone(), strict=True))
+        for k in ("config", "provenance"):
+            if row.get(k):
+                row[k] = json.loads(row[k])
+        return row
+
+    def metrics(self, run: str) -> list[Metric]:
+        run_id = self.resolve(run)
+        rows = self.con.execute(
+            "SELECT name, value, stderr, tolerance, comparator, passed, description "
+            "FROM metrics WHERE run_id = ? ORDER BY rowid",
+            [run_id],
+        ).fetchall()
+        return [
+            Metric(name=r[0], value=r[1], stderr=r[2], tolerance=r[3], comparator=r[4],
+                   passed=r[5], description=r[6])
+            for r in rows
+        ]
+
+    def theory(self, run: str) -> list[Curve]:
+        run_id = self.resolve(run)
+        return self._curves("run_id = ? AND source = 'theory'", [run_id])[None]
+
+    def trials(self, run: str) -> list[TrialResult]:
+        """Every trial of the run with its curves (ordered by config point and seed)."""
+        run_id = self.resolve(run)
+        rows = self.con.execute(
+            "SELECT t.key, t.config, t.seed, t.status, t.error, t.duration FROM trials t "
+            "JOIN run_trials rt ON rt.key = t.key WHERE rt.run_id = ? ORDER BY t.config, t.seed",
+            [run_id],
+        ).fetchall()
+        curves = self._curves(
+            "trial_key IN (SELECT key FROM run_trials WHERE run_id = ?)", [run_id]
+        )
+        return [
+            TrialResult(key=r[0], point=json.loads(r[1]), seed=r[2], status=r[3], error=r[4],
+                        duration=r[5], curves=curves.get(r[0], []))
+            for r in rows
+        ]
+
+    def _curves(self, where: str, params: list[Any]) -> dict[str | None, list[Curve]]:
+        tbl = _arrow(
+            self.con,
+            f"SELECT trial_key, observable, series, coord_name, coord, value FROM records "
+            f"WHERE {where} ORDER BY trial_key, observable, series, rowid",
+            params,
+        )
+        out: dict[str | None, list[Curve]] = {None: []}
+        n = tbl.num_rows
+        if n == 0:
+            return out
+        keys = tbl.column("trial_key").to_pylist()
+        obs = tbl.column("observable").to_pylist()
+        series = tbl.column("series").to_pylist()
+        cnames = tbl.column("coord_name").to_pylist()
+        coords = tbl.column("coord").to_numpy()
+        values = tbl.column("value").to_numpy()
+        ident = list(zip(keys, obs, series, cnames, strict=True))
+        start = 0
+        for i in range(1, n + 1):
+            if i == n or ident[i] != ident[start]:
+                key, o, ser, cname = ident[start]
+                out.setdefault(key, []).append(
+                    Curve(o, cname, coords[start:i].copy(), values[start:i].copy(), ser or "")
+                )
+                start = i
+        return out
+
+    def export(self, run: str, fmt: str, out_dir: str | Path) -> list[Path]:
+        """Write the run's records, metrics and trials as Parquet or CSV files."""
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"format must be 'parquet' or 'csv', got {fmt!r}")
+        run_id = self.resolve(run)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        queries = {
+            "records": (
+                "SELECT coalesce(r.run_id, ?) AS run_id, r.trial_key, r.source, t.config, t.seed, "
+                "r.observable, r.series, r.coord_name, r.coord, r.value FROM records r "
+                "LEFT JOIN trials t ON t.key = r.trial_key WHERE r.run_id = ? OR r.trial_key IN "
+                "(SELECT key FROM run_trials WHERE run_id = ?)",
+                [run_id, run_id, run_id],
+            ),
+            "metrics": ("SELECT * FROM metrics WHERE run_id = ?", [run_id]),
+            "trials": (
+                "SELECT t.* FROM trials t JOIN run_trials rt ON rt.key = t.key "
+                "WHERE rt.run_id = ?",
+                [run_id],
+            ),
+        }
+        paths = []
+        for name, (sql, params) in queries.items():
+            path = out / f"{run_id}_{name}.{fmt}"
+            tmp = path.with_suffix(path.suffix + ".tmp")
+            rel = _arrow(self.con, sql, params)
+            if fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                pq.write_table(rel, tmp)
+            else:
+                import pyarrow.csv as pcsv
+
+                pcsv.write_csv(rel, tmp)
+            tmp.replace(path)  # atomic: no half-written export
+            paths.append(path)
+        return paths

@@ -1,0 +1,28 @@
+"""Strict test settings: deterministic torch, float64 by default in numeric tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+torch.use_deterministic_algorithms(True)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Tolerances by dtype (cf. jax's public_test_util): relative error allowed for values that
+# are computed the same way in two implementations.
+RTOL = {torch.float64: 1e-10, torch.float32: 1e-4}
+
+
+@pytest.fixture
+def f64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch.float64
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def store_path(tmp_path):
+    return tmp_path / "runs" / "test.duckdb"
