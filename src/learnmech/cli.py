@@ -122,6 +122,13 @@ def run_cmd(study: str, scale: str, sets: tuple[str, ...], seeds: int | None, ex
         if not torch.cuda.is_available():
             raise _Fail(f"--device {device}: CUDA is not available on this machine")
     _check_store_path(store)
+    from learnmech.studies import get_study
+
+    get_study(study).config(scale, overrides, seeds, sources)  # validate before any output
+    if executor == "ray":
+        from learnmech.lab.executors import RayExecutor
+
+        RayExecutor.check_available()
     cb, ctx = _progress(quiet or as_json)
     with ctx:
         res = run_study(study, scale=scale, overrides=overrides, sources=sources, seeds=seeds,

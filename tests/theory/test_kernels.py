@@ -63,7 +63,7 @@ def _dblquad_dual(phi, s11, s12, s22):
     def f(z2, z1):
         return phi(L[0, 0] * z1) * phi(L[1, 0] * z1 + L[1, 1] * z2) * norm.pdf(z1) * norm.pdf(z2)
 
-    return integrate.dblquad(f, -9, 9, -9, 9, epsabs=1e-12, epsrel=1e-11)[0]
+    return integrate.dblquad(f, -9, 9, -9, 9, epsabs=1e-10, epsrel=1e-9)[0]
 
 
 def _arccos_relu(s11, s12, s22):

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from learnmech.errors import UserError
 from learnmech.lab.records import Curve, TrialResult
 
 __all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "run_job"]
@@ -106,13 +107,17 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, device: str = "cpu", num_cpus: int | None = None) -> None:
+    @staticmethod
+    def check_available() -> None:
         try:
-            import ray
+            import ray  # noqa: F401
         except ImportError:
-            raise RuntimeError(
-                "the ray executor needs Ray: pip install 'learnmech[ray]'"
-            ) from None
+            raise UserError("the ray executor needs Ray: pip install 'learnmech[ray]'") from None
+
+    def __init__(self, address: str | None = None, device: str = "cpu", num_cpus: int | None = None) -> None:
+        self.check_available()
+        import ray
+
         self.ray = ray
         self.device = device
         address = address if address is not None else os.environ.get("RAY_ADDRESS")
@@ -145,4 +150,4 @@ def make_executor(name: str, *, workers: int = 1, device: str = "cpu") -> Execut
         return LocalExecutor(workers=workers, device=device)
     if name == "ray":
         return RayExecutor(device=device)
-    raise ValueError(f"executor must be 'local' or 'ray', got {name!r}")
+    raise UserError(f"executor must be 'local' or 'ray', got {name!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 from learnmech.errors import UserError
 from learnmech.studies.base import Figure, Study, StudyConfig
@@ -15,12 +16,34 @@ STUDIES: dict[str, str] = {
 }
 
 
+def _registry() -> dict[str, str]:
+    """Built-in studies, then plugins: the ``learnmech.studies`` entry-point group and
+    ``LEARNMECH_STUDIES="name=module:Class,..."`` (handy for a project's own studies)."""
+    reg = dict(STUDIES)
+    try:
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group="learnmech.studies"):
+            reg.setdefault(ep.name, ep.value)
+    except Exception:  # a broken plugin must not break the catalog
+        pass
+    for item in os.environ.get("LEARNMECH_STUDIES", "").split(","):
+        if "=" in item:
+            name, target = item.split("=", 1)
+            reg[name.strip()] = target.strip()
+    return reg
+
+
 def get_study(name: str) -> Study:
-    if name not in STUDIES:
-        raise UserError(f"unknown study {name!r}; known studies: {', '.join(STUDIES)}")
-    module, cls = STUDIES[name].split(":")
-    return getattr(importlib.import_module(module), cls)()
+    reg = _registry()
+    if name not in reg:
+        raise UserError(f"unknown study {name!r}; known studies: {', '.join(reg)}")
+    module, _, cls = reg[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)()
+    except (ImportError, AttributeError) as err:
+        raise UserError(f"cannot load study {name!r} from {reg[name]!r}: {err}") from None
 
 
 def list_studies() -> list[Study]:
-    return [get_study(n) for n in STUDIES]
+    return [get_study(n) for n in _registry()]

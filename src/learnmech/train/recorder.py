@@ -53,9 +53,12 @@ class Probe:
     def detach(self) -> None:
         pass
 
+    def pause(self, paused: bool) -> None:  # noqa: B027 - optional hook
+        """Called around other probes' work (e.g. NTK passes) that must not be observed."""
+
 
 def _rms(t: torch.Tensor) -> float:
-    return float(t.detach().float().pow(2).mean().sqrt())
+    return float(t.detach().to(torch.float64).pow(2).mean().sqrt())
 
 
 class WeightRMS(Probe):
@@ -87,7 +90,7 @@ class GradNorm(Probe):
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
         sq = [
-            p.grad.detach().float().pow(2).sum() for p in model.parameters() if p.grad is not None
+            p.grad.detach().to(torch.float64).pow(2).sum() for p in model.parameters() if p.grad is not None
         ]
         return {"grad_norm": float(torch.stack(sq).sum().sqrt())} if sq else {}
 
@@ -103,6 +106,10 @@ class ActivationRMS(Probe):
         self.modules = modules
         self._latest: dict[str, float] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._paused = False
+
+    def pause(self, paused: bool) -> None:
+        self._paused = paused
 
     def attach(self, model: nn.Module) -> None:
         named = dict(model.named_modules())
@@ -117,7 +124,7 @@ class ActivationRMS(Probe):
         for name in names:
 
             def hook(_m: nn.Module, _inp: Any, out: Any, name: str = name) -> None:
-                if isinstance(out, torch.Tensor):
+                if not self._paused and isinstance(out, torch.Tensor):
                     self._latest[name] = _rms(out)
 
             self._handles.append(named[name].register_forward_hook(hook))
@@ -180,7 +187,16 @@ class Recorder:
         for p in self.probes:
             if not isinstance(p, Probe):
                 raise TypeError(f"probes must be Probe instances, got {type(p).__name__}")
-            p.attach(model)
+        self._pause(True)
+        try:
+            for p in self.probes:
+                p.attach(model)
+        finally:
+            self._pause(False)
+
+    def _pause(self, paused: bool) -> None:
+        for p in self.probes:
+            p.pause(paused)
 
     def step(self, step: int, **scalars: float | torch.Tensor) -> None:
         """Record the given scalars and, every ``every`` steps, each probe."""
@@ -191,11 +207,15 @@ class Recorder:
             self._rows.append(Row(int(step), name, v))
         if step % self.every:
             return
+        readings: list[Row] = []
         with torch.no_grad():
             for p in self.probes:
                 if step % p.every == 0:
                     for name, v in p.read(self.model, step).items():
-                        self._rows.append(Row(int(step), name, v))
+                        readings.append(Row(int(step), name, v))
+                    self._pause(True)  # later probes' forward passes are not activations
+        self._pause(False)
+        self._rows.extend(readings)
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy records: ``{"step", "observable", "value"}`` per row."""

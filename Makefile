@@ -1,0 +1,51 @@
+# learnmech — two commands on a fresh machine:
+#   make demo   set up .venv and run the main job (the wide-nets study, HTML report)
+#   make test   set up .venv if needed and run the test suite
+#
+# torch: on a CPU-only machine we install the pinned CPU build first (TORCH_SPEC), so that
+# learnmech's `torch>=2.2` is already satisfied and pip never pulls a multi-GB CUDA build.
+# Where `nvidia-smi` exists we let pip pick the default (CUDA) build from PyPI instead.
+# Override either way, e.g.  make test TORCH_SPEC="torch==2.5.1".
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HAVE_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 1)
+ifeq ($(HAVE_GPU),1)
+TORCH_SPEC ?= torch>=2.2
+else
+TORCH_SPEC ?= torch==2.13.0
+endif
+EXTRAS ?= dev,ray
+SCALE ?= quick
+
+.PHONY: demo test test-all lint bench clean venv
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	@touch $@
+
+demo: venv
+	$(BIN)/learnmech run wide-nets --scale $(SCALE)
+
+test: venv
+	$(BIN)/python -m pytest
+
+test-all: venv
+	$(BIN)/python -m pytest -m "slow or not slow"
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+bench: venv
+	$(BIN)/python benchmarks/bench_kernels.py
+	$(BIN)/python benchmarks/bench_ensemble.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,98 @@
+"""The DuckDB store: round trip, atomic trials, export, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+import pytest
+
+from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.store import Store, StoreError
+
+
+def _trial(key: str, seed: int, status: str = "ok") -> TrialResult:
+    curves = [
+        Curve("loss", "step", [0, 1, 2], [1.0, 0.5, 0.25 + seed]),
+        Curve("out", "step", [0, 1], [3.0, 4.0], series="x0"),
+        Curve("out", "step", [0, 1], [5.0, 6.0], series="x1"),
+    ]
+    return TrialResult(key, {"width": 8}, seed, status, None, 0.1, curves)
+
+
+def test_round_trip(store_path):
+    with Store(store_path) as st:
+        st.begin_run("r1", "toy", {"a": 1}, "quick", 2, {"git_sha": "abc", "device": "cpu"})
+        st.link_trials("r1", ["k0", "k1"])
+        st.add_trial("r1", "toy", _trial("k0", 0), "cpu")
+        st.add_trial("r1", "toy", _trial("k1", 1), "cpu")
+        st.set_theory("r1", [Curve("loss", "step", [0, 1], [1.0, 0.4])])
+        st.set_metrics("r1", [Metric("err", 0.05, 0.1), Metric("slope", -0.5, stderr=0.02)])
+        st.finish_run("r1", "finished", "pass", 1.5, None)
+    with Store(store_path, read_only=True) as st:
+        info = st.run("r1")
+        assert info["config"] == {"a": 1} and info["verdict"] == "pass"
+        assert st.resolve("r") == "r1"
+        trials = st.trials("r1")
+        assert [t.seed for t in trials] == [0, 1]
+        c = trials[1].curve("loss")
+        np.testing.assert_array_equal(c.values, [1.0, 0.5, 1.25])
+        np.testing.assert_array_equal(trials[0].curve("out", "x1").values, [5.0, 6.0])
+        th = st.theory("r1")
+        assert th[0].observable == "loss" and th[0].values.tolist() == [1.0, 0.4]
+        ms = st.metrics("r1")
+        assert ms[0].passed is True and ms[1].passed is None and ms[1].stderr == 0.02
+        assert st.done_keys(["k0", "k1", "k2"]) == {"k0", "k1"}
+        assert st.runs()[0]["trials"] == 2
+
+
+def test_rewriting_a_trial_replaces_it(store_path):
+    with Store(store_path) as st:
+        st.begin_run("r", "toy", {}, "quick", 1, {})
+        st.add_trial("r", "toy", TrialResult("k", {}, 0, "error", "boom", 0.0, []), "cpu")
+        assert st.done_keys(["k"]) == set()  # errors are retried
+        st.add_trial("r", "toy", _trial("k", 0), "cpu")
+        st.add_trial("r", "toy", _trial("k", 0), "cpu")
+        n = st.con.execute("SELECT count(*) FROM records WHERE trial_key='k'").fetchone()[0]
+        assert n == 7
+        assert st.done_keys(["k"]) == {"k"}
+
+
+def test_export(store_path, tmp_path):
+    with Store(store_path) as st:
+        st.begin_run("r", "toy", {}, "quick", 1, {})
+        st.link_trials("r", ["k"])
+        st.add_trial("r", "toy", _trial("k", 0), "cpu")
+        st.set_theory("r", [Curve("loss", "step", [0], [1.0])])
+        st.set_metrics("r", [Metric("m", 1.0, 2.0)])
+        pq_paths = st.export("r", "parquet", tmp_path / "pq")
+        csv_paths = st.export("r", "csv", tmp_path / "csv")
+    rec = pq.read_table(pq_paths[0])
+    assert rec.num_rows == 8  # 7 experiment + 1 theory
+    assert set(rec.column("source").to_pylist()) == {"theory", "experiment"}
+    assert pcsv.read_csv(csv_paths[1]).num_rows == 1
+    assert not list((tmp_path / "pq").glob("*.tmp"))
+
+
+def test_errors(tmp_path):
+    with pytest.raises(StoreError, match="no store"):
+        Store(tmp_path / "missing.duckdb", read_only=True)
+    with pytest.raises(StoreError, match="directory"):
+        Store(tmp_path)
+    bad = tmp_path / "corrupt.duckdb"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store(bad)
+    assert bad.read_bytes() == b"this is not a database" * 100  # untouched
+    st = Store(tmp_path / "ok.duckdb")
+    with pytest.raises(StoreError, match="no run"):
+        st.run("nope")
+    with pytest.raises(ValueError, match="format"):
+        st.export("x", "xlsx", tmp_path)
+    st.close()
+
+
+def test_curve_validation():
+    with pytest.raises(ValueError, match="coordinates"):
+        Curve("a", "step", [1, 2], [1.0])
+    assert not Curve("a", "s", [0], [float("nan")]).finite

@@ -1,0 +1,63 @@
+"""A tiny study for runtime tests: instant, with switches for failure, NaN and slowness."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.studies.base import Study, StudyConfig
+
+
+class ToyConfig(StudyConfig):
+    points: int = Field(4, ge=1)
+    slope: float = 2.0
+    fail_at: int = -1
+    nan_at: int = -1
+    interrupt_at: int = -1
+    sleep: float = 0.0
+    marker_dir: str = ""
+
+
+class Toy(Study):
+    name = "toy"
+    title = "Toy: y = slope·a"
+    summary = "runtime test study"
+    pillar = "tests"
+    Config = ToyConfig
+    scales = {"quick": {"seeds": 2}, "full": {"seeds": 3}}
+    sweep_fields = frozenset({"points"})
+    analysis_fields = frozenset({"sleep", "marker_dir", "interrupt_at"})
+
+    def grid(self, cfg: ToyConfig) -> list[dict[str, Any]]:
+        return [{"a": a} for a in range(cfg.points)]
+
+    def predict(self, cfg: ToyConfig) -> list[Curve]:
+        a = np.arange(cfg.points, dtype=float)
+        return [Curve("y", "a", a, cfg.slope * a)]
+
+    def measure(self, cfg: ToyConfig, point: dict[str, Any], seeds: list[int], device: str):
+        a = point["a"]
+        if a == cfg.interrupt_at:
+            raise KeyboardInterrupt
+        if a == cfg.fail_at:
+            raise RuntimeError(f"boom at {a}")
+        time.sleep(cfg.sleep)
+        out = {}
+        for s in seeds:
+            v = cfg.slope * a + 0.01 * (s - 0.5)
+            if a == cfg.nan_at:
+                v = float("nan")
+            out[s] = [Curve("y", "a", [a], [v]), Curve("trace", "step", [0, 1, 2], [a, a, s])]
+        if cfg.marker_dir:
+            Path(cfg.marker_dir, f"done-{a}").write_text("1")
+        return out
+
+    def compare(self, cfg: ToyConfig, theory: list[Curve], trials: list[TrialResult]):
+        ok = [t for t in trials if t.status == "ok"]
+        err = max((abs(t.curve("y").values[0] - cfg.slope * t.point["a"]) for t in ok), default=0.0)
+        return [Metric("max_abs_error", err, 0.1, "<="), Metric("n_ok", len(ok))]

@@ -1,0 +1,108 @@
+"""The learnmech command end to end, and its bad-input contract (one line, exit 2)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from learnmech.cli import main
+
+SMALL = ["--set", "widths=16,32", "--set", "steps=5", "--set", "n_train=8", "--set", "n_test=6",
+         "--set", "kernel_points=4", "--set", "kernel_seeds=1", "--seeds", "2"]
+
+
+def test_studies_lists_catalog(capsys):
+    assert main(["studies"]) == 0
+    assert "wide-nets" in capsys.readouterr().out
+
+
+def test_run_json_runs_and_export(tmp_path, capsys):
+    store = tmp_path / "runs" / "s.duckdb"
+    assert main(["run", "wide-nets", *SMALL, "--store", str(store), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"study", "run_id", "verdict", "metrics", "report"}
+    assert out["study"] == "wide-nets" and out["verdict"] in ("pass", "fail")
+    assert (tmp_path / "runs" / out["run_id"] / "report.html").exists()
+    run_id = out["run_id"]
+    assert main(["runs", "list", "--store", str(store)]) == 0
+    assert run_id in capsys.readouterr().out
+    assert main(["runs", "show", run_id[:14], "--store", str(store), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == run_id and shown["provenance"]["torch"]
+    assert main(["runs", "export", run_id, "--format", "csv", "--out", str(tmp_path / "x"),
+                 "--store", str(store)]) == 0
+    assert len(list((tmp_path / "x").glob("*.csv"))) == 3
+    capsys.readouterr()
+    assert main(["report", run_id, "--store", str(store)]) == 0
+    assert capsys.readouterr().out.strip().endswith("report.html")
+
+
+def test_wide_nets_quick_scale_end_to_end(tmp_path):
+    """The issue's main job at quick scale, through the installed entry point."""
+    store = tmp_path / "runs" / "learnmech.duckdb"
+    res = subprocess.run(
+        [sys.executable, "-m", "learnmech", "run", "wide-nets", "--scale", "quick", "--json",
+         "--store", str(store)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    m = out["metrics"]
+    assert out["verdict"] == "pass", m
+    # The NTK of a finite net deviates from the limit as width^{-1/2}: the fitted exponent
+    # must be consistent with −1/2 within 3 standard errors.
+    e = m["ntk_init_error_exponent"]
+    assert abs(e["value"] + 0.5) < 3 * e["stderr"], e
+    # and the per-network deviation from the linearized prediction shrinks with width
+    d = m["output_deviation_exponent"]
+    assert d["value"] + 3 * d["stderr"] < 0, d
+    html = (tmp_path / "runs" / out["run_id"] / "report.html").read_text()
+    assert "data:image/png;base64" in html and "mean_output_rel_error" in html
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["run", "nope"], "unknown study 'nope'"),
+        (["run", "wide-nets", "--set", "widths=-3,8"], "widths"),
+        (["run", "wide-nets", "--set", "depth=-1"], "from --set depth=-1"),
+        (["run", "wide-nets", "--set", "nonsense=1"], "nonsense"),
+        (["run", "wide-nets", "--set", "steps"], "key=value"),
+        (["run", "wide-nets", "--set", "lr_scale=nan"], "lr_scale"),
+        (["run", "wide-nets", "--seeds", "0"], "--seeds"),
+        (["run", "wide-nets", "--scale", "huge"], "huge"),
+        (["run", "wide-nets", "--device", "tpu"], "--device"),
+        (["run", "wide-nets", "--bogus"], "--bogus"),
+        (["runs", "show", "nope"], "no store"),
+        (["frobnicate"], "frobnicate"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(argv, match, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_store_errors(tmp_path, capsys):
+    d = tmp_path / "dir"
+    d.mkdir()
+    assert main(["run", "wide-nets", "--store", str(d)]) == 2
+    assert "directory" in capsys.readouterr().err
+    bad = tmp_path / "bad.duckdb"
+    bad.write_text("garbage" * 50)
+    assert main(["runs", "list", "--store", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open store" in err and len(err.strip().splitlines()) == 1
+    assert bad.read_text() == "garbage" * 50
+    ok = tmp_path / "ok.duckdb"
+    assert main(["run", "wide-nets", *SMALL, "--store", str(ok), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["runs", "show", "missing-run", "--store", str(ok)]) == 2
+    assert "no run 'missing-run'" in capsys.readouterr().err
