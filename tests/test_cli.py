@@ -10,8 +10,22 @@ import pytest
 
 from learnmech.cli import main
 
-SMALL = ["--set", "widths=16,32", "--set", "steps=5", "--set", "n_train=8", "--set", "n_test=6",
-         "--set", "kernel_points=4", "--set", "kernel_seeds=1", "--seeds", "2"]
+SMALL = [
+    "--set",
+    "widths=16,32",
+    "--set",
+    "steps=5",
+    "--set",
+    "n_train=8",
+    "--set",
+    "n_test=6",
+    "--set",
+    "kernel_points=4",
+    "--set",
+    "kernel_seeds=1",
+    "--seeds",
+    "2",
+]
 
 
 def test_studies_lists_catalog(capsys):
@@ -32,8 +46,22 @@ def test_run_json_runs_and_export(tmp_path, capsys):
     assert main(["runs", "show", run_id[:14], "--store", str(store), "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["id"] == run_id and shown["provenance"]["torch"]
-    assert main(["runs", "export", run_id, "--format", "csv", "--out", str(tmp_path / "x"),
-                 "--store", str(store)]) == 0
+    assert (
+        main(
+            [
+                "runs",
+                "export",
+                run_id,
+                "--format",
+                "csv",
+                "--out",
+                str(tmp_path / "x"),
+                "--store",
+                str(store),
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "x").glob("*.csv"))) == 3
     capsys.readouterr()
     assert main(["report", run_id, "--store", str(store)]) == 0
@@ -44,9 +72,21 @@ def test_wide_nets_quick_scale_end_to_end(tmp_path):
     """The issue's main job at quick scale, through the installed entry point."""
     store = tmp_path / "runs" / "learnmech.duckdb"
     res = subprocess.run(
-        [sys.executable, "-m", "learnmech", "run", "wide-nets", "--scale", "quick", "--json",
-         "--store", str(store)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "learnmech",
+            "run",
+            "wide-nets",
+            "--scale",
+            "quick",
+            "--json",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)

@@ -60,8 +60,12 @@ def _progress(quiet: bool):  # type: ignore[no-untyped-def]
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     prog = Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
     )
     task = prog.add_task("starting", total=None)
 
@@ -88,8 +92,11 @@ def studies_cmd() -> None:
 
 
 _store_opt = click.option(
-    "--store", type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("runs/learnmech.duckdb"), show_default=True, help="DuckDB store file.",
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("runs/learnmech.duckdb"),
+    show_default=True,
+    help="DuckDB store file.",
 )
 
 
@@ -104,8 +111,18 @@ _store_opt = click.option(
 @_store_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
-def run_cmd(study: str, scale: str, sets: tuple[str, ...], seeds: int | None, executor: str,
-            workers: int, device: str | None, store: Path, as_json: bool, quiet: bool) -> None:
+def run_cmd(
+    study: str,
+    scale: str,
+    sets: tuple[str, ...],
+    seeds: int | None,
+    executor: str,
+    workers: int,
+    device: str | None,
+    store: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
     """Run STUDY: predict, measure, compare, report."""
     from learnmech.lab.runner import run_study
 
@@ -131,9 +148,18 @@ def run_cmd(study: str, scale: str, sets: tuple[str, ...], seeds: int | None, ex
         RayExecutor.check_available()
     cb, ctx = _progress(quiet or as_json)
     with ctx:
-        res = run_study(study, scale=scale, overrides=overrides, sources=sources, seeds=seeds,
-                        executor=executor, workers=workers, store=store, device=device,
-                        progress=cb)
+        res = run_study(
+            study,
+            scale=scale,
+            overrides=overrides,
+            sources=sources,
+            seeds=seeds,
+            executor=executor,
+            workers=workers,
+            store=store,
+            device=device,
+            progress=cb,
+        )
     if as_json:
         click.echo(json.dumps(res.as_json()))
         return
@@ -212,8 +238,10 @@ def runs_list(store: Path, as_json: bool) -> None:
         return
     for r in rows:
         wall = f"{r['wall_time']:.1f}s" if r["wall_time"] is not None else "-"
-        click.echo(f"{r['id']:<24} {r['study']:<12} {r['scale']:<6} {r['status']:<22} "
-                   f"{r['verdict'] or '-':<5} trials={r['trials']:<5} {wall:>8}  {r['started_at']}")
+        click.echo(
+            f"{r['id']:<24} {r['study']:<12} {r['scale']:<6} {r['status']:<22} "
+            f"{r['verdict'] or '-':<5} trials={r['trials']:<5} {wall:>8}  {r['started_at']}"
+        )
 
 
 @runs_grp.command("show")
@@ -229,8 +257,20 @@ def runs_show(run: str, store: Path, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info | {"metrics": [m.as_dict() for m in metrics]}, default=str))
         return
-    for k in ("id", "study", "scale", "seeds", "status", "verdict", "started_at", "finished_at",
-              "wall_time", "git_sha", "device", "report"):
+    for k in (
+        "id",
+        "study",
+        "scale",
+        "seeds",
+        "status",
+        "verdict",
+        "started_at",
+        "finished_at",
+        "wall_time",
+        "git_sha",
+        "device",
+        "report",
+    ):
         click.echo(f"{k:>12}: {info.get(k)}")
     click.echo(f"{'config':>12}: {json.dumps(info['config'], sort_keys=True)}")
     for m in metrics:
@@ -241,10 +281,15 @@ def runs_show(run: str, store: Path, as_json: bool) -> None:
 
 @runs_grp.command("export")
 @click.argument("run")
-@click.option("--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet",
-              show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Output folder (default: beside the store, in <run>/export).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["parquet", "csv"]), default="parquet", show_default=True
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Output folder (default: beside the store, in <run>/export).",
+)
 @_store_opt
 def runs_export(run: str, fmt: str, out: Path | None, store: Path) -> None:
     from learnmech.lab.store import Store

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["UserError", "ConfigError"]
+__all__ = ["ConfigError", "UserError"]
 
 
 class UserError(Exception):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PowerLawFit", "fit_power_law", "mean_se", "jackknife"]
+__all__ = ["PowerLawFit", "fit_power_law", "jackknife", "mean_se"]
 
 
 def mean_se(values: np.ndarray, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -43,8 +43,9 @@ def test_failures_and_divergence_are_recorded_and_retried(store_path):
     res = run_study("toy", store=store_path, overrides={"fail_at": 1, "nan_at": 2}, report=False)
     assert len(res.failed) == 2 and "boom at 1" in res.failed[0]
     with Store(store_path, read_only=True) as st:
-        status = dict(st.con.execute(
-            "SELECT status, count(*) FROM trials GROUP BY status").fetchall())
+        status = dict(
+            st.con.execute("SELECT status, count(*) FROM trials GROUP BY status").fetchall()
+        )
         assert status == {"ok": 4, "error": 2, "diverged": 2}
         err = st.con.execute("SELECT error FROM trials WHERE status='error'").fetchone()[0]
         assert "RuntimeError: boom at 1" in err
@@ -67,10 +68,23 @@ def test_killed_process_loses_no_finished_trial(tmp_path):
     store = tmp_path / "kill.duckdb"
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = os.environ | {"LEARNMECH_STUDIES": "toy=tests.lab.toy_study:Toy",
-                        "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "learnmech", "run", "toy", "--quiet", "--store", str(store),
-           "--set", "points=40", "--set", "sleep=0.2", "--set", f"marker_dir={markers}"]
+    env = os.environ | {"LEARNMECH_STUDIES": "toy=tests.lab.toy_study:Toy", "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "learnmech",
+        "run",
+        "toy",
+        "--quiet",
+        "--store",
+        str(store),
+        "--set",
+        "points=40",
+        "--set",
+        "sleep=0.2",
+        "--set",
+        f"marker_dir={markers}",
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while len(list(markers.iterdir())) < 3 and time.time() < deadline:
@@ -81,15 +95,24 @@ def test_killed_process_loses_no_finished_trial(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     with Store(store, read_only=True) as st:  # the file opens cleanly after the kill
         saved = st.con.execute("SELECT count(*) FROM trials").fetchone()[0]
-        recs = st.con.execute("SELECT count(*) FROM records WHERE source='experiment'").fetchone()[0]
+        recs = st.con.execute("SELECT count(*) FROM records WHERE source='experiment'").fetchone()[
+            0
+        ]
     assert 4 <= saved < 80 and saved % 2 == 0
     assert recs == saved * 4  # every saved trial has all its records (1 + 3 rows)
-    res = subprocess.run([*cmd[:-4], "--set", "points=40", "--json"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*cmd[:-4], "--set", "points=40", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     with Store(store, read_only=True) as st:
         n = st.con.execute("SELECT count(*), count(DISTINCT key) FROM trials").fetchone()
-        recs = st.con.execute("SELECT count(*) FROM records WHERE source='experiment'").fetchone()[0]
+        recs = st.con.execute("SELECT count(*) FROM records WHERE source='experiment'").fetchone()[
+            0
+        ]
     assert n == (80, 80) and recs == 320
 
 
@@ -101,20 +124,44 @@ def test_process_pool_executor(store_path, monkeypatch):
 
 def test_ray_executor(store_path):
     pytest.importorskip("ray")
-    res = run_study("wide-nets", store=store_path, executor="ray", report=False,
-                    overrides={"widths": [8, 16], "steps": 3, "n_train": 8, "n_test": 4,
-                               "kernel_points": 4, "kernel_seeds": 1}, seeds=2)
+    res = run_study(
+        "wide-nets",
+        store=store_path,
+        executor="ray",
+        report=False,
+        overrides={
+            "widths": [8, 16],
+            "steps": 3,
+            "n_train": 8,
+            "n_test": 4,
+            "kernel_points": 4,
+            "kernel_seeds": 1,
+        },
+        seeds=2,
+    )
     assert res.trials_run == 4 and not res.failed
-    local = run_study("wide-nets", store=store_path.with_name("l.duckdb"), report=False,
-                      overrides={"widths": [8, 16], "steps": 3, "n_train": 8, "n_test": 4,
-                                 "kernel_points": 4, "kernel_seeds": 1}, seeds=2)
+    local = run_study(
+        "wide-nets",
+        store=store_path.with_name("l.duckdb"),
+        report=False,
+        overrides={
+            "widths": [8, 16],
+            "steps": 3,
+            "n_train": 8,
+            "n_test": 4,
+            "kernel_points": 4,
+            "kernel_seeds": 1,
+        },
+        seeds=2,
+    )
     assert {m.name: m.value for m in res.metrics} == {m.name: m.value for m in local.metrics}
 
 
 def test_bad_config_writes_nothing(store_path):
     with pytest.raises(ConfigError, match="points"):
-        run_study("toy", store=store_path, overrides={"points": -3},
-                  sources={"points": "--set points=-3"})
+        run_study(
+            "toy", store=store_path, overrides={"points": -3}, sources={"points": "--set points=-3"}
+        )
     with pytest.raises(ConfigError, match="not permitted"):
         run_study("toy", store=store_path, overrides={"bogus": 1})
     with pytest.raises(UserError, match="unknown study"):

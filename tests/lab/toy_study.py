@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -29,7 +29,7 @@ class Toy(Study):
     summary = "runtime test study"
     pillar = "tests"
     Config = ToyConfig
-    scales = {"quick": {"seeds": 2}, "full": {"seeds": 3}}
+    scales: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"seeds": 2}, "full": {"seeds": 3}}
     sweep_fields = frozenset({"points"})
     analysis_fields = frozenset({"sleep", "marker_dir", "interrupt_at"})
 

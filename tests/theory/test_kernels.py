@@ -73,10 +73,13 @@ def _arccos_relu(s11, s12, s22):
     return math.sqrt(s11 * s22) * (math.sin(theta) + (math.pi - theta) * c) / (2 * math.pi)
 
 
-@pytest.mark.parametrize(("name", "a", "b"), [("relu", 0.0, 1.0), ("abs", -1.0, 1.0),
-                                              ("leaky_relu(0.3)", 0.3, 1.0),
-                                              ("identity", 1.0, 1.0)])
-@pytest.mark.parametrize(("s11", "s12", "s22"), [(1.7, -0.6, 0.9), (2.0, 1.9, 2.0), (0.5, 0.0, 3.0)])
+@pytest.mark.parametrize(
+    ("name", "a", "b"),
+    [("relu", 0.0, 1.0), ("abs", -1.0, 1.0), ("leaky_relu(0.3)", 0.3, 1.0), ("identity", 1.0, 1.0)],
+)
+@pytest.mark.parametrize(
+    ("s11", "s12", "s22"), [(1.7, -0.6, 0.9), (2.0, 1.9, 2.0), (0.5, 0.0, 3.0)]
+)
 def test_abrelu_closed_form_against_arccos_decomposition(name, a, b, s11, s12, s22):
     """φ = b·relu(x) − a·relu(−x) ⇒ E[φφ] = (a²+b²)J(Σ12) − 2ab·J(−Σ12) (independent form)."""
     act = get_activation(name)

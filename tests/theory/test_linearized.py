@@ -32,8 +32,9 @@ def test_gradient_flow_matches_ode(problem):
     K, Ks, y = p["k"].ntk, p["ks"].ntk, p["y"]
     lr, n = 0.7, 12
     times = np.array([0.0, 0.1, 0.5, 2.0, 7.0])
-    pred = linearized.predict(K, y, times, lr=lr, k_test_train=Ks, f0_train=p["f0"],
-                              f0_test=p["f0t"], loss="mean")
+    pred = linearized.predict(
+        K, y, times, lr=lr, k_test_train=Ks, f0_train=p["f0"], f0_test=p["f0t"], loss="mean"
+    )
 
     def rhs(_t, z):
         f = z[: n * 2].reshape(n, 2)
@@ -44,7 +45,9 @@ def test_gradient_flow_matches_ode(problem):
     z0 = np.concatenate([p["f0"].ravel(), p["f0t"].ravel()])
     sol = solve_ivp(rhs, (0, times[-1]), z0, t_eval=times, rtol=1e-12, atol=1e-13, method="DOP853")
     for i in range(len(times)):
-        np.testing.assert_allclose(pred.train[i], sol.y[: 24, i].reshape(12, 2), rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(
+            pred.train[i], sol.y[:24, i].reshape(12, 2), rtol=1e-8, atol=1e-10
+        )
         np.testing.assert_allclose(pred.test[i], sol.y[24:, i].reshape(5, 2), rtol=1e-8, atol=1e-10)
 
 
@@ -53,8 +56,9 @@ def test_discrete_gd_matches_iteration(problem):
     K, Ks, y = p["k"].ntk, p["ks"].ntk, p["y"]
     lr = 0.9 / np.linalg.eigvalsh(K)[-1]
     steps = np.arange(0, 31)
-    pred = linearized.predict(K, y, steps, lr=lr, k_test_train=Ks, f0_train=p["f0"],
-                              f0_test=p["f0t"], discrete=True)
+    pred = linearized.predict(
+        K, y, steps, lr=lr, k_test_train=Ks, f0_train=p["f0"], f0_test=p["f0t"], discrete=True
+    )
     f, ft = p["f0"].copy(), p["f0t"].copy()
     for s in steps:
         np.testing.assert_allclose(pred.train[s], f, rtol=1e-10, atol=1e-12)
@@ -69,9 +73,18 @@ def test_ensemble_mean_variance_and_loss_against_monte_carlo(problem):
     K, Ks, y = p["k"].ntk, p["ks"].ntk, p["y"][:, :1]
     S, Ss, Sss = p["k"].nngp, p["ks"].nngp, p["kss"].nngp
     lr, t = 0.5 / np.linalg.eigvalsh(K)[-1], np.array([0.0, 3.0, 40.0])
-    pred = linearized.predict(K, y, t, lr=lr, k_test_train=Ks, y_test=np.zeros((5, 1)),
-                              discrete=True, nngp_train=S, nngp_test_train=Ss,
-                              nngp_test_diag=np.diag(Sss))
+    pred = linearized.predict(
+        K,
+        y,
+        t,
+        lr=lr,
+        k_test_train=Ks,
+        y_test=np.zeros((5, 1)),
+        discrete=True,
+        nngp_train=S,
+        nngp_test_train=Ss,
+        nngp_test_diag=np.diag(Sss),
+    )
     joint = np.block([[S, Ss.T], [Ss, Sss]])
     rng = np.random.default_rng(7)
     N = 20000
@@ -113,7 +126,10 @@ def test_spectral_bias_mode_decay(problem):
         (dict(k_train=np.eye(3), y_train=np.ones(3), times=[]), "times"),
         (dict(k_train=np.eye(3), y_train=[1, np.nan, 2], times=[1.0]), "NaN"),
         (dict(k_train=np.eye(3), y_train=np.ones(3), times=[1.0], lr=0.0), "lr"),
-        (dict(k_train=np.eye(3), y_train=np.ones(3), times=[1.0], k_test_train=np.ones((2, 4))), "k_test_train"),
+        (
+            dict(k_train=np.eye(3), y_train=np.ones(3), times=[1.0], k_test_train=np.ones((2, 4))),
+            "k_test_train",
+        ),
     ],
 )
 def test_bad_input(kwargs, match):

@@ -14,7 +14,11 @@ from learnmech.train import train, train_ensemble
 @pytest.fixture
 def data(f64):
     g = torch.Generator().manual_seed(0)
-    return torch.randn(24, 5, generator=g), torch.randn(24, 2, generator=g), torch.randn(7, 5, generator=g)
+    return (
+        torch.randn(24, 5, generator=g),
+        torch.randn(24, 2, generator=g),
+        torch.randn(7, 5, generator=g),
+    )
 
 
 CASES = [
@@ -33,8 +37,18 @@ def test_ensemble_equals_separate_runs(data, optimizer, engine, activation, extr
     x, y, xe = data
     lr = 1e-2 if optimizer == "adam" else 0.1
     models = [MLP(5, 32, 2, out_dim=2, activation=activation, b_std=0.1, seed=s) for s in range(4)]
-    res = train_ensemble(models, x, y, lr=lr, steps=15, optimizer=optimizer, x_eval=xe,
-                         record_every=5, engine=engine, **extra)
+    res = train_ensemble(
+        models,
+        x,
+        y,
+        lr=lr,
+        steps=15,
+        optimizer=optimizer,
+        x_eval=xe,
+        record_every=5,
+        engine=engine,
+        **extra,
+    )
     assert res.steps == [0, 5, 10, 15]
     for s, m in enumerate(models):
         ref = copy.deepcopy(m)
@@ -45,8 +59,10 @@ def test_ensemble_equals_separate_runs(data, optimizer, engine, activation, extr
         for name, p in ref.named_parameters():
             torch.testing.assert_close(res.params[name][s], p.detach(), rtol=1e-10, atol=1e-12)
     # the input modules were not modified
-    assert torch.equal(models[0].layers[0].weight, MLP(5, 32, 2, out_dim=2, activation=activation,
-                                                       b_std=0.1, seed=0).layers[0].weight)
+    assert torch.equal(
+        models[0].layers[0].weight,
+        MLP(5, 32, 2, out_dim=2, activation=activation, b_std=0.1, seed=0).layers[0].weight,
+    )
 
 
 def test_float32_fused_matches_vmap():

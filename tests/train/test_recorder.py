@@ -23,8 +23,9 @@ def test_probes_in_a_plain_loop(f64):
     x, y = torch.randn(32, 4), torch.randn(32, 1)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     k0 = empirical_ntk(model, x[:8], mode="trace")
-    with Recorder(model, [WeightRMS(), UpdateRMS(), ActivationRMS(), GradNorm(),
-                          KernelChange(x[:8], every=5)]) as rec:
+    with Recorder(
+        model, [WeightRMS(), UpdateRMS(), ActivationRMS(), GradNorm(), KernelChange(x[:8], every=5)]
+    ) as rec:
         for step in range(1, 11):
             before = [p.detach().clone() for p in model.parameters()]
             out = model(x)
@@ -35,10 +36,12 @@ def test_probes_in_a_plain_loop(f64):
             opt.step()
             rec.step(step, loss=loss)
             # update RMS = lr·RMS(grad) for plain SGD
-            steps, upd = rec.series("update_rms/0.weight")
+            _, upd = rec.series("update_rms/0.weight")
             assert upd[-1] == pytest.approx(0.1 * float(grads[0].pow(2).mean().sqrt()), rel=1e-10)
             gn = rec.series("grad_norm")[1][-1]
-            assert gn == pytest.approx(float(torch.sqrt(sum((g**2).sum() for g in grads))), rel=1e-10)
+            assert gn == pytest.approx(
+                float(torch.sqrt(sum((g**2).sum() for g in grads))), rel=1e-10
+            )
             act = rec.series("activation_rms/1")[1][-1]  # the Tanh output of this forward
             h = torch.tanh(x @ before[0].T + before[1])
             assert act == pytest.approx(float(h.pow(2).mean().sqrt()), rel=1e-10)
@@ -47,7 +50,9 @@ def test_probes_in_a_plain_loop(f64):
     kc_steps, kc = rec.series("kernel_change")
     assert kc_steps == [5, 10]
     k10 = empirical_ntk(model, x[:8], mode="trace")
-    assert kc[-1] == pytest.approx(float(torch.linalg.norm(k10 - k0) / torch.linalg.norm(k0)), rel=1e-10)
+    assert kc[-1] == pytest.approx(
+        float(torch.linalg.norm(k10 - k0) / torch.linalg.norm(k0)), rel=1e-10
+    )
     w_rms = rec.series("weight_rms/2.weight")[1][-1]
     assert w_rms == pytest.approx(float(model[2].weight.detach().pow(2).mean().sqrt()), rel=1e-12)
     # every hook is gone after close
@@ -60,7 +65,7 @@ def test_probes_in_a_plain_loop(f64):
 
 def test_bad_input():
     model = nn.Linear(2, 1)
-    with pytest.raises(TypeError, match="nn.Module"):
+    with pytest.raises(TypeError, match=r"nn\.Module"):
         Recorder("model")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="every"):
         Recorder(model, every=0)

@@ -21,7 +21,7 @@ from typing import Any
 from learnmech.errors import UserError
 from learnmech.lab.records import Curve, TrialResult
 
-__all__ = ["Job", "Executor", "LocalExecutor", "RayExecutor", "make_executor", "run_job"]
+__all__ = ["Executor", "Job", "LocalExecutor", "RayExecutor", "make_executor", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,9 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
     for s, k in zip(job.seeds, job.keys, strict=True):
         curves: list[Curve] = by_seed.get(s, [])
         if not curves:
-            out.append(TrialResult(k, job.point, s, "error", "measure returned no records", dur, []))
+            out.append(
+                TrialResult(k, job.point, s, "error", "measure returned no records", dur, [])
+            )
             continue
         bad = [c.observable for c in curves if not c.finite]
         status = "diverged" if bad else "ok"
@@ -114,7 +116,9 @@ class RayExecutor(Executor):
         except ImportError:
             raise UserError("the ray executor needs Ray: pip install 'learnmech[ray]'") from None
 
-    def __init__(self, address: str | None = None, device: str = "cpu", num_cpus: int | None = None) -> None:
+    def __init__(
+        self, address: str | None = None, device: str = "cpu", num_cpus: int | None = None
+    ) -> None:
         self.check_available()
         import ray
 

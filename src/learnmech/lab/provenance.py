@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["provenance", "git_sha", "default_device"]
+__all__ = ["default_device", "git_sha", "provenance"]
 
 
 def git_sha(path: str | Path | None = None) -> str | None:

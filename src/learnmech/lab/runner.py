@@ -16,7 +16,7 @@ from learnmech.lab.store import DEFAULT_STORE, Store
 from learnmech.lab.sweep import expand, run_key
 from learnmech.studies import get_study
 
-__all__ = ["RunResult", "run_study", "render_report"]
+__all__ = ["RunResult", "render_report", "run_study"]
 
 
 @dataclass
@@ -92,7 +92,9 @@ def run_study(
             mine = [t for t in pending if t.point == point]
             if mine:
                 jobs.append(
-                    Job(name, config, point, tuple(t.seed for t in mine), tuple(t.key for t in mine))
+                    Job(
+                        name, config, point, tuple(t.seed for t in mine), tuple(t.key for t in mine)
+                    )
                 )
         total = len(pending)
         finished = 0

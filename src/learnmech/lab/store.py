@@ -30,7 +30,7 @@ import pyarrow as pa
 from learnmech.errors import UserError
 from learnmech.lab.records import Curve, Metric, TrialResult
 
-__all__ = ["Store", "StoreError", "DEFAULT_STORE"]
+__all__ = ["DEFAULT_STORE", "Store", "StoreError"]
 
 DEFAULT_STORE = Path("runs") / "learnmech.duckdb"
 
@@ -64,7 +64,9 @@ def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
 
-def _curves_table(curves: Iterable[Curve], run_id: str | None, trial_key: str | None, source: str) -> pa.Table:
+def _curves_table(
+    curves: Iterable[Curve], run_id: str | None, trial_key: str | None, source: str
+) -> pa.Table:
     cols: dict[str, list[Any]] = {
         k: [] for k in ("observable", "series", "coord_name", "coord", "value")
     }
@@ -158,14 +160,29 @@ class Store:
             self.con.execute(
                 "UPDATE runs SET status='running', provenance=?, git_sha=?, device=?, "
                 "started_at=?, finished_at=NULL WHERE id=?",
-                [json.dumps(provenance), provenance.get("git_sha"), provenance.get("device"),
-                 _now(), run_id],
+                [
+                    json.dumps(provenance),
+                    provenance.get("git_sha"),
+                    provenance.get("device"),
+                    _now(),
+                    run_id,
+                ],
             )
         else:
             self.con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, 'running', NULL, ?, ?, ?, ?, NULL, NULL, NULL)",
-                [run_id, study, json.dumps(config, sort_keys=True), scale, seeds,
-                 json.dumps(provenance), provenance.get("git_sha"), provenance.get("device"), _now()],
+                "INSERT INTO runs VALUES "
+                "(?, ?, ?, ?, ?, 'running', NULL, ?, ?, ?, ?, NULL, NULL, NULL)",
+                [
+                    run_id,
+                    study,
+                    json.dumps(config, sort_keys=True),
+                    scale,
+                    seeds,
+                    json.dumps(provenance),
+                    provenance.get("git_sha"),
+                    provenance.get("device"),
+                    _now(),
+                ],
             )
 
     def link_trials(self, run_id: str, keys: Iterable[str]) -> None:
@@ -194,8 +211,18 @@ class Store:
             self.con.execute("DELETE FROM trials WHERE key = ?", [result.key])
             self.con.execute(
                 "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [result.key, study, json.dumps(result.point, sort_keys=True), result.seed,
-                 result.status, result.error, result.duration, device, run_id, _now()],
+                [
+                    result.key,
+                    study,
+                    json.dumps(result.point, sort_keys=True),
+                    result.seed,
+                    result.status,
+                    result.error,
+                    result.duration,
+                    device,
+                    run_id,
+                    _now(),
+                ],
             )
             if table.num_rows:
                 self.con.register("_new_records", table)
@@ -210,9 +237,7 @@ class Store:
         table = _curves_table(curves, run_id, None, "theory")
         self.con.execute("BEGIN TRANSACTION")
         try:
-            self.con.execute(
-                "DELETE FROM records WHERE run_id = ? AND source = 'theory'", [run_id]
-            )
+            self.con.execute("DELETE FROM records WHERE run_id = ? AND source = 'theory'", [run_id])
             self.con.register("_new_records", table)
             self.con.execute("INSERT INTO records SELECT * FROM _new_records")
             self.con.unregister("_new_records")
@@ -283,8 +308,15 @@ class Store:
             [run_id],
         ).fetchall()
         return [
-            Metric(name=r[0], value=r[1], stderr=r[2], tolerance=r[3], comparator=r[4],
-                   passed=r[5], description=r[6])
+            Metric(
+                name=r[0],
+                value=r[1],
+                stderr=r[2],
+                tolerance=r[3],
+                comparator=r[4],
+                passed=r[5],
+                description=r[6],
+            )
             for r in rows
         ]
 
@@ -304,8 +336,15 @@ class Store:
             "trial_key IN (SELECT key FROM run_trials WHERE run_id = ?)", [run_id]
         )
         return [
-            TrialResult(key=r[0], point=json.loads(r[1]), seed=r[2], status=r[3], error=r[4],
-                        duration=r[5], curves=curves.get(r[0], []))
+            TrialResult(
+                key=r[0],
+                point=json.loads(r[1]),
+                seed=r[2],
+                status=r[3],
+                error=r[4],
+                duration=r[5],
+                curves=curves.get(r[0], []),
+            )
             for r in rows
         ]
 
@@ -354,8 +393,7 @@ class Store:
             ),
             "metrics": ("SELECT * FROM metrics WHERE run_id = ?", [run_id]),
             "trials": (
-                "SELECT t.* FROM trials t JOIN run_trials rt ON rt.key = t.key "
-                "WHERE rt.run_id = ?",
+                "SELECT t.* FROM trials t JOIN run_trials rt ON rt.key = t.key WHERE rt.run_id = ?",
                 [run_id],
             ),
         }

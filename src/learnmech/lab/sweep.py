@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Trial", "trial_key", "run_key", "expand"]
+__all__ = ["Trial", "expand", "run_key", "trial_key"]
 
 
 def _canonical(obj: Any) -> str:
@@ -16,7 +16,9 @@ def _canonical(obj: Any) -> str:
 
 def trial_key(study: str, point: dict[str, Any], seed: int) -> str:
     """Hash of study, the trial's full config and its seed: equal work, equal key."""
-    return hashlib.sha256(_canonical({"study": study, "config": point, "seed": seed}).encode()).hexdigest()[:20]
+    return hashlib.sha256(
+        _canonical({"study": study, "config": point, "seed": seed}).encode()
+    ).hexdigest()[:20]
 
 
 def run_key(study: str, config: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from learnmech.lab.records import Metric, TrialResult
 from learnmech.studies.base import Figure
 
-__all__ = ["write_run_report", "write_index"]
+__all__ = ["write_index", "write_run_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;
@@ -73,7 +73,8 @@ def write_run_report(
     vclass = {"pass": "pass", "fail": "fail"}.get(verdict, "na")
     rows = "".join(
         f"<tr><td><code>{html.escape(m.name)}</code></td><td>{_fmt(m.value)}</td>"
-        f"<td>{_fmt(m.stderr)}</td><td>{html.escape(m.comparator) if m.tolerance is not None else ''}"
+        f"<td>{_fmt(m.stderr)}</td>"
+        f"<td>{html.escape(m.comparator) if m.tolerance is not None else ''}"
         f" {_fmt(m.tolerance)}</td><td>{_verdict_cell(m.passed)}</td>"
         f"<td>{html.escape(m.description or '')}</td></tr>"
         for m in metrics
@@ -93,22 +94,30 @@ def write_run_report(
         for t in errors
     )
     prov = info.get("provenance") or {}
+    config = json.dumps(info.get("config"), indent=2, sort_keys=True)
+    err_table = (
+        "<table><tr><th>point</th><th>seed</th><th>status</th><th>error</th></tr>"
+        f"{err_rows}</table>"
+        if err_rows
+        else ""
+    )
     page = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>{html.escape(info['study'])} · {html.escape(info['id'])}</title><style>{_CSS}</style></head><body>
+<title>{html.escape(info["study"])} · {html.escape(info["id"])}</title>
+<style>{_CSS}</style></head><body>
 <h1>{html.escape(study.title)}</h1>
-<p>Study <code>{html.escape(info['study'])}</code> · run <code>{html.escape(info['id'])}</code> ·
-scale <code>{html.escape(str(info.get('scale')))}</code> · verdict
+<p>Study <code>{html.escape(info["study"])}</code> · run <code>{html.escape(info["id"])}</code> ·
+scale <code>{html.escape(str(info.get("scale")))}</code> · verdict
 <span class="{vclass}">{html.escape(verdict)}</span></p>
 <div style="white-space:pre-wrap;font-size:.9em">{html.escape(_study_doc(study))}</div>
 <h2>Metrics</h2>
 <table><tr><th>metric</th><th>value</th><th>SE</th><th>tolerance</th><th>verdict</th><th>meaning</th></tr>
 {rows}</table>
 <h2>Figures</h2>{figs or '<p class="na">no figures</p>'}
-<h2>Trials</h2><p>{', '.join(f'{k}: {v}' for k, v in sorted(status_counts.items()))}</p>
-{f'<table><tr><th>point</th><th>seed</th><th>status</th><th>error</th></tr>{err_rows}</table>' if err_rows else ''}
-<h2>Configuration</h2><pre>{html.escape(json.dumps(info.get('config'), indent=2, sort_keys=True))}</pre>
+<h2>Trials</h2><p>{", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))}</p>
+{err_table}
+<h2>Configuration</h2><pre>{html.escape(config)}</pre>
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=2, sort_keys=True, default=str))}</pre>
-<p class="na">started {_fmt(info.get('started_at'))} · wall time {_fmt(info.get('wall_time'))} s</p>
+<p class="na">started {_fmt(info.get("started_at"))} · wall time {_fmt(info.get("wall_time"))} s</p>
 </body></html>"""
     path = outdir / "report.html"
     _atomic_write(path, page)
@@ -123,7 +132,8 @@ def write_index(path: Path, entries: Sequence[dict[str, Any]]) -> Path:
         report = e.get("report")
         link = (
             f'<a href="{html.escape(str(Path(report).relative_to(path.parent)))}">report</a>'
-            if report else ""
+            if report
+            else ""
         )
         verdict = e.get("verdict", "n/a")
         vclass = {"pass": "pass", "fail": "fail"}.get(verdict, "na")
@@ -132,12 +142,13 @@ def write_index(path: Path, entries: Sequence[dict[str, Any]]) -> Path:
             for k, v in list((e.get("metrics") or {}).items())[:4]
         )
         rows.append(
-            f"<tr><td><code>{html.escape(e['study'])}</code></td><td>{html.escape(e.get('title', ''))}</td>"
+            f"<tr><td><code>{html.escape(e['study'])}</code></td>"
+            f"<td>{html.escape(e.get('title', ''))}</td>"
             f'<td class="{vclass}">{html.escape(verdict)}</td><td>{ms}</td><td>{link}</td></tr>'
         )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>learnmech lab</title>
 <style>{_CSS}</style></head><body><h1>learnmech lab</h1>
 <table><tr><th>study</th><th>claim</th><th>verdict</th><th>headline metrics</th><th></th></tr>
-{''.join(rows)}</table></body></html>"""
+{"".join(rows)}</table></body></html>"""
     _atomic_write(path, page)
     return path

@@ -19,8 +19,15 @@ def _plt():  # type: ignore[no-untyped-def]
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
-                         "axes.spines.top": False, "axes.spines.right": False})
+    plt.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
     return plt
 
 
@@ -55,8 +62,16 @@ def _outputs_panel(ax, th, per, colors) -> None:  # type: ignore[no-untyped-def]
     ws = sorted(per)
     for w in {ws[0], ws[-1]}:
         m, se = per[w]["outputs"]
-        ax.errorbar(angle, m, yerr=2 * se, fmt="o", ms=2.5, color=colors[w], elinewidth=0.8,
-                    label=f"measured E[f], width {w}")
+        ax.errorbar(
+            angle,
+            m,
+            yerr=2 * se,
+            fmt="o",
+            ms=2.5,
+            color=colors[w],
+            elinewidth=0.8,
+            label=f"measured E[f], width {w}",
+        )
     ax.set_xlabel("test input angle (rad)")
     ax.set_ylabel("output after training")
 
@@ -67,15 +82,30 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
     se = np.array([per[w]["seed_err_se"] for w in sorted(per)])
     ax.errorbar(ws, v, yerr=2 * se, fmt="o", color="C0", ms=4)
     fit = fit_power_law(ws, v, se)
-    ax.plot(ws, fit(ws), color="C0", lw=1, label="per-net deviation from linearization: "
-            f"slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}")
+    ax.plot(
+        ws,
+        fit(ws),
+        color="C0",
+        lw=1,
+        label="per-net deviation from linearization: "
+        f"slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}",
+    )
     v = np.array([per[w]["mean_err"] for w in sorted(per)])
     se = np.array([per[w]["mean_err_se"] for w in sorted(per)])
     pos = v > 0  # the debiased estimate is 0 where the bias is below the seed noise
-    ax.errorbar(ws[pos], v[pos], yerr=2 * se[pos], fmt="D", color="C1", ms=4,
-                label="ensemble-mean output bias (seed noise subtracted)")
-    for key, label, c in (("ntk_init_error", "NTK at init vs analytic", "C2"),
-                          ("kernel_change", "kernel change ‖K_T−K_0‖/‖K_0‖", "C3")):
+    ax.errorbar(
+        ws[pos],
+        v[pos],
+        yerr=2 * se[pos],
+        fmt="D",
+        color="C1",
+        ms=4,
+        label="ensemble-mean output bias (seed noise subtracted)",
+    )
+    for key, label, c in (
+        ("ntk_init_error", "NTK at init vs analytic", "C2"),
+        ("kernel_change", "kernel change ‖K_T−K_0‖/‖K_0‖", "C3"),
+    ):
         wk = [w for w in sorted(per) if key in per[w]]
         if len(wk) < 2:
             continue
@@ -83,8 +113,13 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
         se = np.array([per[w][key][1] for w in wk])
         ax.errorbar(wk, v, yerr=2 * se, fmt="s", color=c, ms=4)
         fit = fit_power_law(np.array(wk, float), v, se)
-        ax.plot(wk, fit(np.array(wk, float)), color=c, lw=1,
-                label=f"{label}: slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}")
+        ax.plot(
+            wk,
+            fit(np.array(wk, float)),
+            color=c,
+            lw=1,
+            label=f"{label}: slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}",
+        )
     first = per[sorted(per)[0]]["seed_err"]
     ax.plot(ws, first * (ws / ws[0]) ** -0.5, "k:", lw=1, label="∝ width^−1/2")
     ax.set_xscale("log", base=2)
@@ -108,10 +143,15 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     p = outdir / "loss_curves.png"
     fig.savefig(p)
     plt.close(fig)
-    figs.append(Figure(p, "Expected train and test loss (±2 SE bands) for every width, "
-                          "estimated with each seed's own linearization as a control variate; "
-                          "dashed: expected loss of the infinite-width linearized network, "
-                          "computed before training."))
+    figs.append(
+        Figure(
+            p,
+            "Expected train and test loss (±2 SE bands) for every width, "
+            "estimated with each seed's own linearization as a control variate; "
+            "dashed: expected loss of the infinite-width linearized network, "
+            "computed before training.",
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(7, 4))
     _outputs_panel(ax, th, per, colors)
@@ -121,10 +161,15 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     p = outdir / "outputs.png"
     fig.savefig(p)
     plt.close(fig)
-    figs.append(Figure(p, "Ensemble-mean outputs E[f_T] on test inputs along a great circle "
-                          "(±2 SE, control-variate estimate: each seed's deviation from its own "
-                          "linearization, added to the prediction) against the predicted mean "
-                          "and its ±2σ spread over initialisations."))
+    figs.append(
+        Figure(
+            p,
+            "Ensemble-mean outputs E[f_T] on test inputs along a great circle "
+            "(±2 SE, control-variate estimate: each seed's deviation from its own "
+            "linearization, added to the prediction) against the predicted mean "
+            "and its ±2σ spread over initialisations.",
+        )
+    )
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     _scaling_panel(ax, per)
@@ -134,8 +179,13 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     p = outdir / "width_scaling.png"
     fig.savefig(p)
     plt.close(fig)
-    figs.append(Figure(p, "Errors vs width on log–log axes with fitted exponents (±1 SE); "
-                          "error bars ±2 SE over seeds."))
+    figs.append(
+        Figure(
+            p,
+            "Errors vs width on log–log axes with fitted exponents (±1 SE); "
+            "error bars ±2 SE over seeds.",
+        )
+    )
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     _outputs_panel(axes[0], th, per, colors)

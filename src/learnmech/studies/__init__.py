@@ -8,7 +8,7 @@ import os
 from learnmech.errors import UserError
 from learnmech.studies.base import Figure, Study, StudyConfig
 
-__all__ = ["Figure", "Study", "StudyConfig", "get_study", "list_studies", "STUDIES"]
+__all__ = ["STUDIES", "Figure", "Study", "StudyConfig", "get_study", "list_studies"]
 
 # name -> "module:Class"; order is the catalog order.
 STUDIES: dict[str, str] = {

@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -94,16 +94,22 @@ def _theory_cached(cfg_json: str) -> dict[str, Any]:
     kw = dict(depth=cfg.depth, activation=cfg.activation, w_std=cfg.w_std, b_std=cfg.b_std)
     k_tr = mlp_kernels(x, **kw)
     k_ts = mlp_kernels(xt, x, **kw)
-    nngp_tt = np.array(
-        [mlp_kernels(xt[i : i + 1], **kw).nngp[0, 0] for i in range(len(xt))]
-    )
+    nngp_tt = np.array([mlp_kernels(xt[i : i + 1], **kw).nngp[0, 0] for i in range(len(xt))])
     lam_max = float(np.linalg.eigvalsh(k_tr.ntk)[-1])
     lr = cfg.lr_scale * cfg.n_train / lam_max  # mean loss: mode factor 1 − (lr/n)λ
     steps = _record_steps(cfg.steps)
     pred = linearized.predict(
-        k_tr.ntk, task.y_train.numpy(), steps, lr=lr, loss="mean", discrete=True,
-        k_test_train=k_ts.ntk, y_test=task.y_test.numpy(),
-        nngp_train=k_tr.nngp, nngp_test_train=k_ts.nngp, nngp_test_diag=nngp_tt,
+        k_tr.ntk,
+        task.y_train.numpy(),
+        steps,
+        lr=lr,
+        loss="mean",
+        discrete=True,
+        k_test_train=k_ts.ntk,
+        y_test=task.y_test.numpy(),
+        nngp_train=k_tr.nngp,
+        nngp_test_train=k_ts.nngp,
+        nngp_test_diag=nngp_tt,
     )
     # Operator for the control variate: f_t(x*) − f₀(x*) = G_t (Y − f₀(X)).
     lam, v = np.linalg.eigh(k_tr.ntk)
@@ -112,8 +118,14 @@ def _theory_cached(cfg_json: str) -> dict[str, Any]:
     # Train residual propagator: f_t(X) − Y = R_t (f₀(X) − Y), R_t = V diag(filt_t) Vᵀ.
     resid_op = np.einsum("ij,tj,kj->tik", v, filt, v)
     return {
-        "task": task, "lr": lr, "steps": steps, "pred": pred, "gain_op": gain_op,
-        "resid_op": resid_op, "k_train": k_tr.ntk, "lam": lam,
+        "task": task,
+        "lr": lr,
+        "steps": steps,
+        "pred": pred,
+        "gain_op": gain_op,
+        "resid_op": resid_op,
+        "k_train": k_tr.ntk,
+        "lam": lam,
     }
 
 
@@ -128,15 +140,21 @@ def _init_seed(seed: int, width: int) -> int:
 class WideNets(Study):
     name = "wide-nets"
     title = "Wide networks train like their infinite-width linearization"
-    summary = "MLP ensembles vs analytic-NTK predictions of outputs, losses and kernels across widths"
+    summary = (
+        "MLP ensembles vs analytic-NTK predictions of outputs, losses and kernels across widths"
+    )
     pillar = "tractable limits"
     Config = WideNetsConfig
     sweep_fields = frozenset({"widths"})
     analysis_fields = frozenset({"tolerance_factor"})
-    scales = {
+    scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"widths": [64, 128, 256, 512, 1024], "seeds": 16, "steps": 400},
-        "full": {"widths": [64, 128, 256, 512, 1024, 2048, 4096], "seeds": 32, "steps": 400,
-                 "kernel_seeds": 8},
+        "full": {
+            "widths": [64, 128, 256, 512, 1024, 2048, 4096],
+            "seeds": 32,
+            "steps": 400,
+            "kernel_seeds": 8,
+        },
     }
 
     @staticmethod
@@ -165,7 +183,9 @@ class WideNets(Study):
         ]
         angle = th["task"].test_angle.numpy()
         curves.append(Curve("test_output_mean", "angle", angle, pred.test[-1, :, 0]))
-        curves.append(Curve("test_output_std", "angle", angle, np.sqrt(np.clip(pred.test_var[-1], 0, None))))
+        curves.append(
+            Curve("test_output_std", "angle", angle, np.sqrt(np.clip(pred.test_var[-1], 0, None)))
+        )
         curves.append(Curve("test_target", "angle", angle, th["task"].y_test.numpy()[:, 0]))
         return curves
 
@@ -182,19 +202,35 @@ class WideNets(Study):
         y = task.y_train.to(dev, dtype)
         xt = task.x_test.to(dev, dtype)
         models = [
-            MLP(cfg.dim, width, cfg.depth, activation=cfg.activation, w_std=cfg.w_std,
-                b_std=cfg.b_std, parameterization="ntk", seed=_init_seed(s, width),
-                dtype=dtype).to(dev)
+            MLP(
+                cfg.dim,
+                width,
+                cfg.depth,
+                activation=cfg.activation,
+                w_std=cfg.w_std,
+                b_std=cfg.b_std,
+                parameterization="ntk",
+                seed=_init_seed(s, width),
+                dtype=dtype,
+            ).to(dev)
             for s in seeds
         ]
         with torch.no_grad():
             f0_train = torch.stack([m(x)[:, 0] for m in models]).double().cpu().numpy()
         xk = x[: cfg.kernel_points]
         kernel_members = [i for i, s in enumerate(seeds) if s < cfg.kernel_seeds]
-        k0 = {i: empirical_ntk(models[i], xk, mode="trace").double().cpu().numpy()
-              for i in kernel_members}
+        k0 = {
+            i: empirical_ntk(models[i], xk, mode="trace").double().cpu().numpy()
+            for i in kernel_members
+        }
         res = train_ensemble(
-            models, x, y, lr=th["lr"], steps=cfg.steps, optimizer="gd", x_eval=xt,
+            models,
+            x,
+            y,
+            lr=th["lr"],
+            steps=cfg.steps,
+            optimizer="gd",
+            x_eval=xt,
             record_every=th["steps"],
         )
         steps = np.asarray(res.steps, dtype=float)
@@ -213,20 +249,41 @@ class WideNets(Study):
                 for j in range(cfg.n_test)
             ]
             if i in kernel_members:
-                final = MLP(cfg.dim, width, cfg.depth, activation=cfg.activation,
-                            w_std=cfg.w_std, b_std=cfg.b_std, parameterization="ntk",
-                            dtype=dtype).to(dev)
+                final = MLP(
+                    cfg.dim,
+                    width,
+                    cfg.depth,
+                    activation=cfg.activation,
+                    w_std=cfg.w_std,
+                    b_std=cfg.b_std,
+                    parameterization="ntk",
+                    dtype=dtype,
+                ).to(dev)
                 final.load_state_dict({k: v[i] for k, v in res.params.items()})
                 kt = empirical_ntk(final, xk, mode="trace").double().cpu().numpy()
-                curves.append(Curve("ntk_init_error", "width", [width],
-                                    [np.linalg.norm(k0[i] - k_an) / np.linalg.norm(k_an)]))
-                curves.append(Curve("kernel_change", "width", [width],
-                                    [np.linalg.norm(kt - k0[i]) / np.linalg.norm(k0[i])]))
+                curves.append(
+                    Curve(
+                        "ntk_init_error",
+                        "width",
+                        [width],
+                        [np.linalg.norm(k0[i] - k_an) / np.linalg.norm(k_an)],
+                    )
+                )
+                curves.append(
+                    Curve(
+                        "kernel_change",
+                        "width",
+                        [width],
+                        [np.linalg.norm(kt - k0[i]) / np.linalg.norm(k0[i])],
+                    )
+                )
             out[s] = curves
         return out
 
     # -- compare ------------------------------------------------------------------------
-    def _per_width(self, cfg: WideNetsConfig, trials: list[TrialResult]) -> dict[int, dict[str, Any]]:
+    def _per_width(
+        self, cfg: WideNetsConfig, trials: list[TrialResult]
+    ) -> dict[int, dict[str, Any]]:
         th = _theory(cfg)
         y = th["task"].y_train.numpy()[:, 0]
         gain = th["gain_op"]  # (T, m, n)
@@ -236,10 +293,12 @@ class WideNets(Study):
             ok = [t for t in trials if t.point.get("width") == w and t.status == "ok"]
             if not ok:
                 continue
-            outs = np.stack([
-                np.stack([t.curve("test_output", f"{j}").values for j in range(cfg.n_test)], 1)
-                for t in ok
-            ])  # (S, T, m)
+            outs = np.stack(
+                [
+                    np.stack([t.curve("test_output", f"{j}").values for j in range(cfg.n_test)], 1)
+                    for t in ok
+                ]
+            )  # (S, T, m)
             f0 = np.stack([t.curve("init_train_output").values for t in ok])  # (S, n)
             f0_test = outs[:, 0, :]  # (S, m): outputs at step 0
             lin = f0_test[:, None, :] + np.einsum("tmi,si->stm", gain, y[None] - f0)
@@ -247,7 +306,7 @@ class WideNets(Study):
             S = dev.shape[0]
             scale = np.sqrt(np.mean(mu[-1] ** 2))
 
-            def bias_rms(d: np.ndarray) -> float:
+            def bias_rms(d: np.ndarray, scale: float = scale) -> float:
                 # ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S: subtract it (unbiased).
                 m2 = np.mean(d.mean(0) ** 2)
                 noise = np.mean(d.var(0, ddof=1)) / d.shape[0] if d.shape[0] > 1 else 0.0
@@ -255,7 +314,7 @@ class WideNets(Study):
 
             mean_err, mean_err_se = jackknife(dev[:, -1, :], bias_rms)
             seed_err, seed_err_se = jackknife(
-                dev[:, -1, :], lambda d: np.sqrt(np.mean(d**2)) / scale
+                dev[:, -1, :], lambda d, scale=scale: np.sqrt(np.mean(d**2)) / scale
             )
             # Loss curves with the same control variate: L_s − L_lin,s has the same mean
             # discrepancy as L_s − E[L] but without the seed-to-seed spread of f₀.
@@ -267,18 +326,27 @@ class WideNets(Study):
             trl_lin = 0.5 * np.mean(r_lin**2, axis=2)
             pred = th["pred"]
             entry = {
-                "n": S, "mean_err": mean_err, "mean_err_se": mean_err_se,
-                "seed_err": seed_err, "seed_err_se": seed_err_se,
-                "test_loss_raw": mean_se(tl), "train_loss_raw": mean_se(trl),
-                "test_loss_cv": mean_se(tl - tl_lin), "train_loss_cv": mean_se(trl - trl_lin),
+                "n": S,
+                "mean_err": mean_err,
+                "mean_err_se": mean_err_se,
+                "seed_err": seed_err,
+                "seed_err_se": seed_err_se,
+                "test_loss_raw": mean_se(tl),
+                "train_loss_raw": mean_se(trl),
+                "test_loss_cv": mean_se(tl - tl_lin),
+                "train_loss_cv": mean_se(trl - trl_lin),
                 "outputs_raw": mean_se(outs[:, -1, :]),
                 "outputs_cv": mean_se(dev[:, -1, :]),
                 "steps": ok[0].curve("train_loss").coords,
             }
-            entry["test_loss"] = (pred.expected_test_loss + entry["test_loss_cv"][0],
-                                  entry["test_loss_cv"][1])
-            entry["train_loss"] = (pred.expected_train_loss + entry["train_loss_cv"][0],
-                                   entry["train_loss_cv"][1])
+            entry["test_loss"] = (
+                pred.expected_test_loss + entry["test_loss_cv"][0],
+                entry["test_loss_cv"][1],
+            )
+            entry["train_loss"] = (
+                pred.expected_train_loss + entry["train_loss_cv"][0],
+                entry["train_loss_cv"][1],
+            )
             entry["outputs"] = (mu[-1] + entry["outputs_cv"][0], entry["outputs_cv"][1])
             for obs in ("ntk_init_error", "kernel_change"):
                 vals = [t.curve(obs).values[0] for t in ok if t.curve(obs) is not None]
@@ -297,65 +365,118 @@ class WideNets(Study):
         metrics: list[Metric] = []
         wmax = max(per)
         e = per[wmax]
-        metrics.append(Metric(
-            f"mean_output_rel_error@w{wmax}", e["mean_err"], self.tolerance(cfg), "<=",
-            stderr=e["mean_err_se"],
-            description="RMS of E[f_T] − μ_T over test points / RMS μ_T (control-variate "
-            "estimate, seed noise subtracted)",
-        ))
+        metrics.append(
+            Metric(
+                f"mean_output_rel_error@w{wmax}",
+                e["mean_err"],
+                self.tolerance(cfg),
+                "<=",
+                stderr=e["mean_err_se"],
+                description="RMS of E[f_T] − μ_T over test points / RMS μ_T (control-variate "
+                "estimate, seed noise subtracted)",
+            )
+        )
         pred_tl = th["pred"].expected_test_loss
         d_tl, se_tl = e["test_loss_cv"]
         rel = np.abs(d_tl) / pred_tl
         k = int(np.argmax(rel))
-        metrics.append(Metric(
-            f"test_loss_curve_max_rel_error@w{wmax}", float(rel[k]), self.tolerance(cfg),
-            "<=", stderr=float(se_tl[k] / pred_tl[k]),
-            description="max over steps of |E[measured] − predicted| / predicted test loss "
-            "(control-variate estimate)",
-        ))
+        metrics.append(
+            Metric(
+                f"test_loss_curve_max_rel_error@w{wmax}",
+                float(rel[k]),
+                self.tolerance(cfg),
+                "<=",
+                stderr=float(se_tl[k] / pred_tl[k]),
+                description="max over steps of |E[measured] − predicted| / predicted test loss "
+                "(control-variate estimate)",
+            )
+        )
         raw_m, raw_se = e["test_loss_raw"]
         z = np.abs(raw_m - pred_tl) / np.maximum(raw_se, 1e-300)
-        metrics.append(Metric(
-            f"test_loss_raw_max_z@w{wmax}", float(z.max()), None,
-            description="max over steps of |plain seed mean − predicted| in standard errors "
-            "(no control variate)",
-        ))
+        metrics.append(
+            Metric(
+                f"test_loss_raw_max_z@w{wmax}",
+                float(z.max()),
+                None,
+                description="max over steps of |plain seed mean − predicted| in standard errors "
+                "(no control variate)",
+            )
+        )
         widths = np.array(sorted(per), dtype=float)
         if len(widths) >= 2:
-            fit = fit_power_law(widths, [per[w]["seed_err"] for w in sorted(per)],
-                                [per[w]["seed_err_se"] for w in sorted(per)])
-            metrics.append(Metric(
-                "output_deviation_exponent", fit.exponent, None, stderr=fit.exponent_se,
-                description="fitted slope of log RMS(f_T − f_lin,T) vs log width "
-                "(theory: −1/2)",
-            ))
-            metrics.append(Metric(
-                "output_deviation_exponent_upper_2se", fit.exponent + 2 * fit.exponent_se, 0.0,
-                "<", description="error decreases with width: slope + 2 SE < 0",
-            ))
-            for obs, label in (("ntk_init_error", "NTK at init vs analytic"),
-                               ("kernel_change", "relative kernel change")):
+            fit = fit_power_law(
+                widths,
+                [per[w]["seed_err"] for w in sorted(per)],
+                [per[w]["seed_err_se"] for w in sorted(per)],
+            )
+            metrics.append(
+                Metric(
+                    "output_deviation_exponent",
+                    fit.exponent,
+                    None,
+                    stderr=fit.exponent_se,
+                    description="fitted slope of log RMS(f_T − f_lin,T) vs log width "
+                    "(theory: −1/2)",
+                )
+            )
+            metrics.append(
+                Metric(
+                    "output_deviation_exponent_upper_2se",
+                    fit.exponent + 2 * fit.exponent_se,
+                    0.0,
+                    "<",
+                    description="error decreases with width: slope + 2 SE < 0",
+                )
+            )
+            for obs, label in (
+                ("ntk_init_error", "NTK at init vs analytic"),
+                ("kernel_change", "relative kernel change"),
+            ):
                 ws = [w for w in sorted(per) if obs in per[w]]
                 if len(ws) >= 2:
-                    f = fit_power_law(np.array(ws, float), [per[w][obs][0] for w in ws],
-                                      [per[w][obs][1] for w in ws])
-                    metrics.append(Metric(
-                        f"{obs}_exponent", f.exponent, None, stderr=f.exponent_se,
-                        description=f"fitted slope of {label} vs width (theory: −1/2)",
-                    ))
-                    metrics.append(Metric(
-                        f"{obs}@w{ws[-1]}", float(per[ws[-1]][obs][0]), None,
-                        stderr=float(per[ws[-1]][obs][1]), description=label,
-                    ))
+                    f = fit_power_law(
+                        np.array(ws, float),
+                        [per[w][obs][0] for w in ws],
+                        [per[w][obs][1] for w in ws],
+                    )
+                    metrics.append(
+                        Metric(
+                            f"{obs}_exponent",
+                            f.exponent,
+                            None,
+                            stderr=f.exponent_se,
+                            description=f"fitted slope of {label} vs width (theory: −1/2)",
+                        )
+                    )
+                    metrics.append(
+                        Metric(
+                            f"{obs}@w{ws[-1]}",
+                            float(per[ws[-1]][obs][0]),
+                            None,
+                            stderr=float(per[ws[-1]][obs][1]),
+                            description=label,
+                        )
+                    )
         n_bad = sum(t.status != "ok" for t in trials)
-        metrics.append(Metric("failed_or_diverged_trials", n_bad, 0, "<=",
-                              description="trials that raised or produced NaN/inf"))
+        metrics.append(
+            Metric(
+                "failed_or_diverged_trials",
+                n_bad,
+                0,
+                "<=",
+                description="trials that raised or produced NaN/inf",
+            )
+        )
         return metrics
 
     # -- figures ------------------------------------------------------------------------
     def figures(
-        self, cfg: WideNetsConfig, theory: list[Curve], trials: list[TrialResult],
-        metrics: list[Metric], outdir: Path,
+        self,
+        cfg: WideNetsConfig,
+        theory: list[Curve],
+        trials: list[TrialResult],
+        metrics: list[Metric],
+        outdir: Path,
     ) -> list[Figure]:
         from learnmech.report import plots
 

@@ -251,5 +251,6 @@ def get_activation(activation: str | ActivationSpec | Callable[[Tensor], Tensor]
         name = getattr(activation, "__name__", type(activation).__name__)
         return ActivationSpec(name=name, fn=activation)
     raise TypeError(
-        f"activation must be a name, an ActivationSpec or a callable, got {type(activation).__name__}"
+        "activation must be a name, an ActivationSpec or a callable, "
+        f"got {type(activation).__name__}"
     )

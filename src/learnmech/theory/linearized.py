@@ -141,8 +141,8 @@ def predict(
         sig_eig_diag = np.einsum("ij,ik,kj->j", v, np.asarray(nngp_train, dtype=np.float64), v)
         yv = v.T @ y  # (n, k)
         kk = y.shape[1]
-        expected_train = 0.5 / (n * kk) * (
-            (filt**2) @ (yv**2).sum(axis=1) + kk * (filt**2) @ sig_eig_diag
+        expected_train = (
+            0.5 / (n * kk) * ((filt**2) @ (yv**2).sum(axis=1) + kk * (filt**2) @ sig_eig_diag)
         )
     test = test_var = test_loss = None
     if k_test_train is not None:

@@ -53,7 +53,7 @@ class Probe:
     def detach(self) -> None:
         pass
 
-    def pause(self, paused: bool) -> None:  # noqa: B027 - optional hook
+    def pause(self, paused: bool) -> None:
         """Called around other probes' work (e.g. NTK passes) that must not be observed."""
 
 
@@ -90,7 +90,9 @@ class GradNorm(Probe):
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
         sq = [
-            p.grad.detach().to(torch.float64).pow(2).sum() for p in model.parameters() if p.grad is not None
+            p.grad.detach().to(torch.float64).pow(2).sum()
+            for p in model.parameters()
+            if p.grad is not None
         ]
         return {"grad_norm": float(torch.stack(sq).sum().sqrt())} if sq else {}
 
