@@ -84,11 +84,12 @@ def main() -> None:
     x = torch.randn(args.n, args.dim, generator=g)
     y = torch.randn(args.n, 1, generator=g)
     for w in args.widths:
-        models = [MLP(args.dim, w, args.depth, seed=s) for s in range(args.seeds)]
+        # NTK parameterization, ReLU, active biases (b_std = 0.1)
+        models = [MLP(args.dim, w, args.depth, b_std=0.1, seed=s) for s in range(args.seeds)]
         flops = step_flops(args.n, [args.dim] + [w] * args.depth + [1]) * args.steps * args.seeds
         t_ens = best_of(lambda models=models: train_ensemble(
             models, x, y, lr=0.1, steps=args.steps, record_every=[args.steps]), args.repeat)
-        copies = [MLP(args.dim, w, args.depth, seed=s) for s in range(args.seeds)]
+        copies = [MLP(args.dim, w, args.depth, b_std=0.1, seed=s) for s in range(args.seeds)]
         t_loop = best_of(lambda copies=copies: loop_train(copies, x, y, 0.1, args.steps),
                          args.repeat)
         r_ens, r_loop = flops / t_ens / 1e9, flops / t_loop / 1e9

@@ -25,6 +25,9 @@ CASES = [
     ("gd", "vmap", "relu", {}),
     ("gd", "fused", "relu", {}),
     ("gd", "fused", "leaky_relu(0.1)", {}),
+    ("gd", "fused", "identity", dict(depth=0)),
+    ("gd", "fused", "relu", dict(depth=1)),
+    ("gd", "fused", "relu", dict(depth=4)),
     ("gd", "vmap", "tanh", {}),
     ("sgd", "vmap", "relu", dict(batch_size=5, momentum=0.9)),
     ("sgd", "vmap", "gelu", dict(batch_size=8)),
@@ -36,7 +39,11 @@ CASES = [
 def test_ensemble_equals_separate_runs(data, optimizer, engine, activation, extra):
     x, y, xe = data
     lr = 1e-2 if optimizer == "adam" else 0.1
-    models = [MLP(5, 32, 2, out_dim=2, activation=activation, b_std=0.1, seed=s) for s in range(4)]
+    extra = dict(extra)
+    depth = extra.pop("depth", 2)
+    models = [
+        MLP(5, 32, depth, out_dim=2, activation=activation, b_std=0.1, seed=s) for s in range(4)
+    ]
     res = train_ensemble(
         models,
         x,
@@ -61,7 +68,7 @@ def test_ensemble_equals_separate_runs(data, optimizer, engine, activation, extr
     # the input modules were not modified
     assert torch.equal(
         models[0].layers[0].weight,
-        MLP(5, 32, 2, out_dim=2, activation=activation, b_std=0.1, seed=0).layers[0].weight,
+        MLP(5, 32, depth, out_dim=2, activation=activation, b_std=0.1, seed=0).layers[0].weight,
     )
 
 

@@ -233,9 +233,15 @@ def _train_fused_mlp(
 ) -> EnsembleResult:
     """Full-batch GD on stacked MLPs with hand-written batched forward/backward.
 
-    Layer ℓ computes h = w_mult·A Wᵀ + b_mult·b. With L = ½·mean((f − y)²) over n·k
-    entries, δ_out = (f − y)/(n·k); for hidden layers δ = (δ_next W_next·w_mult) ⊙ φ'(h).
-    ∂L/∂W = w_mult·δᵀA and ∂L/∂b = b_mult·Σ δ, applied in place.
+    Layer ℓ computes h = w_mult·A W + b_mult·b (W stored as fan_in × fan_out). With
+    L = ½·mean((f − y)²) over n·k entries, δ_out = (f − y)/(n·k); for hidden layers
+    δ = (δ_next Wᵀ_next·w_mult) ⊙ φ'(h). ∂L/∂W = w_mult·Aᵀδ, ∂L/∂b = b_mult·Σ δ, applied in
+    place (W ← W − η·w_mult·Aᵀδ is one GEMM with β = 1).
+
+    Layout: the inputs are shared by all members, so the first layer of all S members is
+    one (n × d)·(d × S·w) matrix product and its weight update one (d × n)·(n × S·w)
+    product; its activations are kept as (n, S, w) and read by the next batched product
+    through a strided view. Deeper layers are (S, n, w) batched products.
     """
     m0 = models[0]
     act = m0.act
@@ -244,7 +250,8 @@ def _train_fused_mlp(
             "the fused engine supports φ = a·min(x,0) + b·max(x,0) with a >= 0, b > 0 "
             f"(ReLU, leaky ReLU, identity), got {act.name}"
         )
-    a_slope, b_slope = act.ab
+    a_slope, b_slope = act.ab  # type: ignore[misc]
+    relu = a_slope == 0.0 and b_slope == 1.0
     for m in models[1:]:
         if (m.in_dim, m.width, m.depth, m.out_dim, m.parameterization) != (
             m0.in_dim,
@@ -255,103 +262,163 @@ def _train_fused_mlp(
         ):
             raise ValueError("all ensemble members must share the same architecture")
     S = len(models)
-    # Weights stored transposed (S, fan_in, fan_out) so every product is a plain bmm.
-    Ws = [
+    L = len(m0.layers)
+    d, width = m0.in_dim, m0.layers[0].out_features
+    # Layer 0: (d, S·width), member s in columns [s·width, (s+1)·width).
+    W0 = torch.cat([m.layers[0].weight.detach().T for m in models], dim=1).contiguous()
+    Ws = [W0] + [
         torch.stack([m.layers[i].weight.detach().T.contiguous() for m in models]).contiguous()
-        for i in range(len(m0.layers))
+        for i in range(1, L)
     ]
-    bs = [
-        None
-        if m0.layers[i].bias is None
-        else torch.stack([m.layers[i].bias.detach().clone() for m in models])
-        for i in range(len(m0.layers))
-    ]
+    bs: list[torch.Tensor | None] = []
+    for i in range(L):
+        if m0.layers[i].bias is None:
+            bs.append(None)
+        elif i == 0:
+            bs.append(torch.cat([m.layers[0].bias.detach() for m in models]).contiguous())
+        else:
+            bs.append(torch.stack([m.layers[i].bias.detach().clone() for m in models]))
     wm = [layer.w_mult for layer in m0.layers]
     bm = [layer.b_mult for layer in m0.layers]
-    init = _stacked_dict(Ws, bs, clone=True)
+    # A bias with multiplier 0 (NTK parameterization with b_std = 0) neither acts nor
+    # moves (its gradient is 0·Σδ): skip its work; it is returned unchanged.
+    active = [b is not None and bm[i] != 0.0 for i, b in enumerate(bs)]
+    # First-layer bias folded into its GEMM: x_aug = [x, c] with c = b_mult/w_mult and
+    # W_aug = [W; b] give w_mult·x_aug W_aug = w_mult·xW + b_mult·b, and the update
+    # W_aug −= η·w_mult·x_augᵀδ moves b by η·b_mult·Σδ: exactly its gradient step.
+    aug0 = active[0]
+    if aug0:
+        Ws[0] = torch.cat([Ws[0], bs[0].unsqueeze(0)], dim=0).contiguous()  # type: ignore[union-attr]
+        bs[0] = Ws[0][d]
+    c0 = (bm[0] / wm[0]) if aug0 else 0.0  # type: ignore[operator]
+
+    def augment(inp: torch.Tensor) -> torch.Tensor:
+        if not aug0:
+            return inp
+        return torch.cat([inp, torch.full((inp.shape[0], 1), c0, dtype=inp.dtype)], dim=1)
+
+    init = _stacked_dict(Ws, bs, S, d, width, aug0, clone=True)
     n, k = x.shape[0], y.shape[1]
-    xs = x.unsqueeze(0).expand(S, -1, -1)
     losses = torch.empty(len(record), S, dtype=x.dtype)
     evals = [] if x_eval is not None else None
     diverged = torch.zeros(S, dtype=torch.bool)
-    L = len(Ws)
 
-    def forward(inp: torch.Tensor, keep: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        acts = [inp]
-        h = inp
-        for i in range(L):
-            if bs[i] is not None:
-                pre = torch.baddbmm((bs[i] * bm[i]).unsqueeze(1), h, Ws[i], alpha=wm[i])
-            else:
-                pre = torch.bmm(h, Ws[i]).mul_(wm[i])
-            if i < L - 1:
-                if a_slope == 0.0 and b_slope == 1.0:
-                    h = pre.clamp_min_(0.0)
-                else:
-                    h = torch.where(pre > 0, pre * b_slope, pre * a_slope)
-                if keep:
-                    acts.append(h)
-            else:
-                h = pre
-        return h, acts
+    def act_(h: torch.Tensor) -> torch.Tensor:
+        if relu:
+            return h.clamp_min_(0.0)
+        return torch.where(h > 0, h * b_slope, h * a_slope, out=h)
 
-    def snapshot(i: int, out: torch.Tensor | None = None) -> None:
-        if out is None:
-            out, _ = forward(xs, keep=False)
+    outs = [layer.out_features for layer in m0.layers]
+
+    def buffers(rows: int) -> list[torch.Tensor]:
+        # Preallocated once: fresh multi-MB tensors each step cost page faults.
+        bufs = [torch.empty(rows, S, outs[0], dtype=x.dtype, device=x.device)]
+        bufs += [torch.empty(S, rows, o, dtype=x.dtype, device=x.device) for o in outs[1:]]
+        return bufs
+
+    def forward(inp: torch.Tensor, P: list[torch.Tensor]) -> torch.Tensor:
+        rows = inp.shape[0]
+        flat = P[0].view(rows, S * width)
+        torch.addmm(flat, inp, Ws[0], beta=0.0, alpha=wm[0], out=flat)  # bias folded in
+        h = P[0].permute(1, 0, 2)  # (S, n, w) view of the (n, S, w) buffer
+        for i in range(1, L):
+            act_(P[i - 1])
+            if outs[i] == 1:
+                # a single output: the row-vector form wᵀHᵀ reads H once at full bandwidth
+                # (a batched GEMV with one column is several times slower on CPU)
+                torch.bmm(Ws[i].transpose(1, 2), h.transpose(1, 2), out=P[i].view(S, 1, rows))
+                P[i].mul_(wm[i])
+                if active[i]:
+                    P[i].add_((bs[i] * bm[i]).unsqueeze(1))  # type: ignore[operator]
+            elif active[i]:
+                bias = (bs[i] * bm[i]).unsqueeze(1)  # type: ignore[operator]
+                torch.baddbmm(bias, h, Ws[i], alpha=wm[i], out=P[i])
+            else:
+                torch.baddbmm(P[i], h, Ws[i], beta=0.0, alpha=wm[i], out=P[i])
+            h = P[i]
+        return h  # (S, n, k)
+
+    def snapshot(i: int, out: torch.Tensor) -> None:
         losses[i] = 0.5 * ((out - y) ** 2).mean(dim=(1, 2))
         if evals is not None:
-            xe = x_eval.unsqueeze(0).expand(S, -1, -1)  # type: ignore[union-attr]
-            evals.append(forward(xe, keep=False)[0])
+            evals.append(forward(augment(x_eval), buffers(x_eval.shape[0])).clone())  # type: ignore[union-attr]
 
+    xa = augment(x)
+    P = buffers(n)
+    G = buffers(n)[: L - 1]  # ∂L/∂(pre-activation) of each hidden layer, same layouts
+    dout = torch.empty(S, n, k, dtype=x.dtype, device=x.device)
     ri = 0
     with torch.no_grad():
         for step in range(0, steps + 1):
-            out, acts = forward(xs, keep=step < steps)
+            out = forward(xa, P)
             if ri < len(record) and record[ri] == step:
                 snapshot(ri, out)
                 ri += 1
             if step == steps:
                 break
-            delta = (out - y).mul_(1.0 / (n * k))  # (S, n, k) = ∂L/∂f
+            delta = torch.sub(out, y, out=dout).mul_(1.0 / (n * k))  # (S, n, k) = ∂L/∂f
             bad = ~torch.isfinite(delta).all(dim=2).all(dim=1)
             if bool(bad.any()):
                 diverged |= bad
                 delta[diverged] = 0.0
-            for i in range(L - 1, -1, -1):
-                a_in = acts[i]
-                if i > 0:
-                    # δ_prev = (δ Wᵀ·w_mult) ⊙ φ'(pre); φ' from the stored post-activation.
-                    back = torch.bmm(delta, Ws[i].transpose(1, 2))
-                    if a_slope == 0.0 and b_slope == 1.0:
-                        back.mul_(a_in > 0).mul_(wm[i])
-                    else:
-                        back = torch.where(
-                            a_in > 0, back * (b_slope * wm[i]), back * (a_slope * wm[i])
-                        )
-                if bs[i] is not None:
-                    bs[i].sub_(delta.sum(dim=1), alpha=lr * bm[i])
-                # W ← W − η·w_mult·Aᵀδ, fused into one batched GEMM.
-                Ws[i].baddbmm_(a_in.transpose(1, 2), delta, alpha=-lr * wm[i])
-                if i > 0:
-                    delta = back
+            for i in range(L - 1, 0, -1):
+                a_in = P[i - 1]  # post-activation input of layer i
+                a_b = a_in.permute(1, 0, 2) if i == 1 else a_in  # (S, n, fan_in)
+                back = G[i - 1]
+                # δ_{i−1} = (δ_i W_iᵀ·w_mult) ⊙ φ'(pre_{i−1}), φ' read off the post-activation
+                back_b = back.permute(1, 0, 2) if i == 1 else back
+                if outs[i] == 1:  # rank one: a broadcast product, not a K = 1 GEMM
+                    torch.mul(delta, Ws[i].transpose(1, 2), out=back_b)
+                else:
+                    torch.bmm(delta, Ws[i].transpose(1, 2), out=back_b)
+                if relu:
+                    torch.ops.aten.threshold_backward.grad_input(back, a_in, 0.0, grad_input=back)
+                else:
+                    torch.where(a_in > 0, back * b_slope, back * a_slope, out=back)
+                if wm[i] != 1.0:
+                    back.mul_(wm[i])
+                if active[i]:
+                    bs[i].sub_(delta.sum(dim=1), alpha=lr * bm[i])  # type: ignore[union-attr,arg-type]
+                if outs[i] == 1:  # Wᵀ += −η·w_mult·δᵀA, the row-vector form
+                    Ws[i].transpose(1, 2).baddbmm_(delta.transpose(1, 2), a_b, alpha=-lr * wm[i])
+                else:
+                    Ws[i].baddbmm_(a_b.transpose(1, 2), delta, alpha=-lr * wm[i])
+                delta = back
+            # layer 0: one GEMM for all members; δ is (n, S, w) here (or (S, n, k) if L == 1)
+            d0 = delta.view(n, S * width) if L > 1 else delta.permute(1, 0, 2).reshape(n, -1)
+            Ws[0].addmm_(xa.T, d0, alpha=-lr * wm[0])
             if progress is not None:
                 progress(step + 1, steps)
     eval_out = torch.stack(evals) if evals else None
-    return EnsembleResult(record, losses, eval_out, diverged, _stacked_dict(Ws, bs), init)
+    return EnsembleResult(
+        record, losses, eval_out, diverged, _stacked_dict(Ws, bs, S, d, width, aug0), init
+    )
+
+
+def _stacked_dict(
+    Ws: list[torch.Tensor],
+    bs: list[torch.Tensor | None],
+    S: int,
+    d: int,
+    width: int,
+    aug0: bool,
+    clone: bool = False,
+) -> dict[str, torch.Tensor]:
+    """Back to ``MLP`` parameter names, each stacked over members: (S, fan_out, fan_in)."""
+    out = {}
+    for i, (w, b) in enumerate(zip(Ws, bs, strict=True)):
+        if i == 0:
+            w = (w[:d] if aug0 else w).reshape(d, S, width).permute(1, 2, 0)  # (S, width, d)
+            b = None if b is None else b.view(S, width)
+        else:
+            w = w.transpose(1, 2)
+        out[f"layers.{i}.weight"] = w.clone() if clone else w
+        if b is not None:
+            out[f"layers.{i}.bias"] = b.clone() if clone else b
+    return out
 
 
 def _fusable_activation(model: MLP) -> bool:
     # φ'(pre) is read off the stored post-activation, which needs sign(φ(x)) = sign(x).
     ab = model.act.ab
     return ab is not None and ab[0] >= 0 and ab[1] > 0
-
-
-def _stacked_dict(
-    Ws: list[torch.Tensor], bs: list[torch.Tensor | None], clone: bool = False
-) -> dict[str, torch.Tensor]:
-    out = {}
-    for i, (w, b) in enumerate(zip(Ws, bs, strict=True)):
-        out[f"layers.{i}.weight"] = w.transpose(1, 2).clone() if clone else w.transpose(1, 2)
-        if b is not None:
-            out[f"layers.{i}.bias"] = b.clone() if clone else b
-    return out
