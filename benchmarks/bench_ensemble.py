@@ -13,6 +13,7 @@ gradients of every layer but the first.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import time
@@ -36,7 +37,7 @@ def matmul_rate(size: int = 4096, repeat: int = 5) -> float:
 
 
 def step_flops(n: int, sizes: list[int]) -> float:
-    pairs = list(zip(sizes[:-1], sizes[1:], strict=True))
+    pairs = list(itertools.pairwise(sizes))
     fwd = sum(2 * n * i * o for i, o in pairs)
     wgrad = fwd
     igrad = sum(2 * n * i * o for i, o in pairs[1:])

@@ -68,16 +68,27 @@ def test_run_json_runs_and_export(tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith("report.html")
 
 
-def test_wide_nets_quick_scale_end_to_end(tmp_path):
-    """The issue's main job at quick scale, through the installed entry point."""
+def _check_wide_nets(out: dict) -> None:
+    m = out["metrics"]
+    assert out["verdict"] == "pass", m
+    # The NTK of a finite net deviates from the limit as width^{-1/2}: the fitted exponent
+    # must be consistent with −1/2 within 3 standard errors.
+    e = m["ntk_init_error_exponent"]
+    assert abs(e["value"] + 0.5) < 3 * e["stderr"], e
+    # and the per-network deviation from the linearized prediction shrinks with width
+    d = m["output_deviation_exponent"]
+    assert d["value"] + 3 * d["stderr"] < 0, d
+
+
+def test_lab_quick_scale_end_to_end(tmp_path):
+    """`learnmech lab` at quick scale (every study, here wide-nets) via the entry point."""
     store = tmp_path / "runs" / "learnmech.duckdb"
     res = subprocess.run(
         [
             sys.executable,
             "-m",
             "learnmech",
-            "run",
-            "wide-nets",
+            "lab",
             "--scale",
             "quick",
             "--json",
@@ -89,18 +100,39 @@ def test_wide_nets_quick_scale_end_to_end(tmp_path):
         timeout=600,
     )
     assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout)
-    m = out["metrics"]
-    assert out["verdict"] == "pass", m
-    # The NTK of a finite net deviates from the limit as width^{-1/2}: the fitted exponent
-    # must be consistent with −1/2 within 3 standard errors.
-    e = m["ntk_init_error_exponent"]
-    assert abs(e["value"] + 0.5) < 3 * e["stderr"], e
-    # and the per-network deviation from the linearized prediction shrinks with width
-    d = m["output_deviation_exponent"]
-    assert d["value"] + 3 * d["stderr"] < 0, d
-    html = (tmp_path / "runs" / out["run_id"] / "report.html").read_text()
+    outs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    assert [o["study"] for o in outs] == ["wide-nets"]
+    _check_wide_nets(outs[0])
+    html = (tmp_path / "runs" / outs[0]["run_id"] / "report.html").read_text()
     assert "data:image/png;base64" in html and "mean_output_rel_error" in html
+    index = (tmp_path / "runs" / "index.html").read_text()
+    assert outs[0]["run_id"] in index or "report.html" in index
+
+
+@pytest.mark.slow
+def test_wide_nets_full_scale(tmp_path):
+    """Full scale: widths up to 4096, 32 seeds (tens of minutes on 2 cores)."""
+    store = tmp_path / "runs" / "learnmech.duckdb"
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "learnmech",
+            "run",
+            "wide-nets",
+            "--scale",
+            "full",
+            "--json",
+            "--quiet",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=5400,
+    )
+    assert res.returncode == 0, res.stderr
+    _check_wide_nets(json.loads(res.stdout))
 
 
 @pytest.mark.parametrize(
