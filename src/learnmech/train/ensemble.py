@@ -152,9 +152,9 @@ def train_ensemble(
 
     batched = vmap(fmodel, in_dims=(0, 0, None))
     S = len(models)
-    losses = torch.empty(len(record), S, dtype=x.dtype)
+    losses = torch.empty(len(record), S, dtype=x.dtype, device=x.device)
     evals = [] if x_eval is not None else None
-    diverged = torch.zeros(S, dtype=torch.bool)
+    diverged = torch.zeros(S, dtype=torch.bool, device=x.device)
     state: dict[str, dict[str, torch.Tensor]] = {}
     gen = torch.Generator().manual_seed(int(data_seed))
     perm: torch.Tensor | None = None
@@ -295,13 +295,15 @@ def _train_fused_mlp(
     def augment(inp: torch.Tensor) -> torch.Tensor:
         if not aug0:
             return inp
-        return torch.cat([inp, torch.full((inp.shape[0], 1), c0, dtype=inp.dtype)], dim=1)
+        return torch.cat(
+            [inp, torch.full((inp.shape[0], 1), c0, dtype=inp.dtype, device=inp.device)], dim=1
+        )
 
     init = _stacked_dict(Ws, bs, S, d, width, aug0, clone=True)
     n, k = x.shape[0], y.shape[1]
-    losses = torch.empty(len(record), S, dtype=x.dtype)
+    losses = torch.empty(len(record), S, dtype=x.dtype, device=x.device)
     evals = [] if x_eval is not None else None
-    diverged = torch.zeros(S, dtype=torch.bool)
+    diverged = torch.zeros(S, dtype=torch.bool, device=x.device)
 
     def act_(h: torch.Tensor) -> torch.Tensor:
         if relu:
