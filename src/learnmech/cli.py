@@ -111,6 +111,9 @@ _store_opt = click.option(
 @_store_opt
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with the result.")
 @click.option("--quiet", is_flag=True, help="No progress display.")
+@click.option(
+    "--fresh", is_flag=True, help="Re-measure every trial instead of reusing stored ones."
+)
 def run_cmd(
     study: str,
     scale: str,
@@ -122,6 +125,7 @@ def run_cmd(
     store: Path,
     as_json: bool,
     quiet: bool,
+    fresh: bool,
 ) -> None:
     """Run STUDY: predict, measure, compare, report."""
     from learnmech.lab.runner import run_study
@@ -159,6 +163,7 @@ def run_cmd(
             store=store,
             device=device,
             progress=cb,
+            fresh=fresh,
         )
     if as_json:
         click.echo(json.dumps(res.as_json()))

@@ -28,6 +28,8 @@ def test_run_resume_and_reuse(store_path):
     assert r1.verdict == "pass" and r1.trials_run == 8 and r1.trials_skipped == 0
     r2 = run_study("toy", store=store_path, report=False)
     assert r2.run_id == r1.run_id and r2.trials_run == 0 and r2.trials_skipped == 8
+    r2b = run_study("toy", store=store_path, report=False, fresh=True)
+    assert r2b.trials_run == 8
     # a different analysis-only field: new run, same measurements
     r3 = run_study("toy", store=store_path, overrides={"sleep": 0.001}, report=False)
     assert r3.run_id != r1.run_id and r3.trials_run == 0

@@ -65,11 +65,14 @@ def run_study(
     device: str | None = None,
     report: bool = True,
     progress: Progress | None = None,
+    fresh: bool = False,
 ) -> RunResult:
     """Run (or resume) study ``name`` and return its verdict.
 
     The run id is a hash of the study and its resolved config, so the same command resumes
     the same run: finished trials (ok or diverged) are skipped, failed ones retried.
+    ``fresh=True`` re-measures every trial (e.g. after changing measurement code, which
+    trial keys do not hash) and replaces the stored ones.
     """
     study = get_study(name)
     cfg = study.config(scale, overrides, seeds, sources)  # validates before anything is written
@@ -85,7 +88,7 @@ def run_study(
     with Store(store) as st:
         st.begin_run(run_id, name, config, scale, cfg.seeds, prov)
         st.link_trials(run_id, [t.key for t in trials])
-        done = st.done_keys(t.key for t in trials)
+        done = set() if fresh else st.done_keys(t.key for t in trials)
         pending = [t for t in trials if t.key not in done]
         jobs: list[Job] = []
         for point in points:

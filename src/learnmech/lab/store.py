@@ -17,9 +17,10 @@ transaction, so a killed sweep loses no finished trial and leaves no half-writte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,16 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
     def __enter__(self) -> Store:
         return self
 
@@ -205,8 +216,7 @@ class Store:
     def add_trial(self, run_id: str, study: str, result: TrialResult, device: str) -> None:
         """Commit one trial with all its records atomically (replacing an earlier error)."""
         table = _curves_table(result.curves, None, result.key, "experiment")
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self.con.execute("DELETE FROM records WHERE trial_key = ?", [result.key])
             self.con.execute("DELETE FROM trials WHERE key = ?", [result.key])
             self.con.execute(
@@ -228,38 +238,24 @@ class Store:
                 self.con.register("_new_records", table)
                 self.con.execute("INSERT INTO records SELECT * FROM _new_records")
                 self.con.unregister("_new_records")
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
 
     def set_theory(self, run_id: str, curves: Iterable[Curve]) -> None:
         table = _curves_table(curves, run_id, None, "theory")
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self.con.execute("DELETE FROM records WHERE run_id = ? AND source = 'theory'", [run_id])
             self.con.register("_new_records", table)
             self.con.execute("INSERT INTO records SELECT * FROM _new_records")
             self.con.unregister("_new_records")
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
 
     def set_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
         rows = [
             (run_id, m.name, m.value, m.stderr, m.tolerance, m.comparator, m.passed, m.description)
             for m in metrics
         ]
-        self.con.execute("BEGIN TRANSACTION")
-        try:
+        with self._transaction():
             self.con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
             if rows:
                 self.con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            self.con.execute("COMMIT")
-        except BaseException:
-            self.con.execute("ROLLBACK")
-            raise
 
     def finish_run(
         self, run_id: str, status: str, verdict: str | None, wall_time: float, report: str | None

@@ -201,8 +201,9 @@ class WideNets(Study):
         x = task.x_train.to(dev, dtype)
         y = task.y_train.to(dev, dtype)
         xt = task.x_test.to(dev, dtype)
-        models = [
-            MLP(
+
+        def net(seed: int | None = None) -> MLP:
+            return MLP(
                 cfg.dim,
                 width,
                 cfg.depth,
@@ -210,11 +211,11 @@ class WideNets(Study):
                 w_std=cfg.w_std,
                 b_std=cfg.b_std,
                 parameterization="ntk",
-                seed=_init_seed(s, width),
+                seed=seed,
                 dtype=dtype,
             ).to(dev)
-            for s in seeds
-        ]
+
+        models = [net(_init_seed(s, width)) for s in seeds]
         with torch.no_grad():
             f0_train = torch.stack([m(x)[:, 0] for m in models]).double().cpu().numpy()
         xk = x[: cfg.kernel_points]
@@ -249,16 +250,7 @@ class WideNets(Study):
                 for j in range(cfg.n_test)
             ]
             if i in kernel_members:
-                final = MLP(
-                    cfg.dim,
-                    width,
-                    cfg.depth,
-                    activation=cfg.activation,
-                    w_std=cfg.w_std,
-                    b_std=cfg.b_std,
-                    parameterization="ntk",
-                    dtype=dtype,
-                ).to(dev)
+                final = net()
                 final.load_state_dict({k: v[i] for k, v in res.params.items()})
                 kt = empirical_ntk(final, xk, mode="trace").double().cpu().numpy()
                 curves.append(

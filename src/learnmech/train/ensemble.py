@@ -26,6 +26,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from learnmech.nets.mlp import MLP
+from learnmech.train.batching import MinibatchSampler
 
 __all__ = ["EnsembleResult", "Optimizer", "train_ensemble"]
 
@@ -156,9 +157,7 @@ def train_ensemble(
     evals = [] if x_eval is not None else None
     diverged = torch.zeros(S, dtype=torch.bool, device=x.device)
     state: dict[str, dict[str, torch.Tensor]] = {}
-    gen = torch.Generator().manual_seed(int(data_seed))
-    perm: torch.Tensor | None = None
-    cursor = 0
+    sampler = MinibatchSampler(n, batch_size, data_seed) if optimizer == "sgd" else None  # type: ignore[arg-type]
 
     def member_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         out = batched(params, buffers, xb)
@@ -175,12 +174,8 @@ def train_ensemble(
         snapshot(0)
         ri = 1
     for step in range(1, steps + 1):
-        if optimizer == "sgd":
-            if perm is None or cursor + batch_size > n:  # type: ignore[operator]
-                perm = torch.randperm(n, generator=gen)
-                cursor = 0
-            idx = perm[cursor : cursor + batch_size]  # type: ignore[operator]
-            cursor += batch_size  # type: ignore[operator]
+        if sampler is not None:
+            idx = sampler.next()
             xb, yb = x[idx], y[idx]
         else:
             xb, yb = x, y

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import nn
 
+from learnmech.train.batching import MinibatchSampler
+
 if TYPE_CHECKING:
     from learnmech.train.recorder import Recorder
 
@@ -68,20 +70,14 @@ def train(
         raise ValueError(f"optimizer must be 'gd', 'sgd' or 'adam', got {optimizer!r}")
     if optimizer == "sgd" and (batch_size is None or not 1 <= batch_size <= n):
         raise ValueError(f"sgd needs 1 <= batch_size <= {n}, got {batch_size!r}")
-    gen = torch.Generator().manual_seed(int(data_seed))
-    perm: torch.Tensor | None = None
-    cursor = 0
+    sampler = MinibatchSampler(n, batch_size, data_seed) if optimizer == "sgd" else None  # type: ignore[arg-type]
     with torch.no_grad():
         losses = [float(mse(model(x), y))]
     if recorder is not None:
         recorder.step(0, loss=losses[0])
     for step in range(1, steps + 1):
-        if optimizer == "sgd":
-            if perm is None or cursor + batch_size > n:  # type: ignore[operator]
-                perm = torch.randperm(n, generator=gen)
-                cursor = 0
-            idx = perm[cursor : cursor + batch_size]  # type: ignore[operator]
-            cursor += batch_size  # type: ignore[operator]
+        if sampler is not None:
+            idx = sampler.next()
             xb, yb = x[idx], y[idx]
         else:
             xb, yb = x, y
