@@ -75,12 +75,18 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     peak = matmul_rate()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); fp32 torch.mm 4096²: {peak:.1f} GFLOP/s")
-    print(f"{args.seeds} seeds, n={args.n}, d={args.dim}, depth={args.depth}, "
-          f"{args.steps} GD steps per timing")
-    print(f"{'width':>6} {'ensemble GFLOP/s':>17} {'% of mm':>8} {'loop GFLOP/s':>13} "
-          f"{'% of mm':>8} {'ensemble/loop':>14}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); fp32 torch.mm 4096²: {peak:.1f} GFLOP/s"
+    )
+    print(
+        f"{args.seeds} seeds, n={args.n}, d={args.dim}, depth={args.depth}, "
+        f"{args.steps} GD steps per timing"
+    )
+    print(
+        f"{'width':>6} {'ensemble GFLOP/s':>17} {'% of mm':>8} {'loop GFLOP/s':>13} "
+        f"{'% of mm':>8} {'ensemble/loop':>14}"
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.randn(args.n, args.dim, generator=g)
     y = torch.randn(args.n, 1, generator=g)
@@ -88,14 +94,21 @@ def main() -> None:
         # NTK parameterization, ReLU, active biases (b_std = 0.1)
         models = [MLP(args.dim, w, args.depth, b_std=0.1, seed=s) for s in range(args.seeds)]
         flops = step_flops(args.n, [args.dim] + [w] * args.depth + [1]) * args.steps * args.seeds
-        t_ens = best_of(lambda models=models: train_ensemble(
-            models, x, y, lr=0.1, steps=args.steps, record_every=[args.steps]), args.repeat)
+        t_ens = best_of(
+            lambda models=models: train_ensemble(
+                models, x, y, lr=0.1, steps=args.steps, record_every=[args.steps]
+            ),
+            args.repeat,
+        )
         copies = [MLP(args.dim, w, args.depth, b_std=0.1, seed=s) for s in range(args.seeds)]
-        t_loop = best_of(lambda copies=copies: loop_train(copies, x, y, 0.1, args.steps),
-                         args.repeat)
+        t_loop = best_of(
+            lambda copies=copies: loop_train(copies, x, y, 0.1, args.steps), args.repeat
+        )
         r_ens, r_loop = flops / t_ens / 1e9, flops / t_loop / 1e9
-        print(f"{w:>6} {r_ens:>17.1f} {100 * r_ens / peak:>7.0f}% {r_loop:>13.1f} "
-              f"{100 * r_loop / peak:>7.0f}% {t_loop / t_ens:>13.2f}x")
+        print(
+            f"{w:>6} {r_ens:>17.1f} {100 * r_ens / peak:>7.0f}% {r_loop:>13.1f} "
+            f"{100 * r_loop / peak:>7.0f}% {t_loop / t_ens:>13.2f}x"
+        )
 
 
 if __name__ == "__main__":

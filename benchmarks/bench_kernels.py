@@ -75,14 +75,22 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=16)
     ap.add_argument("--nt-python", default=os.environ.get("LEARNMECH_NT_PYTHON"))
     args = ap.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
     nt = None
     if args.nt_python:
         res = subprocess.run(
-            [args.nt_python, "-c", NT_SCRIPT,
-             json.dumps([args.sizes, args.depth, args.repeat, args.dim])],
-            capture_output=True, text=True, check=False,
+            [
+                args.nt_python,
+                "-c",
+                NT_SCRIPT,
+                json.dumps([args.sizes, args.depth, args.repeat, args.dim]),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if res.returncode == 0:
             nt = {int(k): v for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items()}
@@ -96,8 +104,10 @@ def main() -> None:
         if nt and n in nt:
             t_nt = nt[n]["seconds"]
             agree = abs(nt[n]["ntk00"] - k_lm) / abs(k_lm)
-            print(f"{n:>6} {args.depth:>5} {t_lm:>12.3f} {t_nt:>18.3f} {t_nt / t_lm:>6.1f}x"
-                  f"   (Θ[0,1] relative difference {agree:.1e})")
+            print(
+                f"{n:>6} {args.depth:>5} {t_lm:>12.3f} {t_nt:>18.3f} {t_nt / t_lm:>6.1f}x"
+                f"   (Θ[0,1] relative difference {agree:.1e})"
+            )
         else:
             print(f"{n:>6} {args.depth:>5} {t_lm:>12.3f} {'-':>18} {'-':>7}")
 
