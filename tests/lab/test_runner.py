@@ -126,35 +126,13 @@ def test_process_pool_executor(store_path, monkeypatch):
 
 def test_ray_executor(store_path):
     pytest.importorskip("ray")
+    tiny = dict(widths=[8, 16], steps=3, n_train=8, n_test=4, kernel_points=4, kernel_seeds=1)
     res = run_study(
-        "wide-nets",
-        store=store_path,
-        executor="ray",
-        report=False,
-        overrides={
-            "widths": [8, 16],
-            "steps": 3,
-            "n_train": 8,
-            "n_test": 4,
-            "kernel_points": 4,
-            "kernel_seeds": 1,
-        },
-        seeds=2,
+        "wide-nets", store=store_path, executor="ray", report=False, overrides=tiny, seeds=2
     )
     assert res.trials_run == 4 and not res.failed
     local = run_study(
-        "wide-nets",
-        store=store_path.with_name("l.duckdb"),
-        report=False,
-        overrides={
-            "widths": [8, 16],
-            "steps": 3,
-            "n_train": 8,
-            "n_test": 4,
-            "kernel_points": 4,
-            "kernel_seeds": 1,
-        },
-        seeds=2,
+        "wide-nets", store=store_path.with_name("l.duckdb"), report=False, overrides=tiny, seeds=2
     )
     # float32 training; a Ray worker may use another thread count (summation order)
     lm = {m.name: m.value for m in local.metrics}
