@@ -68,6 +68,13 @@ def test_run_json_runs_and_export(tmp_path, capsys):
     assert capsys.readouterr().out.strip().endswith("report.html")
 
 
+def _learnmech(*args: str, timeout: int) -> subprocess.CompletedProcess:
+    """The installed command in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "learnmech", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
 def _check_wide_nets(out: dict) -> None:
     m = out["metrics"]
     assert out["verdict"] == "pass", m
@@ -83,22 +90,7 @@ def _check_wide_nets(out: dict) -> None:
 def test_lab_quick_scale_end_to_end(tmp_path):
     """`learnmech lab` at quick scale (every study, here wide-nets) via the entry point."""
     store = tmp_path / "runs" / "learnmech.duckdb"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "learnmech",
-            "lab",
-            "--scale",
-            "quick",
-            "--json",
-            "--store",
-            str(store),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    res = _learnmech("lab", "--scale", "quick", "--json", "--store", str(store), timeout=600)
     assert res.returncode == 0, res.stderr
     outs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
     assert [o["study"] for o in outs] == ["wide-nets"]
@@ -113,22 +105,15 @@ def test_lab_quick_scale_end_to_end(tmp_path):
 def test_wide_nets_full_scale(tmp_path):
     """Full scale: widths up to 4096, 32 seeds (tens of minutes on 2 cores)."""
     store = tmp_path / "runs" / "learnmech.duckdb"
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "learnmech",
-            "run",
-            "wide-nets",
-            "--scale",
-            "full",
-            "--json",
-            "--quiet",
-            "--store",
-            str(store),
-        ],
-        capture_output=True,
-        text=True,
+    res = _learnmech(
+        "run",
+        "wide-nets",
+        "--scale",
+        "full",
+        "--json",
+        "--quiet",
+        "--store",
+        str(store),
         timeout=5400,
     )
     assert res.returncode == 0, res.stderr
