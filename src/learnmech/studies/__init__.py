@@ -13,6 +13,7 @@ __all__ = ["STUDIES", "Figure", "Study", "StudyConfig", "get_study", "list_studi
 # name -> "module:Class"; order is the catalog order.
 STUDIES: dict[str, str] = {
     "wide-nets": "learnmech.studies.wide_nets:WideNets",
+    "deep-linear": "learnmech.studies.deep_linear:DeepLinearStudy",
 }
 
 
