@@ -14,6 +14,7 @@ __all__ = ["STUDIES", "Figure", "Study", "StudyConfig", "get_study", "list_studi
 STUDIES: dict[str, str] = {
     "wide-nets": "learnmech.studies.wide_nets:WideNets",
     "deep-linear": "learnmech.studies.deep_linear:DeepLinearStudy",
+    "conservation": "learnmech.studies.conservation:Conservation",
 }
 
 
