@@ -15,6 +15,7 @@ STUDIES: dict[str, str] = {
     "wide-nets": "learnmech.studies.wide_nets:WideNets",
     "deep-linear": "learnmech.studies.deep_linear:DeepLinearStudy",
     "conservation": "learnmech.studies.conservation:Conservation",
+    "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
 }
 
 

@@ -1,0 +1,377 @@
+"""Study ``lazy-rich``: the output scale α moves a network between kernel and feature learning.
+
+Setting (Chizat, Oyallon & Bach 2019, "On lazy training in differentiable programming",
+§2 and Fig. 2; the framing paper's Fig. 2): a two-layer ReLU student
+f(x) = (α/m) Σ_j a_j relu(w_jᵀx), m = 200, 2-D Gaussian inputs, a teacher of 3 ReLU units,
+trained by gradient descent on the rescaled loss (1/α²)·½·mean(f − y)² with step η·m. The
+symmetric init (neurons in ± pairs) makes f₀ = 0 and |a_j| = ‖w_j‖ (balanced).
+
+Predictions:
+
+* Lazy limit α → ∞: f follows the *linearized* model, i.e. kernel gradient descent with the
+  (α-independent) tangent kernel K_h(x, x') = (1/m)Σ_j[relu(w_jᵀx)relu(w_jᵀx') + a_j²
+  1(w_jᵀx > 0)1(w_jᵀx' > 0) xᵀx'] at init; parameters move by O(1/α) (Chizat et al. 2019,
+  Thm 2.2–2.4), so the relative weight change scales as α⁻¹.
+* Rich regime α ≪ 1: weights move by O(1), the kernel changes, and neurons rotate and
+  concentrate on the teacher directions (mean-field feature learning); the linearized
+  prediction is then wrong.
+
+Measured at each α: relative weight change, relative kernel change, alignment (fraction of
+the neurons' mass |a_j|‖w_j‖ within 10° of a teacher direction), test loss, and the error of
+the linearized prediction ‖f_T − f_lin,T‖/‖f_lin,T‖ on test points. For ReLU the Jacobian is
+discontinuous, so at moderate α the linearization error falls more slowly than α⁻¹ (a
+fraction O(1/α) of activation patterns flip); it is reported, and scored only for its sign
+of trend. To keep every α stable the step is η·min(1, α) and the number of steps
+T/min(1, α): all runs train for the same time.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+
+from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.stats import fit_power_law, mean_se
+from learnmech.studies.base import Figure, Study, StudyConfig
+
+__all__ = ["LazyRich", "LazyRichConfig"]
+
+ALIGN_DEG = 10.0
+
+
+class LazyRichConfig(StudyConfig):
+    alphas: list[float] = Field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
+    width: int = Field(200, ge=2, le=100_000, description="student neurons m (even)")
+    n_train: int = Field(64, ge=2, le=100_000)
+    n_test: int = Field(512, ge=2, le=100_000)
+    teacher_angles_deg: list[float] = Field(default_factory=lambda: [20.0, 140.0, 250.0])
+    lr: float = Field(0.5, gt=0, le=10, description="η; the step on each parameter is η·m")
+    steps: int = Field(2000, ge=1, le=1_000_000, description="steps at α ≥ 1 (time η·steps)")
+    data_seed: int = Field(0, ge=0)
+
+    @field_validator("alphas")
+    @classmethod
+    def _alphas(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or any(not (math.isfinite(a) and a > 0) for a in v):
+            raise ValueError("need at least two positive alphas")
+        return sorted(set(v))
+
+    @field_validator("width")
+    @classmethod
+    def _even(cls, v: int) -> int:
+        if v % 2:
+            raise ValueError("width must be even (neurons come in ± pairs)")
+        return v
+
+
+def _teacher(cfg: LazyRichConfig) -> torch.Tensor:
+    ang = torch.tensor([math.radians(a) for a in cfg.teacher_angles_deg], dtype=torch.float64)
+    return torch.stack([torch.cos(ang), torch.sin(ang)], 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _data(cfg_json: str) -> dict[str, torch.Tensor]:
+    cfg = LazyRichConfig.model_validate_json(cfg_json)
+    g = torch.Generator().manual_seed(cfg.data_seed)
+    X = torch.randn(cfg.n_train, 2, generator=g, dtype=torch.float64)
+    Xt = torch.randn(cfg.n_test, 2, generator=g, dtype=torch.float64)
+    Wt = _teacher(cfg)
+    return {"X": X, "Xt": Xt, "y": torch.relu(X @ Wt.T).sum(1), "yt": torch.relu(Xt @ Wt.T).sum(1)}
+
+
+def tangent_kernel(x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, a: torch.Tensor):  # type: ignore[no-untyped-def]
+    """K_h(x, x') = (1/m)Σ_j ∇_θ h_j(x)·∇_θ h_j(x') for h_j = a_j relu(w_jᵀx)."""
+    p1, p2 = x1 @ w.T, x2 @ w.T
+    m = w.shape[0]
+    feat = torch.relu(p1) @ torch.relu(p2).T
+    gate = ((p1 > 0).to(w.dtype) * a**2) @ (p2 > 0).to(w.dtype).T
+    return (feat + gate * (x1 @ x2.T)) / m
+
+
+def _alignment(w: torch.Tensor, a: torch.Tensor, Wt: torch.Tensor) -> float:
+    mass = a.abs() * w.norm(dim=1)
+    cos = ((w / w.norm(dim=1, keepdim=True).clamp_min(1e-300)) @ Wt.T).max(1).values
+    near = cos > math.cos(math.radians(ALIGN_DEG))
+    return float((mass * near).sum() / mass.sum())
+
+
+class LazyRich(Study):
+    name = "lazy-rich"
+    title = "Lazy vs rich: output scale α moves a network between kernel and feature learning"
+    summary = "two-layer ReLU student–teacher: weight/kernel change, alignment, NTK error vs α"
+    pillar = "solvable settings"
+    Config = LazyRichConfig
+    sweep_fields = frozenset({"alphas"})
+    scales: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"seeds": 3, "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
+        "full": {"seeds": 8, "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]},
+    }
+
+    def grid(self, cfg: LazyRichConfig) -> list[dict[str, Any]]:
+        return [{"alpha": a} for a in cfg.alphas]
+
+    def predict(self, cfg: LazyRichConfig) -> list[Curve]:
+        al = np.array(cfg.alphas)
+        ref = al[-1]
+        return [Curve("weight_change_scaling", "alpha", al, (ref / al))]
+
+    def measure(
+        self, cfg: LazyRichConfig, point: dict[str, Any], seeds: list[int], device: str
+    ) -> dict[int, list[Curve]]:
+        d = _data(cfg.model_dump_json())
+        dev = torch.device(device)
+        X, Xt, y, yt = (d[k].to(dev) for k in ("X", "Xt", "y", "yt"))
+        Wt = _teacher(cfg).to(dev)
+        alpha = float(point["alpha"])
+        m, n = cfg.width, cfg.n_train
+        slow = min(1.0, alpha)
+        lr = cfg.lr * slow
+        steps = round(cfg.steps / slow)
+        out: dict[int, list[Curve]] = {}
+        for seed in seeds:
+            g = torch.Generator().manual_seed(seed)
+            half = torch.randn(m // 2, 2, generator=g, dtype=torch.float64)
+            w0 = torch.cat([half, half]).to(dev)
+            a0 = torch.cat([half.norm(dim=1), -half.norm(dim=1)]).to(dev)
+            w, a = w0.clone().requires_grad_(), a0.clone().requires_grad_()
+            losses = []
+            rec = set(np.unique(np.round(np.geomspace(1, steps, 40)).astype(int)).tolist())
+            rec_steps = []
+            for step in range(steps + 1):
+                f = alpha / m * (torch.relu(X @ w.T) @ a)
+                loss = 0.5 * ((f - y) ** 2).mean()
+                if step in rec or step == 0:
+                    losses.append(float(loss.detach()))
+                    rec_steps.append(step)
+                if step == steps:
+                    break
+                gw, ga = torch.autograd.grad(loss / alpha**2, [w, a])
+                with torch.no_grad():
+                    w -= lr * m * gw
+                    a -= lr * m * ga
+            with torch.no_grad():
+                if not math.isfinite(losses[-1]):
+                    out[seed] = [Curve("train_loss", "step", rec_steps, losses)]
+                    continue
+                K0 = tangent_kernel(X, X, w0, a0)
+                KT = tangent_kernel(X, X, w, a)
+                ft = alpha / m * (torch.relu(Xt @ w.T) @ a)
+                lam, V = torch.linalg.eigh(K0)
+                lam = lam.clamp_min(0)
+                filt = (1 - lr * lam / n) ** steps  # mean loss: mode rate η·λ/n
+                coef = torch.where(lam > 1e-12 * lam.max(), (1 - filt) / lam, lr * steps / n)
+                f_lin = tangent_kernel(Xt, X, w0, a0) @ (V @ (coef * (V.T @ y)))
+                # linearized train loss at the recorded steps: residual modes decay (1 − ηλ/n)^t
+                proj = V.T @ y
+                tt = torch.tensor(rec_steps, dtype=lam.dtype, device=lam.device)
+                decay = (1 - lr * lam / n)[None, :] ** tt[:, None]
+                lin_loss = 0.5 * ((decay * proj[None, :]) ** 2).sum(1) / n
+                loss_t = torch.tensor(losses, dtype=lam.dtype, device=lam.device)
+                loss_err = float((loss_t - lin_loss).abs().max() / lin_loss[0])
+                theta0 = torch.cat([w0.reshape(-1), a0])
+                theta = torch.cat([w.reshape(-1), a])
+                vals = {
+                    "weight_change": float((theta - theta0).norm() / theta0.norm()),
+                    "kernel_change": float((KT - K0).norm() / K0.norm()),
+                    "alignment": _alignment(w, a, Wt),
+                    "alignment_init": _alignment(w0, a0, Wt),
+                    "test_loss": float(0.5 * ((ft - yt) ** 2).mean()),
+                    "lin_test_loss": float(0.5 * ((f_lin - yt) ** 2).mean()),
+                    "lin_error": float((ft - f_lin).norm() / f_lin.norm()),
+                    "loss_curve_error": loss_err,
+                }
+            curves = [Curve(k, "alpha", [alpha], [v]) for k, v in vals.items()]
+            curves.append(Curve("train_loss", "step", rec_steps, losses))
+            if seed == min(seeds):
+                wa0 = (w0 * a0.abs()[:, None]).cpu().numpy()
+                wa = (w.detach() * a.detach().abs()[:, None]).cpu().numpy()
+                curves += [
+                    Curve("neuron_x_init", "neuron", np.arange(m), wa0[:, 0]),
+                    Curve("neuron_y_init", "neuron", np.arange(m), wa0[:, 1]),
+                    Curve("neuron_x_final", "neuron", np.arange(m), wa[:, 0]),
+                    Curve("neuron_y_final", "neuron", np.arange(m), wa[:, 1]),
+                ]
+            out[seed] = curves
+        return out
+
+    def _table(self, cfg: LazyRichConfig, trials: list[TrialResult]) -> dict[float, dict[str, Any]]:
+        tab: dict[float, dict[str, Any]] = {}
+        for a in cfg.alphas:
+            ok = [t for t in trials if t.status == "ok" and t.point["alpha"] == a]
+            ok = [t for t in ok if t.curve("weight_change") is not None]
+            if len(ok) < 2:
+                continue
+            row: dict[str, Any] = {"n": len(ok)}
+            for key in (
+                "weight_change",
+                "kernel_change",
+                "alignment",
+                "alignment_init",
+                "test_loss",
+                "lin_test_loss",
+                "lin_error",
+                "loss_curve_error",
+            ):
+                if all(t.curve(key) is not None for t in ok):  # older runs may lack a curve
+                    row[key] = mean_se(np.array([t.curve(key).values[0] for t in ok]))
+            row["align_gain"] = mean_se(
+                np.array(
+                    [
+                        t.curve("alignment").values[0] - t.curve("alignment_init").values[0]
+                        for t in ok
+                    ]
+                )
+            )
+            tab[a] = row
+        return tab
+
+    def compare(
+        self, cfg: LazyRichConfig, theory: list[Curve], trials: list[TrialResult]
+    ) -> list[Metric]:
+        tab = self._table(cfg, trials)
+        metrics: list[Metric] = []
+        lazy = [a for a in sorted(tab) if a >= 3]
+        if len(lazy) >= 3:
+            # per seed (same init at every α): local slopes of log Δθ vs log α between the two
+            # largest α and the next pair; theory −1 + O(1/α), so the slope's change between
+            # the pairs estimates the remaining O(1/α) bias
+            top = lazy[-3:]
+            per_seed: dict[int, dict[float, float]] = {}
+            for t in trials:
+                if t.status == "ok" and t.point["alpha"] in top and t.curve("weight_change"):
+                    per_seed.setdefault(t.seed, {})[t.point["alpha"]] = t.curve(
+                        "weight_change"
+                    ).values[0]
+            sl = np.array(
+                [
+                    [
+                        math.log(d[top[2]] / d[top[1]]) / math.log(top[2] / top[1]),
+                        math.log(d[top[1]] / d[top[0]]) / math.log(top[1] / top[0]),
+                    ]
+                    for d in per_seed.values()
+                    if len(d) == 3
+                ]
+            )
+            if len(sl) >= 2:
+                slope, se = float(sl[:, 0].mean()), float(sl[:, 0].std(ddof=1) / math.sqrt(len(sl)))
+                trunc = abs(float((sl[:, 0] - sl[:, 1]).mean()))
+                metrics.append(
+                    Metric(
+                        "weight_change_exponent_error",
+                        abs(slope + 1),
+                        3 * se + trunc,
+                        "<=",
+                        stderr=se,
+                        description=f"|local slope of relative weight change vs α between "
+                        f"α={top[1]:g} and {top[2]:g}, + 1| (slope {slope:.4f}; theory −1, "
+                        "Chizat et al. 2019 Thm 2.2); tolerance 3 SE over seeds + the slope's "
+                        "change from the previous pair (the O(1/α) next order)",
+                    )
+                )
+        if len(tab) >= 2:
+            al = np.array(sorted(tab))
+            lo, hi = al[0], al[-1]
+            big = al[al >= 1] if (al >= 1).sum() >= 2 else al
+            for key, label in (
+                ("lin_error", "linearized-prediction error"),
+                ("loss_curve_error", "train-loss curve error of the linearized prediction"),
+                ("kernel_change", "relative kernel change"),
+            ):
+                if any(key not in tab[a] for a in big):
+                    continue
+                fit = fit_power_law(
+                    big, [tab[a][key][0] for a in big], [tab[a][key][1] for a in big]
+                )
+                metrics.append(
+                    Metric(
+                        f"{key}_exponent_upper_2se",
+                        fit.exponent + 2 * fit.exponent_se,
+                        0.0,
+                        "<",
+                        description=f"{label} falls with α (α ≥ 1): slope + 2 SE < 0 "
+                        f"(slope {fit.exponent:.2f} ± {fit.exponent_se:.2f})",
+                    )
+                )
+            for a_ in (hi, lo):
+                if "loss_curve_error" in tab[a_]:
+                    metrics.append(
+                        Metric(
+                            f"loss_curve_error@alpha{a_:g}",
+                            tab[a_]["loss_curve_error"][0],
+                            None,
+                            stderr=tab[a_]["loss_curve_error"][1],
+                            description="max over steps of |L_t − L_lin,t| / L_0: the train-loss "
+                            "curve against the linearized model's",
+                        )
+                    )
+            metrics.append(
+                Metric(
+                    f"lin_error@alpha{hi:g}",
+                    tab[hi]["lin_error"][0],
+                    None,
+                    stderr=tab[hi]["lin_error"][1],
+                    description="‖f_T − f_lin,T‖/‖f_lin,T‖ on test points, lazy end",
+                )
+            )
+            metrics.append(
+                Metric(
+                    f"lin_error@alpha{lo:g}",
+                    tab[lo]["lin_error"][0],
+                    None,
+                    stderr=tab[lo]["lin_error"][1],
+                    description="the same at the rich end",
+                )
+            )
+            g, gse = tab[lo]["align_gain"]
+            metrics.append(
+                Metric(
+                    f"alignment_gain_z@alpha{lo:g}",
+                    float(g / gse) if gse > 0 else float("inf") * np.sign(g),
+                    3.0,
+                    ">=",
+                    description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
+                    f"teacher direction, in SE (gain {g:.3f} ± {gse:.3f}); neurons align",
+                )
+            )
+            g_hi, se_hi = tab[hi]["align_gain"]
+            diff, dse = g - g_hi, math.hypot(gse, se_hi)
+            metrics.append(
+                Metric(
+                    "alignment_gain_rich_minus_lazy_z",
+                    float(diff / dse) if dse > 0 else float("inf") * np.sign(diff),
+                    3.0,
+                    ">=",
+                    description=f"alignment gain at α={lo:g} minus at α={hi:g}, in SE "
+                    f"({diff:.3f} ± {dse:.3f}; lazy gain {g_hi:.3f})",
+                )
+            )
+        metrics.append(
+            Metric(
+                "failed_or_diverged_trials",
+                sum(t.status != "ok" or t.curve("weight_change") is None for t in trials),
+                0,
+                "<=",
+            )
+        )
+        return metrics
+
+    def figures(
+        self,
+        cfg: LazyRichConfig,
+        theory: list[Curve],
+        trials: list[TrialResult],
+        metrics: list[Metric],
+        outdir: Path,
+    ) -> list[Figure]:
+        from learnmech.report import plots
+
+        tab = self._table(cfg, trials)
+        if not tab:
+            return []
+        return plots.lazy_rich_figures(cfg, tab, trials, _teacher(cfg).numpy(), outdir)
