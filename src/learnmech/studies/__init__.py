@@ -13,6 +13,7 @@ __all__ = ["STUDIES", "Figure", "Study", "StudyConfig", "get_study", "list_studi
 # name -> "module:Class"; order is the catalog order.
 STUDIES: dict[str, str] = {
     "wide-nets": "learnmech.studies.wide_nets:WideNets",
+    "learning-curves": "learnmech.studies.learning_curves:LearningCurves",
     "deep-linear": "learnmech.studies.deep_linear:DeepLinearStudy",
     "conservation": "learnmech.studies.conservation:Conservation",
     "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
