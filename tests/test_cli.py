@@ -87,18 +87,33 @@ def _check_wide_nets(out: dict) -> None:
     assert d["value"] + 3 * d["stderr"] < 0, d
 
 
+SOLVABLE_CHECKS = {
+    # study: metrics that must be present (each verdict-bearing one passed for "pass")
+    "learning-curves": ["synthetic_max_error_over_tolerance", "digits_max_error_over_tolerance"],
+    "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
+    "conservation": ["drift_equals_accumulated_eta2_terms", "linear_gd_drift_exponent_error"],
+    "lazy-rich": ["weight_change_exponent_error", "alignment_gain_rich_minus_lazy_z"],
+}
+
+
 def test_lab_quick_scale_end_to_end(tmp_path):
-    """`learnmech lab` at quick scale (every study, here wide-nets) via the entry point."""
+    """`learnmech lab` at quick scale: every built-in study via the entry point."""
     store = tmp_path / "runs" / "learnmech.duckdb"
-    res = _learnmech("lab", "--scale", "quick", "--json", "--store", str(store), timeout=600)
+    res = _learnmech("lab", "--scale", "quick", "--json", "--store", str(store), timeout=900)
     assert res.returncode == 0, res.stderr
-    outs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    assert [o["study"] for o in outs] == ["wide-nets"]
-    _check_wide_nets(outs[0])
-    html = (tmp_path / "runs" / outs[0]["run_id"] / "report.html").read_text()
-    assert "data:image/png;base64" in html and "mean_output_rel_error" in html
+    outs = {o["study"]: o for o in map(json.loads, filter(str.strip, res.stdout.splitlines()))}
+    assert list(outs) == ["wide-nets", *SOLVABLE_CHECKS]
+    _check_wide_nets(outs["wide-nets"])
+    for study, names in SOLVABLE_CHECKS.items():
+        out = outs[study]
+        assert out["verdict"] == "pass", (study, out["metrics"])
+        for name in names:
+            assert out["metrics"][name]["passed"] is True, (study, name)
+    for out in outs.values():
+        html = (tmp_path / "runs" / out["run_id"] / "report.html").read_text()
+        assert "data:image/png;base64" in html
     index = (tmp_path / "runs" / "index.html").read_text()
-    assert outs[0]["run_id"] in index or "report.html" in index
+    assert all(o["run_id"] in index for o in outs.values()) or "report.html" in index
 
 
 @pytest.mark.slow

@@ -180,7 +180,7 @@ class Conservation(Study):
                 opt.step()
             c1 = _invariants(kind, net)
             scale = float(torch.linalg.norm(c0)) + sum(
-                float(torch.linalg.norm(p[0]) ** 2) for p in _pairs(kind, net)
+                float(torch.linalg.norm(p[0].detach()) ** 2) for p in _pairs(kind, net)
             )
             drift = float(torch.linalg.norm(c1 - c0)) / scale
             identity = float(torch.linalg.norm((c1 - c0) - acc)) / max(

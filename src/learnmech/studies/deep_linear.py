@@ -191,7 +191,7 @@ class DeepLinearStudy(Study):
                 loss = 0.5 * ((out_ - Y) ** 2).sum(1).mean()
                 if want[step]:
                     strengths.append(net.mode_strengths(U, V))
-                    losses.append(float(loss))
+                    losses.append(float(loss.detach()))
                 if step == steps:
                     break
                 opt.zero_grad(set_to_none=True)
