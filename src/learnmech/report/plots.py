@@ -312,8 +312,11 @@ def lazy_rich_figures(  # type: ignore[no-untyped-def]
         r = max(np.abs(np.concatenate([x0, y0, x1, y1])).max(), 1e-12) * 1.05
         for u in teacher:
             ax.plot([0, r * u[0]], [0, r * u[1]], color="tab:red", lw=1.5, alpha=0.6)
+        sign = t.curve("neuron_sign").values if t.curve("neuron_sign") else np.ones_like(x1)
         ax.scatter(x0, y0, s=6, color="0.6", label="init")
-        ax.scatter(x1, y1, s=8, color="tab:blue", label="trained")
+        pos = sign > 0
+        ax.scatter(x1[pos], y1[pos], s=8, color="tab:blue", label="trained, a_j > 0")
+        ax.scatter(x1[~pos], y1[~pos], s=8, color="tab:orange", label="trained, a_j < 0")
         ax.set_xlim(-r, r)
         ax.set_ylim(-r, r)
         ax.set_aspect("equal")

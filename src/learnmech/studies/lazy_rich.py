@@ -196,6 +196,7 @@ class LazyRich(Study):
                     Curve("neuron_y_init", "neuron", np.arange(m), wa0[:, 1]),
                     Curve("neuron_x_final", "neuron", np.arange(m), wa[:, 0]),
                     Curve("neuron_y_final", "neuron", np.arange(m), wa[:, 1]),
+                    Curve("neuron_sign", "neuron", np.arange(m), np.sign(a.detach().cpu().numpy())),
                 ]
             out[seed] = curves
         return out
