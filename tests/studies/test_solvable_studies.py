@@ -19,7 +19,7 @@ from learnmech.studies import get_study
         ("deep-linear", {"singular_values": [1.0, float("nan")]}, "singular_values"),
         ("conservation", {"lrs": [0.1]}, "lrs"),
         ("conservation", {"nets": ["cnn"]}, "nets"),
-        ("lazy-rich", {"width": 201}, "width"),
+        ("lazy-rich", {"widths": [201]}, "widths"),
         ("lazy-rich", {"alphas": [1.0, -2.0]}, "alphas"),
     ],
 )

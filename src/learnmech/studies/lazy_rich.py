@@ -47,7 +47,9 @@ ALIGN_DEG = 10.0
 
 class LazyRichConfig(StudyConfig):
     alphas: list[float] = Field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
-    width: int = Field(200, ge=2, le=100_000, description="student neurons m (even)")
+    widths: list[int] = Field(
+        default_factory=lambda: [200], description="student neurons m (even), one sweep each"
+    )
     n_train: int = Field(64, ge=2, le=100_000)
     n_test: int = Field(512, ge=2, le=100_000)
     teacher_angles_deg: list[float] = Field(default_factory=lambda: [20.0, 140.0, 250.0])
@@ -62,12 +64,12 @@ class LazyRichConfig(StudyConfig):
             raise ValueError("need at least two positive alphas")
         return sorted(set(v))
 
-    @field_validator("width")
+    @field_validator("widths")
     @classmethod
-    def _even(cls, v: int) -> int:
-        if v % 2:
-            raise ValueError("width must be even (neurons come in ± pairs)")
-        return v
+    def _even(cls, v: list[int]) -> list[int]:
+        if not v or any(w < 2 or w % 2 for w in v):
+            raise ValueError("widths must be even and ≥ 2 (neurons come in ± pairs)")
+        return sorted(set(v))
 
 
 def _teacher(cfg: LazyRichConfig) -> torch.Tensor:
@@ -107,14 +109,18 @@ class LazyRich(Study):
     summary = "two-layer ReLU student–teacher: weight/kernel change, alignment, NTK error vs α"
     pillar = "solvable settings"
     Config = LazyRichConfig
-    sweep_fields = frozenset({"alphas"})
+    sweep_fields = frozenset({"alphas", "widths"})
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 3, "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
-        "full": {"seeds": 8, "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0]},
+        "full": {
+            "seeds": 8,
+            "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0],
+            "widths": [200, 1000],
+        },
     }
 
     def grid(self, cfg: LazyRichConfig) -> list[dict[str, Any]]:
-        return [{"alpha": a} for a in cfg.alphas]
+        return [{"alpha": a, "width": w} for w in cfg.widths for a in cfg.alphas]
 
     def predict(self, cfg: LazyRichConfig) -> list[Curve]:
         al = np.array(cfg.alphas)
@@ -129,7 +135,7 @@ class LazyRich(Study):
         X, Xt, y, yt = (d[k].to(dev) for k in ("X", "Xt", "y", "yt"))
         Wt = _teacher(cfg).to(dev)
         alpha = float(point["alpha"])
-        m, n = cfg.width, cfg.n_train
+        m, n = int(point["width"]), cfg.n_train
         slow = min(1.0, alpha)
         lr = cfg.lr * slow
         steps = round(cfg.steps / slow)
@@ -235,6 +241,25 @@ class LazyRich(Study):
     def compare(
         self, cfg: LazyRichConfig, theory: list[Curve], trials: list[TrialResult]
     ) -> list[Metric]:
+        metrics: list[Metric] = []
+        for w in cfg.widths:
+            mine = [t for t in trials if t.point.get("width") == w]
+            part = self._compare_width(cfg, mine)
+            if len(cfg.widths) > 1:
+                for m in part:
+                    m.name = f"{m.name}@m{w}"
+            metrics += part
+        metrics.append(
+            Metric(
+                "failed_or_diverged_trials",
+                sum(t.status != "ok" or t.curve("weight_change") is None for t in trials),
+                0,
+                "<=",
+            )
+        )
+        return metrics
+
+    def _compare_width(self, cfg: LazyRichConfig, trials: list[TrialResult]) -> list[Metric]:
         tab = self._table(cfg, trials)
         metrics: list[Metric] = []
         lazy = [a for a in sorted(tab) if a >= 3]
@@ -352,14 +377,6 @@ class LazyRich(Study):
                     f"({diff:.3f} ± {dse:.3f}; lazy gain {g_hi:.3f})",
                 )
             )
-        metrics.append(
-            Metric(
-                "failed_or_diverged_trials",
-                sum(t.status != "ok" or t.curve("weight_change") is None for t in trials),
-                0,
-                "<=",
-            )
-        )
         return metrics
 
     def figures(
@@ -372,7 +389,9 @@ class LazyRich(Study):
     ) -> list[Figure]:
         from learnmech.report import plots
 
-        tab = self._table(cfg, trials)
+        w = cfg.widths[0]
+        mine = [t for t in trials if t.point.get("width") == w]
+        tab = self._table(cfg, mine)
         if not tab:
             return []
-        return plots.lazy_rich_figures(cfg, tab, trials, _teacher(cfg).numpy(), outdir)
+        return plots.lazy_rich_figures(cfg, tab, mine, _teacher(cfg).numpy(), outdir)
