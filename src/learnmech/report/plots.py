@@ -10,7 +10,7 @@ import numpy as np
 from learnmech.stats import fit_power_law
 from learnmech.studies.base import Figure
 
-__all__ = ["deep_linear_figures", "lazy_rich_figures", "wide_nets_figures"]
+__all__ = ["deep_linear_figures", "lazy_rich_figures", "save_png", "wide_nets_figures"]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -29,6 +29,16 @@ def _plt():  # type: ignore[no-untyped-def]
         }
     )
     return plt
+
+
+def save_png(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure; returns its path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _width_colors(widths: list[int]) -> dict[int, Any]:
@@ -139,10 +149,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     _loss_panel(axes[1], th, per, "test_loss", th["pred"].expected_test_loss, colors)
     axes[0].legend(fontsize=7)
     fig.suptitle("Loss curves: ensemble mean ± 2 SE vs analytic-NTK prediction")
-    fig.tight_layout()
-    p = outdir / "loss_curves.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "loss_curves.png")
     figs.append(
         Figure(
             p,
@@ -157,10 +164,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     _outputs_panel(ax, th, per, colors)
     ax.legend(fontsize=7)
     ax.set_title(f"Test outputs after {cfg.steps} steps")
-    fig.tight_layout()
-    p = outdir / "outputs.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "outputs.png")
     figs.append(
         Figure(
             p,
@@ -175,10 +179,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     _scaling_panel(ax, per)
     ax.legend(fontsize=7)
     ax.set_title("Distance from the infinite-width limit vs width")
-    fig.tight_layout()
-    p = outdir / "width_scaling.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "width_scaling.png")
     figs.append(
         Figure(
             p,
@@ -198,10 +199,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     axes[2].legend(fontsize=6)
     axes[2].set_title("convergence to the limit")
     fig.suptitle("learnmech wide-nets: finite MLPs vs their infinite-width NTK prediction")
-    fig.tight_layout()
-    p = outdir / "summary.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "summary.png")
     figs.insert(0, Figure(p, "Summary."))
     return figs
 
@@ -241,10 +239,7 @@ def deep_linear_figures(cfg: Any, rows: list[dict[str, Any]], outdir: Path) -> l
             ax.set_xlabel("step")
             ax.set_ylabel("mode strength uᵀW⋯Wv")
         axes[0, 0].legend(fontsize=7, title="dashed: exact theory", title_fontsize=7)
-    fig.tight_layout()
-    p = outdir / "deep_linear_modes.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "deep_linear_modes.png")
     figs.append(
         Figure(
             p,
@@ -273,10 +268,7 @@ def deep_linear_figures(cfg: Any, rows: list[dict[str, Any]], outdir: Path) -> l
         ax.set_ylabel("loss / initial loss")
         ax.set_title(f"depth {d}")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    p = outdir / "deep_linear_staircase.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "deep_linear_staircase.png")
     figs.append(
         Figure(
             p,
@@ -326,10 +318,7 @@ def lazy_rich_figures(  # type: ignore[no-untyped-def]
         ax.set_ylabel("|a_j| w_j,2")
     axes[0].legend(fontsize=8, loc="lower left")
     fig.suptitle("student neurons |a_j|·w_j; red: teacher directions")
-    fig.tight_layout()
-    p = outdir / "lazy_rich_neurons.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "lazy_rich_neurons.png")
     figs.append(
         Figure(
             p,
@@ -362,10 +351,7 @@ def lazy_rich_figures(  # type: ignore[no-untyped-def]
     band(axes[2], "lin_test_loss", "linearized (NTK) prediction", "k")
     axes[2].set(xscale="log", yscale="log", xlabel="α", ylabel="test loss")
     axes[2].legend(fontsize=8)
-    fig.tight_layout()
-    p = outdir / "lazy_rich_vs_alpha.png"
-    fig.savefig(p)
-    plt.close(fig)
+    p = save_png(fig, outdir / "lazy_rich_vs_alpha.png")
     figs.append(
         Figure(
             p,

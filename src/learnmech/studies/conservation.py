@@ -313,7 +313,7 @@ class Conservation(Study):
         metrics: list[Metric],
         outdir: Path,
     ) -> list[Figure]:
-        from learnmech.report.plots import _plt
+        from learnmech.report.plots import _plt, save_png
 
         tab = self._table(cfg, trials)
         plt = _plt()
@@ -351,10 +351,7 @@ class Conservation(Study):
         )
         a1.legend()
         a2.legend()
-        fig.tight_layout()
-        p = outdir / "conservation.png"
-        fig.savefig(p)
-        plt.close(fig)
+        p = save_png(fig, outdir / "conservation.png")
         return [
             Figure(
                 p,

@@ -411,7 +411,7 @@ class LearningCurves(Study):
         metrics: list[Metric],
         outdir: Path,
     ) -> list[Figure]:
-        from learnmech.report.plots import _plt
+        from learnmech.report.plots import _plt, save_png
 
         tab = self._table(cfg, trials)
         if not tab:
@@ -452,10 +452,7 @@ class LearningCurves(Study):
                 title=f"{task}: lines eigenlearning, dots KRR ±2 SE",
             )
             ax.legend(fontsize=8)
-        fig.tight_layout()
-        path = outdir / "learning_curves.png"
-        fig.savefig(path)
-        plt.close(fig)
+        path = save_png(fig, outdir / "learning_curves.png")
         return [
             Figure(
                 path,
