@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +152,18 @@ def test_bad_config_writes_nothing(store_path):
     with pytest.raises(UserError, match="executor"):
         run_study("toy", store=store_path, executor="slurm")
     assert not store_path.exists()
+
+
+def test_report_of_a_run_whose_config_no_longer_validates(store_path):
+    """A run stored by an older version of a study (a renamed field) gets a one-line error."""
+    from learnmech.cli import main
+    from learnmech.lab.runner import render_report
+
+    r = run_study("toy", store=store_path, report=False)
+    with Store(store_path) as st:
+        (config,) = st.con.execute("SELECT config FROM runs WHERE id = ?", [r.run_id]).fetchone()
+        stale = json.dumps(json.loads(config) | {"renamed": 1})
+        st.con.execute("UPDATE runs SET config = ? WHERE id = ?", [stale, r.run_id])
+        with pytest.raises(UserError, match="no longer accepts"):
+            render_report(st, r.run_id)
+    assert main(["report", r.run_id, "--store", str(store_path)]) == 2

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from learnmech.errors import UserError
 from learnmech.lab.executors import Job, make_executor
 from learnmech.lab.provenance import default_device, provenance
 from learnmech.lab.records import Metric, verdict_of
@@ -143,7 +146,15 @@ def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None)
     if study is None:
         study = get_study(info["study"])
     if cfg is None:
-        cfg = study.Config(**info["config"])
+        try:
+            cfg = study.Config(**info["config"])
+        except ValidationError as err:
+            first = err.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise UserError(
+                f"run {run_id} was stored with a {info['study']} config this version no longer "
+                f"accepts ({field}: {first['msg']}); re-run the study to get a new report"
+            ) from None
     outdir = st.path.parent / run_id
     theory = st.theory(run_id)
     trials = st.trials(run_id)
