@@ -319,6 +319,205 @@ def report_cmd(run: str, store: Path) -> None:
     click.echo(str(path))
 
 
+@cli.group("fit")
+def fit_grp() -> None:
+    """Fit empirical laws to data."""
+
+
+def _floats(text: str | None, name: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        vals = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise _Fail(f"--{name} takes comma-separated numbers, got {text!r}") from None
+    return vals
+
+
+@fit_grp.command("scaling")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(path_type=Path))
+@click.option(
+    "--law",
+    default="chinchilla",
+    show_default=True,
+    help="chinchilla, saturating, kaplan, bnsl (1 break), bnsl2, bnsl3, bnsl4.",
+)
+@click.option("--n-col", default=None, help="Parameter-count column (default: N, params, …).")
+@click.option("--d-col", default=None, help="Token column (default: D, tokens, …).")
+@click.option("--c-col", default=None, help="Compute column; D = C/(6N) when D is absent.")
+@click.option("--x-col", default=None, help="Input column for single-input laws.")
+@click.option("--loss-col", default=None, help="Loss column (default: loss, L, …).")
+@click.option(
+    "--drop-highest",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Drop this many highest-loss rows first.",
+)
+@click.option("--huber-delta", type=float, default=1e-3, show_default=True)
+@click.option(
+    "--bootstrap",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Bootstrap replicates for standard errors and intervals.",
+)
+@click.option(
+    "--cluster", default=None, help="Resample whole clusters sharing this input's value (e.g. N)."
+)
+@click.option(
+    "--holdout",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Also fit without the K largest values of the first input and score "
+    "the extrapolation to them.",
+)
+@click.option("--compute", default=None, help="Compute budgets C for N_opt, D_opt (chinchilla).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--plot",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write a figure of data, fit and extrapolation (PNG).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def fit_scaling_cmd(
+    csv_file: Path,
+    law: str,
+    n_col: str | None,
+    d_col: str | None,
+    c_col: str | None,
+    x_col: str | None,
+    loss_col: str | None,
+    drop_highest: int,
+    huber_delta: float,
+    bootstrap: int,
+    cluster: str | None,
+    holdout: int,
+    compute: str | None,
+    seed: int,
+    plot: Path | None,
+    as_json: bool,
+) -> None:
+    """Fit a scaling law to FILE.csv (Huber regression on log loss from a grid of starts)."""
+    import warnings
+
+    import numpy as np
+
+    from learnmech.laws import extrapolation_score, fit_law, get_law
+    from learnmech.laws.io import read_scaling_csv
+
+    lw = get_law(law)
+    if bootstrap < 0:
+        raise _Fail(f"--bootstrap must be non-negative, got {bootstrap}")
+    if holdout < 0:
+        raise _Fail(f"--holdout must be non-negative, got {holdout}")
+    budgets = _floats(compute, "compute")
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise _Fail(f"--plot writes PNG files; got {plot}")
+    cols = {"N": n_col, "D": d_col, "C": c_col, "x": x_col, "loss": loss_col}
+    data = read_scaling_csv(csv_file, lw, columns=cols, drop_highest=drop_highest)
+    used = data.pop("_columns")
+    inputs = {k: v for k, v in data.items() if k != "loss"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # reported in the output instead
+        res = fit_law(
+            lw,
+            data["loss"],
+            huber_delta=huber_delta,
+            bootstrap=bootstrap,
+            cluster=cluster,
+            seed=seed,
+            **inputs,
+        )
+        score = (
+            extrapolation_score(
+                lw, data["loss"], holdout=holdout, huber_delta=huber_delta, **inputs
+            )
+            if holdout
+            else None
+        )
+    out = res.as_dict() | {"file": str(csv_file), "columns": used, "dropped": drop_highest}
+    if budgets:
+        opt = res.compute_optimal(budgets)
+        out["compute_optimal"] = {
+            k: (
+                np.asarray(v).tolist()
+                if not isinstance(v, tuple)
+                else [np.asarray(x).tolist() for x in v]
+            )
+            for k, v in opt.items()
+        }
+    if score is not None:
+        out["extrapolation"] = {
+            k: v
+            for k, v in score.items()
+            if k not in ("fit", "predicted", "observed", "test_inputs")
+        }
+    if plot is not None:
+        from learnmech.report.plots import scaling_fit_figure
+
+        scaling_fit_figure(res, score, plot)
+        out["plot"] = str(plot)
+    if as_json:
+        click.echo(json.dumps(out, default=float))
+        return
+    _print_fit(out)
+
+
+def _print_fit(out: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    boot = out.get("bootstrap")
+    t = Table(title=f"{out['law']} fit · {out['points']} points · {out['starts']} starts")
+    t.add_column("parameter")
+    t.add_column("value", justify="right")
+    if boot:
+        t.add_column("SE (bootstrap)", justify="right")
+        t.add_column("95% interval", justify="right")
+    for k, v in out["params"].items():
+        row = [k, f"{v:.5g}"]
+        if boot:
+            lo, hi = boot["interval95"][k]
+            row += [f"{boot['stderr'][k]:.3g}", f"[{lo:.4g}, {hi:.4g}]"]
+        t.add_row(*row)
+    con.print(t)
+    con.print(
+        f"objective {out['objective']:.6g} (Huber δ = {out['huber_delta']:g} on log loss); "
+        f"{100 * out['converged_fraction']:.1f}% of starts converged"
+    )
+    if boot:
+        con.print(
+            f"bootstrap: {boot['replicates']} replicates"
+            + (f", clustered by {boot['cluster']}" if boot["cluster"] else "")
+        )
+    if "compute_optimal" in out:
+        co = out["compute_optimal"]
+        for i, c in enumerate(co["C"]):
+            line = (
+                f"C = {c:.3g}: N_opt = {co['N_opt'][i]:.3g}, D_opt = {co['D_opt'][i]:.3g}, "
+                f"D/N = {co['tokens_per_param'][i]:.3g}"
+            )
+            if "tokens_per_param_interval" in co:
+                lo, hi = co["tokens_per_param_interval"]
+                line += f" (95%: {lo[i]:.3g}–{hi[i]:.3g})"
+            con.print(line)
+    if "extrapolation" in out:
+        e = out["extrapolation"]
+        con.print(
+            f"extrapolation to the {e['test_points']} runs with {e['held_out_by']} ≥ "
+            f"{e['threshold']:.3g} (fit on {e['train_points']}): mean |error| "
+            f"{100 * e['mean_abs_rel_error']:.2f}%, max {100 * e['max_abs_rel_error']:.2f}%"
+        )
+    for w in out["warnings"]:
+        con.print(f"[yellow]warning:[/yellow] {w}")
+    if "plot" in out:
+        con.print(f"figure: {out['plot']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 verdict unaffected failures, 2 bad input)."""
     try:

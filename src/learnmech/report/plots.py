@@ -10,7 +10,13 @@ import numpy as np
 from learnmech.stats import fit_power_law
 from learnmech.studies.base import Figure
 
-__all__ = ["deep_linear_figures", "lazy_rich_figures", "save_png", "wide_nets_figures"]
+__all__ = [
+    "deep_linear_figures",
+    "lazy_rich_figures",
+    "save_png",
+    "scaling_fit_figure",
+    "wide_nets_figures",
+]
 
 
 def _plt():  # type: ignore[no-untyped-def]
@@ -361,3 +367,78 @@ def lazy_rich_figures(  # type: ignore[no-untyped-def]
         )
     )
     return figs
+
+
+def scaling_fit_figure(fit: Any, score: dict[str, Any] | None, path: Path) -> Path:
+    """Data and fitted law; with ``score``, the fit on smaller runs and the held-out runs."""
+    plt = _plt()
+    data = fit.data
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
+    ax = axes[0]
+    if fit.law.inputs == ("N", "D"):
+        N, D = data.inputs["N"], data.inputs["D"]
+        sizes = np.unique(N)
+        cmap = plt.get_cmap("viridis")
+        lognorm = (np.log(N) - np.log(sizes[0])) / max(np.log(sizes[-1] / sizes[0]), 1e-12)
+        ax.scatter(D, data.loss, c=cmap(lognorm), s=10)
+        show = sizes[np.linspace(0, sizes.size - 1, min(6, sizes.size)).astype(int)]
+        for n in show:
+            grid = np.geomspace(D.min(), D.max(), 100)
+            c = cmap((np.log(n) - np.log(sizes[0])) / max(np.log(sizes[-1] / sizes[0]), 1e-12))
+            ax.plot(
+                grid,
+                fit.predict(N=np.full_like(grid, n), D=grid),
+                color=c,
+                lw=1.2,
+                label=f"N = {n:.2g}",
+            )
+        ax.set_xlabel("tokens D")
+        ax.legend(fontsize=7, title="fit at", title_fontsize=7)
+    else:
+        x = data.inputs["x"]
+        ax.scatter(x, data.loss, s=12, color="tab:blue", label="data")
+        lo, hi = x.min(), x.max()
+        if score is not None:
+            hi = max(hi, float(np.max(score["test_inputs"]["x"])))
+        grid = np.geomspace(lo, hi, 200)
+        ax.plot(grid, fit.predict(x=grid), "k-", lw=1.2, label="fit (all data)")
+        if score is not None:
+            ax.plot(
+                grid,
+                score["fit"].predict(x=grid),
+                "--",
+                color="tab:red",
+                lw=1.2,
+                label="fit without held-out",
+            )
+        ax.set_xlabel("x")
+        ax.legend(fontsize=8)
+    ax.set(xscale="log", yscale="log", ylabel="loss", title=f"{fit.law.name}: {fit.law.doc}")
+    ax = axes[1]
+    pred = fit.predict(**data.inputs)
+    ax.scatter(data.loss, pred, s=10, color="0.5", label="fit on all data")
+    if score is not None:
+        ax.scatter(
+            score["observed"],
+            score["predicted"],
+            s=24,
+            color="tab:red",
+            marker="x",
+            label=f"held out (mean |err| {100 * score['mean_abs_rel_error']:.1f}%)",
+        )
+    lims = [min(data.loss.min(), pred.min()), max(data.loss.max(), pred.max())]
+    ax.plot(lims, lims, "k--", lw=1)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="observed loss",
+        ylabel="predicted loss",
+        title="prediction vs observation",
+    )
+    ax.legend(fontsize=8)
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    for a in (axes[0].yaxis, axes[1].xaxis, axes[1].yaxis):
+        a.set_major_formatter(ScalarFormatter())
+        a.set_minor_formatter(NullFormatter())
+    return save_png(fig, path)

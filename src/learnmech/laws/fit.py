@@ -1,0 +1,425 @@
+"""Fitting scaling laws: Huber loss in log space, every start at once, bootstrap intervals.
+
+The fit is Hoffmann et al. 2022's Approach 3 (App. D.2), generalised to any family of
+:mod:`.families`: minimise Σ_i w_i·Huber_δ(log L̂(x_i; θ) − log L_i) over θ with L-BFGS
+from every point of a start grid and keep the best. All starts — and, for the bootstrap,
+all replicates × starts — are optimised together by :func:`.optim.batched_lbfgs`.
+
+Uncertainty (Efron & Tibshirani 1993): the bootstrap resamples points (or whole clusters,
+e.g. all runs of one model size: ``cluster="N"``) with replacement and refits; intervals are
+percentile intervals, standard errors the bootstrap standard deviation. Each replicate is
+refit from the distinct local minima of the full-data fit (``bootstrap_starts`` of them,
+default 8) rather than the whole grid; ``bootstrap_starts=0`` uses the whole grid.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from learnmech.errors import UserError
+from learnmech.laws.families import Law, get_law
+from learnmech.laws.optim import batched_lbfgs
+
+__all__ = ["ScalingData", "ScalingFit", "extrapolation_score", "fit_law"]
+
+
+@dataclass(frozen=True)
+class ScalingData:
+    """Validated inputs (e.g. N and D, or x) and losses, all positive and finite."""
+
+    inputs: dict[str, np.ndarray]
+    loss: np.ndarray
+
+    @classmethod
+    def from_arrays(cls, law: Law, loss: Any, **inputs: Any) -> ScalingData:
+        y = np.asarray(loss, dtype=np.float64).reshape(-1)
+        got: dict[str, np.ndarray] = {}
+        for name in law.inputs:
+            if name not in inputs:
+                raise UserError(f"law {law.name} needs input {name!r}")
+            v = np.asarray(inputs[name], dtype=np.float64).reshape(-1)
+            if v.shape != y.shape:
+                raise UserError(f"input {name!r} has {v.size} values but loss has {y.size}")
+            bad = ~np.isfinite(v) | (v <= 0)
+            if bad.any():
+                raise UserError(
+                    f"input {name!r} must be positive and finite; row {int(np.argmax(bad))} "
+                    f"is {v[bad][0]!r}"
+                )
+            got[name] = v
+        bad = ~np.isfinite(y) | (y <= 0)
+        if bad.any():
+            raise UserError(
+                f"loss must be positive and finite; row {int(np.argmax(bad))} is {y[bad][0]!r}"
+            )
+        if y.size < len(law.params) + 1:
+            raise UserError(
+                f"too few points: {y.size} for a {len(law.params)}-parameter law "
+                f"(need at least {len(law.params) + 1})"
+            )
+        return cls(got, y)
+
+    def subset(self, mask: np.ndarray) -> ScalingData:
+        return ScalingData({k: v[mask] for k, v in self.inputs.items()}, self.loss[mask])
+
+    @property
+    def n(self) -> int:
+        return int(self.loss.size)
+
+
+def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
+    a = r.abs()
+    return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor | None):  # type: ignore[no-untyped-def]
+    logs = {k: torch.from_numpy(np.log(v)) for k, v in data.inputs.items()}
+    y = torch.from_numpy(np.log(data.loss))
+
+    def fn(theta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        r = law.log_predict(theta, logs) - y[None, :]
+        h = _huber(r, delta)
+        if weights is not None:
+            h = h * weights[rows]
+        return h.sum(1)
+
+    if law.name != "chinchilla":
+        return fn, None
+    lN, lD = logs["N"], logs["D"]
+
+    def vg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Analytic value and gradient of the Approach-3 objective (no autograd)."""
+        a, b, e, al, be = theta.unbind(1)
+        t1 = a[:, None] - al[:, None] * lN[None, :]
+        t2 = b[:, None] - be[:, None] * lD[None, :]
+        t3 = e[:, None]
+        m = torch.maximum(torch.maximum(t1, t2), t3)
+        e1, e2, e3 = torch.exp(t1 - m), torch.exp(t2 - m), torch.exp(t3 - m)
+        z = e1 + e2 + e3
+        r = m + torch.log(z) - y[None, :]
+        h = _huber(r, delta)
+        hp = r.clamp(-delta, delta)  # Huber′
+        if weights is not None:
+            w = weights[rows]
+            h = h * w
+            hp = hp * w
+        hp = hp / z
+        g1, g2, g3 = hp * e1, hp * e2, hp * e3  # h′·softmax weight of each term
+        grad = torch.stack([g1.sum(1), g2.sum(1), g3.sum(1), -(g1 @ lN), -(g2 @ lD)], 1)
+        return h.sum(1), grad
+
+    return fn, vg
+
+
+def _minimize(law, data, delta, starts, weights=None, chunk: int = 20_000, **kw):  # type: ignore[no-untyped-def]
+    """Batched L-BFGS from every row of ``starts`` (rows beyond ``chunk`` in pieces)."""
+    xs, fs, cs = [], [], []
+    for i in range(0, starts.shape[0], chunk):
+        w = None if weights is None else weights[i : i + chunk]
+        fn, vg = _objective(law, data, delta, w)
+        res = batched_lbfgs(fn, torch.from_numpy(starts[i : i + chunk]), value_and_grad=vg, **kw)
+        xs.append(res.x.numpy())
+        fs.append(res.fun.numpy())
+        cs.append(res.converged.numpy())
+    return np.concatenate(xs), np.concatenate(fs), np.concatenate(cs)
+
+
+def _distinct(theta: np.ndarray, fun: np.ndarray, k: int, tol: float = 1e-3) -> np.ndarray:
+    """Up to k distinct minima (by parameters), best first."""
+    order = np.argsort(fun)
+    keep: list[int] = []
+    for i in order:
+        if not np.all(np.isfinite(theta[i])) or not np.isfinite(fun[i]):
+            continue
+        if all(
+            np.max(np.abs(theta[i] - theta[j])) > tol * (1 + np.max(np.abs(theta[j]))) for j in keep
+        ):
+            keep.append(int(i))
+        if len(keep) >= k:
+            break
+    return np.array(keep, dtype=np.int64)
+
+
+@dataclass
+class ScalingFit:
+    """A fitted law: best parameters, diagnostics and (optionally) bootstrap replicates."""
+
+    law: Law
+    data: ScalingData
+    theta: np.ndarray  # (P,) log-space parameters
+    objective: float
+    huber_delta: float
+    n_starts: int
+    converged_fraction: float
+    minima: np.ndarray  # (K, P) distinct local minima, best first
+    minima_objective: np.ndarray  # (K,)
+    warnings: list[str] = field(default_factory=list)
+    boot: np.ndarray | None = None  # (R, P) log-space replicates
+    cluster: str | None = None
+
+    @property
+    def params(self) -> dict[str, float]:
+        return self.law.natural(self.theta)
+
+    def predict(self, **inputs: Any) -> np.ndarray:
+        logs = {
+            k: torch.from_numpy(np.log(np.asarray(inputs[k], np.float64)).reshape(-1))
+            for k in self.law.inputs
+        }
+        out = self.law.log_predict(torch.from_numpy(self.theta[None, :]), logs)
+        return np.exp(out[0].numpy())
+
+    def _boot_natural(self) -> dict[str, np.ndarray]:
+        if self.boot is None or len(self.boot) == 0:
+            raise UserError("no bootstrap replicates: fit with bootstrap > 0")
+        rows = [self.law.natural(t) for t in self.boot]
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+    def stderr(self) -> dict[str, float]:
+        """Bootstrap standard deviation of each natural parameter."""
+        return {k: float(np.std(v, ddof=1)) for k, v in self._boot_natural().items()}
+
+    def interval(self, level: float = 0.95) -> dict[str, tuple[float, float]]:
+        """Percentile bootstrap interval of each natural parameter."""
+        lo, hi = 50 * (1 - level), 50 * (1 + level)
+        return {
+            k: (float(np.percentile(v, lo)), float(np.percentile(v, hi)))
+            for k, v in self._boot_natural().items()
+        }
+
+    def compute_optimal(self, compute: Any, level: float = 0.95) -> dict[str, Any]:
+        """N_opt(C), D_opt(C) and D/N for C = 6ND (Hoffmann et al. 2022, eq. 4), with
+        bootstrap percentile intervals when replicates exist. Chinchilla law only."""
+        if self.law.name != "chinchilla":
+            raise UserError("compute-optimal allocation needs the chinchilla law")
+        C = np.asarray(compute, dtype=np.float64).reshape(-1)
+        if np.any(~np.isfinite(C) | (C <= 0)):
+            raise UserError("compute budgets must be positive and finite")
+
+        def alloc(p: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+            a, b = p["alpha"], p["beta"]
+            G = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
+            return G * (C / 6) ** (b / (a + b)), (C / 6) ** (a / (a + b)) / G
+
+        n_opt, d_opt = alloc(self.params)
+        out: dict[str, Any] = {
+            "C": C,
+            "N_opt": n_opt,
+            "D_opt": d_opt,
+            "tokens_per_param": d_opt / n_opt,
+        }
+        if self.boot is not None and len(self.boot):
+            with np.errstate(all="ignore"):
+                reps = [alloc(self.law.natural(t)) for t in self.boot]
+            N = np.stack([r[0] for r in reps])
+            D = np.stack([r[1] for r in reps])
+            lo, hi = 50 * (1 - level), 50 * (1 + level)
+            for key, arr in (("N_opt", N), ("D_opt", D), ("tokens_per_param", D / N)):
+                out[f"{key}_interval"] = (
+                    np.nanpercentile(arr, lo, 0),
+                    np.nanpercentile(arr, hi, 0),
+                )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "law": self.law.name,
+            "params": self.params,
+            "log_params": dict(zip(self.law.params, map(float, self.theta), strict=True)),
+            "objective": self.objective,
+            "huber_delta": self.huber_delta,
+            "points": self.data.n,
+            "starts": self.n_starts,
+            "converged_fraction": self.converged_fraction,
+            "warnings": self.warnings,
+        }
+        if self.boot is not None and len(self.boot):
+            d["bootstrap"] = {
+                "replicates": len(self.boot),
+                "cluster": self.cluster,
+                "stderr": self.stderr(),
+                "interval95": self.interval(0.95),
+            }
+        return d
+
+
+def _cluster_weights(labels: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+    uniq, inv = np.unique(labels, return_inverse=True)
+    draws = rng.integers(0, uniq.size, (reps, uniq.size))
+    counts = np.stack([np.bincount(d, minlength=uniq.size) for d in draws])  # (R, G)
+    return counts[:, inv].astype(np.float64)
+
+
+def fit_law(
+    law: str | Law,
+    loss: Any,
+    *,
+    huber_delta: float = 1e-3,
+    starts: np.ndarray | None = None,
+    bootstrap: int = 0,
+    cluster: str | None = None,
+    bootstrap_starts: int = 8,
+    seed: int = 0,
+    max_iter: int = 2000,
+    **inputs: Any,
+) -> ScalingFit:
+    """Fit a scaling law by Huber regression of log loss, from every start of a grid.
+
+    Args:
+        law: a family name (``chinchilla``, ``saturating``, ``kaplan``, ``bnsl``, ``bnsl2``…)
+            or a :class:`~learnmech.laws.families.Law`.
+        loss: observed losses; ``inputs`` the law's inputs by name (``N=…, D=…`` or ``x=…``).
+        huber_delta: δ of the Huber loss on log L (Hoffmann et al. use 1e-3).
+        starts: (G, P) start points in log-space parameters; default the law's grid.
+        bootstrap: number of bootstrap replicates (0 = none).
+        cluster: resample whole clusters of points sharing this input's value (e.g. "N").
+        bootstrap_starts: replicates start from this many distinct full-data minima
+            (0: from the whole grid).
+    """
+    lw = get_law(law) if isinstance(law, str) else law
+    data = ScalingData.from_arrays(lw, loss, **inputs)
+    if not (math.isfinite(huber_delta) and huber_delta > 0):
+        raise UserError(f"huber_delta must be positive, got {huber_delta!r}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise UserError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
+    if cluster is not None and cluster not in data.inputs:
+        raise UserError(f"cluster must name an input of {lw.name} ({', '.join(lw.inputs)})")
+    grid = lw.starts() if starts is None else np.asarray(starts, dtype=np.float64)
+    if grid.ndim != 2 or grid.shape[1] != len(lw.params):
+        raise UserError(f"starts must have shape (G, {len(lw.params)})")
+    kw = {"max_iter": max_iter}
+    theta, fun, conv = _minimize(lw, data, huber_delta, grid, **kw)
+    keep = _distinct(theta, fun, max(bootstrap_starts, 1))
+    if keep.size == 0:
+        raise UserError("every start diverged; check the data and the start grid")
+    best = int(keep[0])
+    notes = _diagnose(lw, grid, theta, fun, best, keep)
+    result = ScalingFit(
+        law=lw,
+        data=data,
+        theta=theta[best],
+        objective=float(fun[best]),
+        huber_delta=huber_delta,
+        n_starts=grid.shape[0],
+        converged_fraction=float(np.mean(conv)),
+        minima=theta[keep],
+        minima_objective=fun[keep],
+        warnings=notes,
+        cluster=cluster,
+    )
+    if bootstrap:
+        rng = np.random.default_rng(seed)
+        if cluster is None:
+            idx = rng.integers(0, data.n, (bootstrap, data.n))
+            W = np.stack([np.bincount(i, minlength=data.n) for i in idx]).astype(np.float64)
+        else:
+            W = _cluster_weights(data.inputs[cluster], bootstrap, rng)
+        s0 = grid if bootstrap_starts == 0 else theta[keep]
+        S = s0.shape[0]
+        starts_b = np.tile(s0, (bootstrap, 1))
+        weights = torch.from_numpy(np.repeat(W, S, axis=0))
+        tb, fb, _ = _minimize(lw, data, huber_delta, starts_b, weights=weights, **kw)
+        fb = np.where(np.isfinite(fb), fb, np.inf).reshape(bootstrap, S)
+        pick = np.argmin(fb, axis=1)
+        result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
+        result.warnings += _tradeoffs(lw, result.boot)
+    for w in result.warnings:
+        warnings.warn(w, UserWarning, stacklevel=2)
+    return result
+
+
+def _diagnose(
+    law: Law, grid: np.ndarray, theta: np.ndarray, fun: np.ndarray, best: int, keep: np.ndarray
+) -> list[str]:
+    notes = []
+    lo, hi = grid.min(0), grid.max(0)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    t = theta[best]
+    for j, name in enumerate(law.params):
+        if t[j] < lo[j] - 0.01 * span[j] or t[j] > hi[j] + 0.01 * span[j]:
+            notes.append(
+                f"fitted {name} = {t[j]:.4g} lies outside the start grid [{lo[j]:g}, {hi[j]:g}]: "
+                "the optimum may be poorly identified; widen the grid"
+            )
+    if keep.size > 1:
+        f0 = fun[keep[0]]
+        for i in keep[1:]:
+            if fun[i] <= f0 * (1 + 1e-6) + 1e-15:
+                diff = np.max(np.abs(theta[i] - theta[keep[0]]) / (1 + np.abs(theta[keep[0]])))
+                notes.append(
+                    "another start reaches the same objective with different parameters "
+                    f"(relative difference {diff:.2g}): the fit is not identifiable"
+                )
+                break
+    return notes
+
+
+def _tradeoffs(law: Law, boot: np.ndarray) -> list[str]:
+    notes = []
+    if boot.shape[0] < 10:
+        return notes
+    with np.errstate(all="ignore"):
+        corr = np.corrcoef(boot.T)
+    P = len(law.params)
+    for i in range(P):
+        for j in range(i + 1, P):
+            if np.isfinite(corr[i, j]) and abs(corr[i, j]) > 0.95:
+                notes.append(
+                    f"{law.params[i]} and {law.params[j]} trade off (bootstrap correlation "
+                    f"{corr[i, j]:+.3f}): the data fix a combination of them, so their "
+                    "errors are not independent; quote intervals of derived quantities "
+                    "(e.g. compute-optimal allocations) rather than combining single ones"
+                )
+    return notes
+
+
+def extrapolation_score(
+    law: str | Law,
+    loss: Any,
+    *,
+    holdout: int = 1,
+    by: str | None = None,
+    huber_delta: float = 1e-3,
+    **inputs: Any,
+) -> dict[str, Any]:
+    """Fit on the smaller runs, score on the largest (leave-largest-out).
+
+    The ``holdout`` largest distinct values of input ``by`` (default: the first input, e.g.
+    N) are held out; the law is fitted on the rest and its predictions on the held-out runs
+    are scored: mean and max |L̂/L − 1| and RMSE of log L. This is the number to look at
+    before trusting an extrapolation.
+    """
+    lw = get_law(law) if isinstance(law, str) else law
+    data = ScalingData.from_arrays(lw, loss, **inputs)
+    key = by or lw.inputs[0]
+    if key not in data.inputs:
+        raise UserError(f"by must name an input of {lw.name} ({', '.join(lw.inputs)})")
+    values = np.unique(data.inputs[key])
+    if holdout < 1 or holdout >= values.size:
+        raise UserError(f"holdout must be between 1 and {values.size - 1} distinct {key} values")
+    cut = values[-holdout]
+    train = data.inputs[key] < cut
+    tr, te = data.subset(train), data.subset(~train)
+    f = fit_law(lw, tr.loss, huber_delta=huber_delta, **tr.inputs)
+    pred = f.predict(**te.inputs)
+    rel = pred / te.loss - 1
+    return {
+        "law": lw.name,
+        "held_out_by": key,
+        "threshold": float(cut),
+        "train_points": tr.n,
+        "test_points": te.n,
+        "mean_abs_rel_error": float(np.mean(np.abs(rel))),
+        "max_abs_rel_error": float(np.max(np.abs(rel))),
+        "rmse_log": float(np.sqrt(np.mean(np.log(pred / te.loss) ** 2))),
+        "fit": f,
+        "predicted": pred,
+        "observed": te.loss,
+        "test_inputs": te.inputs,
+    }
