@@ -78,6 +78,9 @@ def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
     return torch.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
+_ROWS = 512  # rows per block: a (512 × n) float64 block stays in cache
+
+
 def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor | None):  # type: ignore[no-untyped-def]
     logs = {k: torch.from_numpy(np.log(v)) for k, v in data.inputs.items()}
     y = torch.from_numpy(np.log(data.loss))
@@ -92,29 +95,50 @@ def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor 
     if law.name != "chinchilla":
         return fn, None
     lN, lD = logs["N"], logs["D"]
+    lND = torch.stack([lN, lD], 1)  # (n, 2)
+
+    def chin(theta: torch.Tensor, rows: torch.Tensor, grad: bool):  # type: ignore[no-untyped-def]
+        """Approach-3 objective (and its analytic gradient), in cache-sized row blocks.
+
+        Huber via c = clamp(r, ±δ): h = c·(r − c/2), h′ = c. Exponents are clamped at −700
+        so nothing underflows to a (slow) subnormal; the clamped terms are < 1e-304.
+        """
+        vals, grads = [], []
+        for i in range(0, theta.shape[0], _ROWS):
+            th = theta[i : i + _ROWS]
+            a, b, e, al, be = th.unbind(1)
+            t1 = torch.addr(a[:, None].expand(-1, lN.numel()), al, lN, alpha=-1)
+            t2 = torch.addr(b[:, None].expand(-1, lD.numel()), be, lD, alpha=-1)
+            m = torch.maximum(torch.maximum(t1, t2), e[:, None])
+            e1 = torch.exp((t1 - m).clamp_(min=-700.0))
+            e2 = torch.exp((t2 - m).clamp_(min=-700.0))
+            e3 = torch.exp((e[:, None] - m).clamp_(min=-700.0))
+            z = e1 + e2 + e3
+            r = m + torch.log(z) - y
+            c = r.clamp(-delta, delta)
+            h = c * (r - 0.5 * c)
+            if weights is not None:
+                w = weights[rows[i : i + _ROWS]]
+                h = h * w
+                c = c * w
+            vals.append(h.sum(1))
+            if grad:
+                c = c / z
+                g1, g2, g3 = c * e1, c * e2, c * e3  # h′ · softmax weight of each term
+                gl = torch.stack([g1, g2], 2)  # (b, n, 2)
+                slopes = -(gl * lND).sum(1)  # (b, 2): ∂/∂α, ∂/∂β
+                grads.append(torch.cat([gl.sum(1), g3.sum(1, keepdim=True), slopes], 1))
+        if not grad:
+            return torch.cat(vals)
+        return torch.cat(vals), torch.cat(grads)
+
+    def fast_fn(theta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return chin(theta, rows, False)
 
     def vg(theta: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Analytic value and gradient of the Approach-3 objective (no autograd)."""
-        a, b, e, al, be = theta.unbind(1)
-        t1 = a[:, None] - al[:, None] * lN[None, :]
-        t2 = b[:, None] - be[:, None] * lD[None, :]
-        t3 = e[:, None]
-        m = torch.maximum(torch.maximum(t1, t2), t3)
-        e1, e2, e3 = torch.exp(t1 - m), torch.exp(t2 - m), torch.exp(t3 - m)
-        z = e1 + e2 + e3
-        r = m + torch.log(z) - y[None, :]
-        h = _huber(r, delta)
-        hp = r.clamp(-delta, delta)  # Huber′
-        if weights is not None:
-            w = weights[rows]
-            h = h * w
-            hp = hp * w
-        hp = hp / z
-        g1, g2, g3 = hp * e1, hp * e2, hp * e3  # h′·softmax weight of each term
-        grad = torch.stack([g1.sum(1), g2.sum(1), g3.sum(1), -(g1 @ lN), -(g2 @ lD)], 1)
-        return h.sum(1), grad
+        return chin(theta, rows, True)
 
-    return fn, vg
+    return fast_fn, vg
 
 
 def _minimize(law, data, delta, starts, weights=None, chunk: int = 20_000, **kw):  # type: ignore[no-untyped-def]
@@ -161,6 +185,7 @@ class ScalingFit:
     minima_objective: np.ndarray  # (K,)
     warnings: list[str] = field(default_factory=list)
     boot: np.ndarray | None = None  # (R, P) log-space replicates
+    boot_weights: np.ndarray | None = None  # (R, n) resampling counts of each point
     cluster: str | None = None
 
     @property
@@ -328,6 +353,7 @@ def fit_law(
         fb = np.where(np.isfinite(fb), fb, np.inf).reshape(bootstrap, S)
         pick = np.argmin(fb, axis=1)
         result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
+        result.boot_weights = W
         result.warnings += _tradeoffs(lw, result.boot)
     for w in result.warnings:
         warnings.warn(w, UserWarning, stacklevel=2)
