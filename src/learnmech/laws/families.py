@@ -34,6 +34,9 @@ class Law:
     params: tuple[str, ...]  # log-space parameters, in optimizer order
     grid: dict[str, tuple[float, ...]] = field(repr=False)
     doc: str = ""
+    #: parameters whose pairwise bootstrap correlation signals a real trade-off (log
+    #: prefactors always correlate with their exponent: the intercept sits far from the data)
+    checked: tuple[str, ...] = ()
 
     def log_predict(self, theta: torch.Tensor, logs: dict[str, torch.Tensor]) -> torch.Tensor:
         """log L for parameters θ (B, P) at inputs (log x per input, each (n,)) → (B, n)."""
@@ -147,6 +150,7 @@ CHINCHILLA = Law(
         "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
     },
     "L(N, D) = E + A/N^α + B/D^β",
+    ("e", "alpha", "beta"),
 )
 SATURATING = Law(
     "saturating",
@@ -158,18 +162,20 @@ SATURATING = Law(
         "alpha": (0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0),
     },
     "L(x) = E + A x^−α",
+    ("e", "alpha"),
 )
 KAPLAN = Law(
     "kaplan",
     ("N", "D"),
     ("n_c", "d_c", "alpha_n", "alpha_d"),
     {
-        "n_c": (5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
-        "d_c": (5.0, 10.0, 15.0, 20.0, 25.0, 30.0),
+        "n_c": (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0),
+        "d_c": (5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0),
         "alpha_n": (0.03, 0.07, 0.15, 0.3, 0.6),
         "alpha_d": (0.03, 0.07, 0.15, 0.3, 0.6),
     },
     "L(N, D) = [(N_c/N)^{α_N/α_D} + D_c/D]^{α_D}",
+    ("alpha_n", "alpha_d"),
 )
 
 
@@ -188,7 +194,10 @@ def bnsl(breaks: int = 1) -> Law:
         grid[f"c{i}"] = (0.0, 0.3)
         grid[f"log_d{i}"] = (2.0, 6.0, 10.0, 14.0)
         grid[f"log_f{i}"] = (-1.0, 0.5)
-    return Law(f"bnsl{breaks}", ("x",), tuple(params), grid, f"BNSL with {breaks} break(s)")
+    checked = tuple(p for p in params if p.startswith(("c", "log_a")))
+    return Law(
+        f"bnsl{breaks}", ("x",), tuple(params), grid, f"BNSL with {breaks} break(s)", checked
+    )
 
 
 LAWS: dict[str, Law] = {"chinchilla": CHINCHILLA, "saturating": SATURATING, "kaplan": KAPLAN}

@@ -387,14 +387,28 @@ def _diagnose(
 
 
 def _tradeoffs(law: Law, boot: np.ndarray) -> list[str]:
-    notes = []
+    notes: list[str] = []
     if boot.shape[0] < 10:
         return notes
+    nat = [law.natural(t) for t in boot]
+    for k in nat[0]:
+        v = np.array([r[k] for r in nat])
+        med = float(np.median(np.abs(v)))
+        spread = float(np.subtract(*np.percentile(v, [84, 16]))) / 2  # robust σ
+        if med > 0 and spread > 0.5 * med:
+            notes.append(
+                f"{k} is poorly determined: bootstrap spread ±{spread:.3g} around {med:.3g} "
+                "(more than 50%); the data do not constrain it, e.g. they never approach "
+                "the regime where it matters"
+            )
     with np.errstate(all="ignore"):
         corr = np.corrcoef(boot.T)
     P = len(law.params)
+    checked = set(law.checked or law.params)
     for i in range(P):
         for j in range(i + 1, P):
+            if law.params[i] not in checked or law.params[j] not in checked:
+                continue
             if np.isfinite(corr[i, j]) and abs(corr[i, j]) > 0.95:
                 notes.append(
                     f"{law.params[i]} and {law.params[j]} trade off (bootstrap correlation "
@@ -412,6 +426,7 @@ def extrapolation_score(
     holdout: int = 1,
     by: str | None = None,
     huber_delta: float = 1e-3,
+    starts: np.ndarray | None = None,
     **inputs: Any,
 ) -> dict[str, Any]:
     """Fit on the smaller runs, score on the largest (leave-largest-out).
@@ -432,7 +447,7 @@ def extrapolation_score(
     cut = values[-holdout]
     train = data.inputs[key] < cut
     tr, te = data.subset(train), data.subset(~train)
-    f = fit_law(lw, tr.loss, huber_delta=huber_delta, **tr.inputs)
+    f = fit_law(lw, tr.loss, huber_delta=huber_delta, starts=starts, **tr.inputs)
     pred = f.predict(**te.inputs)
     rel = pred / te.loss - 1
     return {
