@@ -1,0 +1,91 @@
+"""`learnmech fit scaling`: JSON output, figure, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from learnmech.cli import main
+
+
+def _write(path, header, rows):
+    path.write_text(",".join(header) + "\n" + "\n".join(",".join(map(str, r)) for r in rows))
+    return path
+
+
+def _saturating_csv(tmp_path, n=16):
+    x = np.geomspace(1e3, 1e9, n)
+    L = 0.5 + 20 * x**-0.25
+    return _write(tmp_path / "runs.csv", ["steps", "val_loss"], list(zip(x, L, strict=True)))
+
+
+def test_fit_scaling_json_and_plot(tmp_path, capsys):
+    csv = _saturating_csv(tmp_path)
+    png = tmp_path / "fit.png"
+    code = main(
+        [
+            "fit",
+            "scaling",
+            str(csv),
+            "--law",
+            "saturating",
+            "--holdout",
+            "3",
+            "--bootstrap",
+            "20",
+            "--plot",
+            str(png),
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["columns"] == {"loss": "val_loss", "x": "steps"}
+    assert out["params"]["alpha"] == pytest.approx(0.25, rel=1e-4)
+    assert out["extrapolation"]["max_abs_rel_error"] < 1e-4
+    assert out["bootstrap"]["replicates"] == 20
+    assert png.stat().st_size > 10_000
+
+
+def test_fit_scaling_chinchilla_from_compute_column(tmp_path, capsys):
+    N = np.repeat(np.geomspace(1e7, 1e10, 6), 5)
+    D = N * np.tile(np.geomspace(2, 200, 5), 6)
+    L = 1.7 + 400 / N**0.33 + 900 / D**0.29
+    csv = _write(
+        tmp_path / "c.csv", ["params", "flops", "loss"], list(zip(N, 6 * N * D, L, strict=True))
+    )
+    assert main(["fit", "scaling", str(csv), "--compute", "1e21", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["columns"] == {"loss": "loss", "N": "params", "C": "flops"}
+    assert out["params"]["E"] == pytest.approx(1.7, rel=1e-4)
+    assert len(out["compute_optimal"]["N_opt"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "match"),
+    [
+        (None, [], "no such file"),
+        ("", [], "empty file"),
+        ("steps,loss\n", ["--law", "saturating"], "no data rows"),
+        ("steps,val\n1,2\n", ["--law", "saturating"], "cannot find the loss column"),
+        ("steps,loss\n1,2\n2,nan\n", ["--law", "saturating"], "not finite"),
+        ("steps,loss\n1,2\n-2,1\n", ["--law", "saturating"], "not positive"),
+        ("steps,loss\n1,2\n2,abc\n", ["--law", "saturating"], "not a number"),
+        ("steps,loss\n1,2\n2,1,5\n", ["--law", "saturating"], "fields"),
+        ("steps,loss\n1,2\n2,1.5\n", ["--law", "saturating"], "too few points"),
+        ("N,loss\n1,2\n", [], "tokens column D or a compute column C"),
+        ("steps,loss\n1,2\n", ["--law", "chinchila"], "unknown law"),
+        ("steps,loss\n1,2\n", ["--law", "saturating", "--x-col", "nope"], "no column 'nope'"),
+        ("steps,loss\n1,2\n", ["--law", "saturating", "--plot", "a.pdf"], "PNG"),
+        ("steps,loss\n1,2\n", ["--law", "saturating", "--bootstrap", "-1"], "bootstrap"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path, capsys, content, args, match):
+    path = tmp_path / "data.csv"
+    if content is not None:
+        path.write_text(content)
+    assert main(["fit", "scaling", str(path), *args]) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1
