@@ -292,6 +292,8 @@ def fit_law(
     bootstrap_starts: int = 8,
     seed: int = 0,
     max_iter: int = 2000,
+    ftol: float = 1e-12,
+    gtol: float = 1e-9,
     **inputs: Any,
 ) -> ScalingFit:
     """Fit a scaling law by Huber regression of log loss, from every start of a grid.
@@ -306,6 +308,9 @@ def fit_law(
         cluster: resample whole clusters of points sharing this input's value (e.g. "N").
         bootstrap_starts: replicates start from this many distinct full-data minima
             (0: from the whole grid).
+        max_iter, ftol, gtol: L-BFGS stopping rules per start (see
+            :func:`~learnmech.laws.optim.batched_lbfgs`; scipy's defaults are ftol = 2.2e-9,
+            gtol = 1e-5).
     """
     lw = get_law(law) if isinstance(law, str) else law
     data = ScalingData.from_arrays(lw, loss, **inputs)
@@ -318,7 +323,7 @@ def fit_law(
     grid = lw.starts() if starts is None else np.asarray(starts, dtype=np.float64)
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
-    kw = {"max_iter": max_iter}
+    kw = {"max_iter": max_iter, "ftol": ftol, "gtol": gtol}
     theta, fun, conv = _minimize(lw, data, huber_delta, grid, **kw)
     keep = _distinct(theta, fun, max(bootstrap_starts, 1))
     if keep.size == 0:
