@@ -102,21 +102,21 @@ def _nat_chinchilla(t: dict[str, float]) -> dict[str, float]:
         "E": float(np.exp(t["e"])),
         "A": float(np.exp(t["a"])),
         "B": float(np.exp(t["b"])),
-        "alpha": t["alpha"],
-        "beta": t["beta"],
+        "alpha": float(t["alpha"]),
+        "beta": float(t["beta"]),
     }
 
 
 def _nat_saturating(t: dict[str, float]) -> dict[str, float]:
-    return {"E": float(np.exp(t["e"])), "A": float(np.exp(t["a"])), "alpha": t["alpha"]}
+    return {"E": float(np.exp(t["e"])), "A": float(np.exp(t["a"])), "alpha": float(t["alpha"])}
 
 
 def _nat_kaplan(t: dict[str, float]) -> dict[str, float]:
     return {
         "N_c": float(np.exp(t["n_c"])),
         "D_c": float(np.exp(t["d_c"])),
-        "alpha_N": t["alpha_n"],
-        "alpha_D": t["alpha_d"],
+        "alpha_N": float(t["alpha_n"]),
+        "alpha_D": float(t["alpha_d"]),
     }
 
 
