@@ -154,6 +154,18 @@ def _minimize(law, data, delta, starts, weights=None, chunk: int = 20_000, **kw)
     return np.concatenate(xs), np.concatenate(fs), np.concatenate(cs)
 
 
+_SCIPY_FTOL = 2.220446049250313e-09  # scipy L-BFGS-B's default factr·eps
+
+
+def _polish_candidates(theta: np.ndarray, fun: np.ndarray, k: int = 64) -> np.ndarray:
+    """Rows worth refining: the k best, plus every row within 1e-3 relative of the best."""
+    finite = np.where(np.isfinite(fun), fun, np.inf)
+    order = np.argsort(finite)
+    best = finite[order[0]]
+    near = np.flatnonzero(finite <= best * (1 + 1e-3) + 1e-300)
+    return np.unique(np.concatenate([order[:k], near]))
+
+
 def _distinct(theta: np.ndarray, fun: np.ndarray, k: int, tol: float = 1e-3) -> np.ndarray:
     """Up to k distinct minima (by parameters), best first."""
     order = np.argsort(fun)
@@ -292,8 +304,8 @@ def fit_law(
     bootstrap_starts: int = 8,
     seed: int = 0,
     max_iter: int = 2000,
-    ftol: float = 1e-12,
-    gtol: float = 1e-9,
+    ftol: float = 1e-15,
+    gtol: float = 1e-10,
     **inputs: Any,
 ) -> ScalingFit:
     """Fit a scaling law by Huber regression of log loss, from every start of a grid.
@@ -324,7 +336,18 @@ def fit_law(
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
     kw = {"max_iter": max_iter, "ftol": ftol, "gtol": gtol}
-    theta, fun, conv = _minimize(lw, data, huber_delta, grid, **kw)
+    # Phase 1: every start to scipy's default tolerances (where L-BFGS-B would stop);
+    # phase 2: the best candidates continue to the requested tolerances. The optimum is the
+    # same as running every start to the tight tolerances, without the long tails of starts
+    # crawling along flat valleys far from the best basin.
+    loose = {"max_iter": max_iter, "ftol": max(ftol, _SCIPY_FTOL), "gtol": max(gtol, 1e-5)}
+    theta, fun, conv = _minimize(lw, data, huber_delta, grid, **loose)
+    if loose != kw:
+        cand = _polish_candidates(theta, fun)
+        t2, f2, c2 = _minimize(lw, data, huber_delta, theta[cand], **kw)
+        better = f2 <= fun[cand]
+        theta[cand[better]], fun[cand[better]] = t2[better], f2[better]
+        conv[cand] = c2
     keep = _distinct(theta, fun, max(bootstrap_starts, 1))
     if keep.size == 0:
         raise UserError("every start diverged; check the data and the start grid")
