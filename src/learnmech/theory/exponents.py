@@ -26,7 +26,12 @@ import numpy as np
 from learnmech.errors import UserError
 from learnmech.theory import eigenlearning
 
-__all__ = ["asymptotic_exponent", "local_exponent"]
+__all__ = [
+    "asymptotic_exponent",
+    "asymptotic_model_exponent",
+    "local_exponent",
+    "projection_error",
+]
 
 
 def asymptotic_exponent(alpha: float, beta: float) -> float:
@@ -36,6 +41,33 @@ def asymptotic_exponent(alpha: float, beta: float) -> float:
     if not (math.isfinite(beta) and beta > 1):
         raise UserError(f"beta must be > 1 (a square-integrable target), got {beta!r}")
     return min(beta - 1, 2 * alpha)
+
+
+def asymptotic_model_exponent(alpha: float, beta: float) -> float:
+    """min(β − 1, α): the exponent of :func:`projection_error` in the number of features P.
+
+    κ ∝ P^{−α}; unlearned modes carry Σ_{k>P} v_k² ∝ P^{1−β} and the learned ones
+    κΣ_{k<P} v_k²/λ_k, which saturates at κ ∝ P^{−α} when β − 1 > α. The residual is linear in
+    1 − 𝓛 (a projection), where kernel regression's is quadratic — hence α, not 2α.
+    """
+    asymptotic_exponent(alpha, beta)  # validates
+    return min(beta - 1, alpha)
+
+
+def projection_error(eigenvalues: Any, target_coeffs: Any, p: Any) -> np.ndarray:
+    """Error of the best linear fit on P random features with unlimited data: Σ_i (1 − 𝓛_i)v_i².
+
+    A linear random-feature model f(x) = wᵀFΛ^{1/2}z (F a P × M Gaussian matrix) trained on
+    the whole distribution fits the projection of the target onto P random directions of
+    covariance Λ; the expected projection is Λ(Λ + κ)⁻¹ with Σ λ_i/(λ_i + κ) = P, the same κ
+    as eigenlearning at n = P (deterministic equivalent of random projections; Atanasov,
+    Zavatone-Veth & Pehlevan 2024, "Scaling and renormalization in high-dimensional
+    regression", §4; Maloney, Roberts & Sully 2022).
+    """
+    pp = np.asarray(p, dtype=np.float64)
+    pred = eigenlearning.predict(eigenvalues, target_coeffs, pp)
+    L = pred.learnability()
+    return ((1 - L) * pred.target_power).sum(-1)
 
 
 def local_exponent(
