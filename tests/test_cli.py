@@ -93,6 +93,7 @@ SOLVABLE_CHECKS = {
     "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
     "conservation": ["drift_identity_gap_over_rounding_bound", "linear_gd_drift_exponent_error"],
     "lazy-rich": ["weight_change_exponent_error", "alignment_gain_rich_minus_lazy_z"],
+    "scaling-laws": ["data_exponent_error", "model_exponent_error"],
 }
 
 

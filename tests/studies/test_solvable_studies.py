@@ -21,6 +21,8 @@ from learnmech.studies import get_study
         ("conservation", {"nets": ["cnn"]}, "nets"),
         ("lazy-rich", {"widths": [201]}, "widths"),
         ("lazy-rich", {"alphas": [1.0, -2.0]}, "alphas"),
+        ("scaling-laws", {"a": 0.5}, "a"),
+        ("scaling-laws", {"grid_p": [16, 32]}, "grid_p"),
     ],
 )
 def test_bad_config_names_the_field(study, overrides, match):
@@ -56,7 +58,9 @@ def test_conservation_small_run(store_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("study", ["learning-curves", "deep-linear", "conservation", "lazy-rich"])
+@pytest.mark.parametrize(
+    "study", ["learning-curves", "deep-linear", "conservation", "lazy-rich", "scaling-laws"]
+)
 def test_full_scale(study, store_path):
     res = run_study(study, scale="full", store=store_path, report=True)
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]

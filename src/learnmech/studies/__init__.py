@@ -17,6 +17,7 @@ STUDIES: dict[str, str] = {
     "deep-linear": "learnmech.studies.deep_linear:DeepLinearStudy",
     "conservation": "learnmech.studies.conservation:Conservation",
     "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
+    "scaling-laws": "learnmech.studies.scaling_laws:ScalingLaws",
 }
 
 
