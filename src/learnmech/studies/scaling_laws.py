@@ -139,7 +139,8 @@ class ScalingLaws(Study):
                 w = np.linalg.lstsq(G @ G.T, G @ v, rcond=None)[0]
                 err = float(np.sum((G.T @ w - v) ** 2) + cfg.noise_var)
             else:  # P features, n samples, ridge regression
-                G = rng.standard_normal((P, M)) * sq / math.sqrt(P)
+                # the same features for every n at this (P, seed): curves in n are paired
+                G = _rng("p", 0, P, seed).standard_normal((P, M)) * sq / math.sqrt(P)
                 Z = rng.standard_normal((n, M))
                 y = Z @ v + math.sqrt(cfg.noise_var) * rng.standard_normal(n)
                 Phi = Z @ G.T
