@@ -81,9 +81,18 @@ def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
 _ROWS = 512  # rows per block: a (512 × n) float64 block stays in cache
 
 
-def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor | None):  # type: ignore[no-untyped-def]
-    logs = {k: torch.from_numpy(np.log(v)) for k, v in data.inputs.items()}
-    y = torch.from_numpy(np.log(data.loss))
+def _objective(  # type: ignore[no-untyped-def]
+    law: Law,
+    data: ScalingData,
+    delta: float,
+    weights: torch.Tensor | None,
+    dtype: torch.dtype = torch.float64,
+):
+    logs = {k: torch.from_numpy(np.log(v)).to(dtype) for k, v in data.inputs.items()}
+    y = torch.from_numpy(np.log(data.loss)).to(dtype)
+    if weights is not None:
+        weights = weights.to(dtype)
+    floor = -700.0 if dtype == torch.float64 else -80.0  # stay clear of subnormals
 
     def fn(theta: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
         r = law.log_predict(theta, logs) - y[None, :]
@@ -95,7 +104,6 @@ def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor 
     if law.name != "chinchilla":
         return fn, None
     lN, lD = logs["N"], logs["D"]
-    lND = torch.stack([lN, lD], 1)  # (n, 2)
 
     def chin(theta: torch.Tensor, rows: torch.Tensor, grad: bool):  # type: ignore[no-untyped-def]
         """Approach-3 objective (and its analytic gradient), in cache-sized row blocks.
@@ -110,9 +118,9 @@ def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor 
             t1 = torch.addr(a[:, None].expand(-1, lN.numel()), al, lN, alpha=-1)
             t2 = torch.addr(b[:, None].expand(-1, lD.numel()), be, lD, alpha=-1)
             m = torch.maximum(torch.maximum(t1, t2), e[:, None])
-            e1 = torch.exp((t1 - m).clamp_(min=-700.0))
-            e2 = torch.exp((t2 - m).clamp_(min=-700.0))
-            e3 = torch.exp((e[:, None] - m).clamp_(min=-700.0))
+            e1 = torch.exp((t1 - m).clamp_(min=floor))
+            e2 = torch.exp((t2 - m).clamp_(min=floor))
+            e3 = torch.exp((e[:, None] - m).clamp_(min=floor))
             z = e1 + e2 + e3
             r = m + torch.log(z) - y
             c = r.clamp(-delta, delta)
@@ -125,9 +133,9 @@ def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor 
             if grad:
                 c = c / z
                 g1, g2, g3 = c * e1, c * e2, c * e3  # h′ · softmax weight of each term
-                gl = torch.stack([g1, g2], 2)  # (b, n, 2)
-                slopes = -(gl * lND).sum(1)  # (b, 2): ∂/∂α, ∂/∂β
-                grads.append(torch.cat([gl.sum(1), g3.sum(1, keepdim=True), slopes], 1))
+                grads.append(
+                    torch.stack([g1.sum(1), g2.sum(1), g3.sum(1), -(g1 @ lN), -(g2 @ lD)], 1)
+                )
         if not grad:
             return torch.cat(vals)
         return torch.cat(vals), torch.cat(grads)
@@ -141,20 +149,28 @@ def _objective(law: Law, data: ScalingData, delta: float, weights: torch.Tensor 
     return fast_fn, vg
 
 
-def _minimize(law, data, delta, starts, weights=None, chunk: int = 20_000, **kw):  # type: ignore[no-untyped-def]
+def _minimize(  # type: ignore[no-untyped-def]
+    law, data, delta, starts, weights=None, chunk: int = 20_000, dtype=torch.float64, **kw
+):
     """Batched L-BFGS from every row of ``starts`` (rows beyond ``chunk`` in pieces)."""
     xs, fs, cs = [], [], []
     for i in range(0, starts.shape[0], chunk):
         w = None if weights is None else weights[i : i + chunk]
-        fn, vg = _objective(law, data, delta, w)
-        res = batched_lbfgs(fn, torch.from_numpy(starts[i : i + chunk]), value_and_grad=vg, **kw)
-        xs.append(res.x.numpy())
-        fs.append(res.fun.numpy())
+        fn, vg = _objective(law, data, delta, w, dtype)
+        x0 = torch.from_numpy(starts[i : i + chunk]).to(dtype)
+        res = batched_lbfgs(fn, x0, value_and_grad=vg, **kw)
+        xs.append(res.x.double().numpy())
+        fs.append(res.fun.double().numpy())
         cs.append(res.converged.numpy())
     return np.concatenate(xs), np.concatenate(fs), np.concatenate(cs)
 
 
-_SCIPY_FTOL = 2.220446049250313e-09  # scipy L-BFGS-B's default factr·eps
+def _evaluate(law: Law, data: ScalingData, delta: float, theta: np.ndarray) -> np.ndarray:
+    """The objective in float64 at each row of ``theta``."""
+    fn, _ = _objective(law, data, delta, None)
+    rows = torch.arange(theta.shape[0])
+    with torch.no_grad():
+        return fn(torch.from_numpy(np.ascontiguousarray(theta)), rows).numpy()
 
 
 def _polish_candidates(theta: np.ndarray, fun: np.ndarray, k: int = 64) -> np.ndarray:
@@ -336,18 +352,21 @@ def fit_law(
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
     kw = {"max_iter": max_iter, "ftol": ftol, "gtol": gtol}
-    # Phase 1: every start to scipy's default tolerances (where L-BFGS-B would stop);
-    # phase 2: the best candidates continue to the requested tolerances. The optimum is the
-    # same as running every start to the tight tolerances, without the long tails of starts
-    # crawling along flat valleys far from the best basin.
-    loose = {"max_iter": max_iter, "ftol": max(ftol, _SCIPY_FTOL), "gtol": max(gtol, 1e-5)}
-    theta, fun, conv = _minimize(lw, data, huber_delta, grid, **loose)
-    if loose != kw:
-        cand = _polish_candidates(theta, fun)
-        t2, f2, c2 = _minimize(lw, data, huber_delta, theta[cand], **kw)
-        better = f2 <= fun[cand]
-        theta[cand[better]], fun[cand[better]] = t2[better], f2[better]
-        conv[cand] = c2
+    # Phase 1: every start to loose tolerances; phase 2: the best candidates continue to
+    # the requested tolerances in float64. The optimum is the same as running every start
+    # to the tight tolerances, without the long tails of starts crawling along flat valleys
+    # far from the best basin.
+    # Phase 1 runs in float32 (4× faster here): its ranking only has to be right to ~1e-6,
+    # and every row within 1e-3 of the best is refined in float64 in phase 2.
+    loose = {"max_iter": max_iter, "ftol": max(ftol, 1e-6), "gtol": max(gtol, 1e-5)}
+    theta, _, conv = _minimize(lw, data, huber_delta, grid, dtype=torch.float32, **loose)
+    fun = _evaluate(lw, data, huber_delta, theta)
+    fun = np.where(np.isfinite(fun), fun, np.inf)
+    cand = _polish_candidates(theta, fun)
+    t2, f2, c2 = _minimize(lw, data, huber_delta, theta[cand], **kw)
+    better = f2 <= fun[cand]
+    theta[cand[better]], fun[cand[better]] = t2[better], f2[better]
+    conv[cand] = c2
     keep = _distinct(theta, fun, max(bootstrap_starts, 1))
     if keep.size == 0:
         raise UserError("every start diverged; check the data and the start grid")
