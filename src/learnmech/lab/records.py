@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Curve", "Metric", "TrialResult", "verdict_of"]
+__all__ = ["Curve", "Metric", "TrialResult", "failures_metric", "verdict_of"]
 
 
 @dataclass
@@ -113,3 +113,18 @@ def verdict_of(metrics: list[Metric]) -> str:
     if not scored:
         return "n/a"
     return "pass" if all(m.passed for m in scored) else "fail"
+
+
+def failures_metric(trials: list[TrialResult], extra: int = 0) -> Metric:
+    """The metric every study reports: trials that raised or diverged (must be 0).
+
+    ``extra`` adds trials a study counts as failed for its own reasons (e.g. missing curves).
+    """
+    n_bad = sum(t.status != "ok" for t in trials) + extra
+    return Metric(
+        "failed_or_diverged_trials",
+        n_bad,
+        0,
+        "<=",
+        description="trials that raised or produced NaN/inf",
+    )

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.invariants import balancedness, neuron_balance
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.nets.mlp import MLP
@@ -300,9 +300,7 @@ class Conservation(Study):
                         f"errors (b = {slope:.3g} ± {slope_se:.2g}); noise makes it positive",
                     )
                 )
-        metrics.append(
-            Metric("failed_or_diverged_trials", sum(t.status != "ok" for t in trials), 0, "<=")
-        )
+        metrics.append(failures_metric(trials))
         return metrics
 
     def figures(

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.studies.base import Figure, Study, StudyConfig
 from learnmech.theory import deep_linear as dl
@@ -416,8 +416,7 @@ class DeepLinearStudy(Study):
                 "decreasing singular value",
             )
         )
-        n_bad = sum(t.status != "ok" for t in trials)
-        metrics.append(Metric("failed_or_diverged_trials", n_bad, 0, "<="))
+        metrics.append(failures_metric(trials))
         return metrics
 
     def figures(

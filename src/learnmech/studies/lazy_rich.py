@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.stats import fit_power_law, mean_se
 from learnmech.studies.base import Figure, Study, StudyConfig
 
@@ -249,14 +249,8 @@ class LazyRich(Study):
                 for m in part:
                     m.name = f"{m.name}@m{w}"
             metrics += part
-        metrics.append(
-            Metric(
-                "failed_or_diverged_trials",
-                sum(t.status != "ok" or t.curve("weight_change") is None for t in trials),
-                0,
-                "<=",
-            )
-        )
+        missing = sum(t.status == "ok" and t.curve("weight_change") is None for t in trials)
+        metrics.append(failures_metric(trials, extra=missing))
         return metrics
 
     def _compare_width(self, cfg: LazyRichConfig, trials: list[TrialResult]) -> list[Metric]:

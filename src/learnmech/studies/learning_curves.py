@@ -48,7 +48,7 @@ import torch
 from pydantic import Field, field_validator
 
 from learnmech.errors import UserError
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.stats import fit_power_law, jackknife, mean_se
 from learnmech.studies.base import Figure, Study, StudyConfig
 from learnmech.theory import eigenlearning
@@ -419,9 +419,7 @@ class LearningCurves(Study):
                         "directions adds slower terms)",
                     )
                 )
-        metrics.append(
-            Metric("failed_or_diverged_trials", sum(t.status != "ok" for t in trials), 0, "<=")
-        )
+        metrics.append(failures_metric(trials))
         return metrics
 
     def figures(

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.stats import fit_power_law, mean_se
 from learnmech.studies.base import Figure, Study, StudyConfig
 from learnmech.theory import eigenlearning
@@ -249,9 +249,7 @@ class ScalingLaws(Study):
                         f"a-priori {asym:g}; finite grids bias it)",
                     )
                 )
-        metrics.append(
-            Metric("failed_or_diverged_trials", sum(t.status != "ok" for t in trials), 0, "<=")
-        )
+        metrics.append(failures_metric(trials))
         return metrics
 
     def figures(
