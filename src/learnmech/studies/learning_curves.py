@@ -169,8 +169,7 @@ class LearningCurves(Study):
             lam, v = _synthetic(cfg)
             return eigenlearning.predict(lam, v, ns, ridges, cfg.noise_var)
         d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
-        p = eigenlearning.predict(d["lam"], d["v"], ns, ridges, 0.0)
-        return p
+        return eigenlearning.predict(d["lam"], d["v"], ns, ridges, 0.0)
 
     def predict(self, cfg: LearningCurvesConfig) -> list[Curve]:
         curves = []
@@ -439,7 +438,6 @@ class LearningCurves(Study):
         fig, axes = plt.subplots(1, len(tab), figsize=(5.2 * len(tab), 4.0), squeeze=False)
         cmap = plt.get_cmap("viridis")
         for ax, (task, rows) in zip(axes[0], tab.items(), strict=True):
-            p = self._theory(cfg, task)
             scale = 10.0 if task == "digits" else 1.0
             ns_fine = np.geomspace(min(_ns(cfg, task)), max(_ns(cfg, task)), 200)
             for i, ridge in enumerate(cfg.ridges):
@@ -462,7 +460,6 @@ class LearningCurves(Study):
                     capsize=2,
                     label=f"ridge λ={ridge:g}",
                 )
-            del p
             ax.set(
                 xscale="log",
                 yscale="log",
