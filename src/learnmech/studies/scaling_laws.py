@@ -189,7 +189,9 @@ class ScalingLaws(Study):
             fit = fit_power_law(x, excess_m, se)
             th = pred[series]
             th_vals = np.interp(x, th.coords, th.values) - cfg.noise_var
-            th_fit = fit_power_law(x, th_vals)
+            # the prediction is fitted with the measurement's weights (its relative SEs), so
+            # both slopes average the local exponent over the sweep in the same way
+            th_fit = fit_power_law(x, th_vals, th_vals * se / excess_m)
             tol = 3 * fit.exponent_se + _exp_tol(xs)
             metrics.append(
                 Metric(
@@ -200,7 +202,8 @@ class ScalingLaws(Study):
                     stderr=fit.exponent_se,
                     description=f"{label}: |fitted slope {fit.exponent:.3f} − a-priori slope "
                     f"{th_fit.exponent:.3f}| (same power-law fit to the prediction over the "
-                    f"same range; asymptotic −{asym:g}); tolerance 3 SE + 2/(x_min ln range)",
+                    f"same range and weights; asymptotic −{asym:g}); tolerance 3 SE + "
+                    "2/(x_min ln range)",
                 )
             )
             rel = np.abs(m / np.interp(x, th.coords, th.values) - 1)
