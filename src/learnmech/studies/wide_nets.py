@@ -34,7 +34,7 @@ import torch
 from pydantic import Field, field_validator
 
 from learnmech.data.synthetic import sphere_regression
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.nets.mlp import MLP
 from learnmech.stats import fit_power_law, jackknife, mean_se
@@ -449,16 +449,7 @@ class WideNets(Study):
                             description=label,
                         )
                     )
-        n_bad = sum(t.status != "ok" for t in trials)
-        metrics.append(
-            Metric(
-                "failed_or_diverged_trials",
-                n_bad,
-                0,
-                "<=",
-                description="trials that raised or produced NaN/inf",
-            )
-        )
+        metrics.append(failures_metric(trials))
         return metrics
 
     # -- figures ------------------------------------------------------------------------
