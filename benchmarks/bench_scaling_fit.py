@@ -5,8 +5,10 @@
 Goal (issue #5): the full 4,500-start fit at least 50× faster than a loop of
 ``scipy.optimize.minimize(method="L-BFGS-B")`` over the same starts, and 1,000 bootstrap
 refits in under 2 minutes on 2 cores. Both fits use the same objective (Huber δ = 1e-3 on
-log loss), the same grid, and scipy's default tolerances (ftol = 2.2e-9, gtol = 1e-5) —
-what a user of ``minimize`` gets; the best objectives must agree to 1e-8 relative.
+log loss) and grid, each at its own default tolerances — what a user gets: scipy's
+(ftol = 2.2e-9, gtol = 1e-5) and learnmech's tighter ones (ftol = 1e-15, gtol = 1e-10 for
+the float64 polish), so learnmech does the more precise work. Its best objective must be
+no worse than scipy's (to 1e-9 relative). learnmech's time is the median of 5 fits.
 Without the CSV (the shared data folder) the script generates a Chinchilla-shaped dataset.
 """
 
@@ -46,26 +48,31 @@ def main() -> None:
         source = "synthetic Chinchilla-shaped data (240 runs)"
     print(f"{platform.machine()}, {torch.get_num_threads()} torch threads; data: {source}")
     grid = law.starts()
-    opts = {"ftol": 2.220446049250313e-09, "gtol": 1e-05, "maxiter": 15000}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        fit_law(law, L[:60], N=N[:60], D=D[:60], starts=grid[:64])  # warm-up (allocations)
-        t = time.perf_counter()
-        ours = fit_law(law, L, N=N, D=D, ftol=opts["ftol"], gtol=opts["gtol"])
-        t_ours = time.perf_counter() - t
+        fit_law(law, L, N=N, D=D)  # warm-up (allocations, lazy imports)
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            ours = fit_law(law, L, N=N, D=D)
+            times.append(time.perf_counter() - t)
+    t_ours = float(np.median(times))
     t = time.perf_counter()
-    _, f_ref, _, _ = approach3_scipy(N, D, L, grid, **opts)
+    _, f_ref, _, _ = approach3_scipy(N, D, L, grid, ftol=2.220446049250313e-09, gtol=1e-05)
     t_ref = time.perf_counter() - t
     print(
-        f"4,500-start fit: learnmech {t_ours:.2f} s, scipy loop {t_ref:.1f} s → "
-        f"{t_ref / t_ours:.1f}× (goal ≥ 50×); best objective {ours.objective:.12g} vs "
-        f"{f_ref:.12g} (rel. diff {abs(ours.objective / f_ref - 1):.1e})"
+        f"4,500-start fit: learnmech {t_ours:.3f} s (median of 5; {min(times):.3f}–"
+        f"{max(times):.3f}), scipy loop {t_ref:.1f} s → {t_ref / t_ours:.1f}× (goal ≥ 50×)"
+    )
+    print(
+        f"best objective: learnmech {ours.objective:.12g}, scipy {f_ref:.12g} "
+        f"(learnmech − scipy = {ours.objective / f_ref - 1:+.1e} relative; must be ≤ 1e-9)"
     )
     if a.bootstrap:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             t = time.perf_counter()
-            fit_law(law, L, N=N, D=D, bootstrap=a.bootstrap, ftol=opts["ftol"], gtol=opts["gtol"])
+            fit_law(law, L, N=N, D=D, bootstrap=a.bootstrap)
             t_boot = time.perf_counter() - t
         print(f"fit + {a.bootstrap} bootstrap refits: {t_boot:.1f} s (goal < 120 s)")
 
