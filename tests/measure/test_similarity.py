@@ -114,7 +114,9 @@ def test_invariances_each_metric_claims_and_those_it_must_not_have():
     # translation; mutual kNN (cosine) under rotation and isotropic scale; all under
     # feature permutation
     for Z, keys in [
-        (rot, base), (iso, base), (perm_cols, base),
+        (rot, base),
+        (iso, base),
+        (perm_cols, base),
         (shift, ("lin", "lin_d", "rbf", "pro")),
     ]:
         got = all_metrics(Z)
@@ -284,7 +286,11 @@ def test_bad_input_names_the_problem(call, match):
 def _mlp(seed: int, width: int = 16) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Linear(5, width), nn.ReLU(), nn.Dropout(0.0), nn.Linear(width, width), nn.Tanh(),
+        nn.Linear(5, width),
+        nn.ReLU(),
+        nn.Dropout(0.0),
+        nn.Linear(width, width),
+        nn.Tanh(),
         nn.Linear(width, 3),
     ).double()
 
