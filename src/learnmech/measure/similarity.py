@@ -56,6 +56,7 @@ __all__ = [
     "Score",
     "StreamingLinearCKA",
     "cknna",
+    "gram_cka",
     "layer_similarity",
     "linear_cka",
     "mutual_knn",
@@ -221,6 +222,21 @@ def _cka_from_grams(K: torch.Tensor, L: torch.Tensor, debiased: bool) -> float:
     num = (Kc * Lc).sum()
     den = torch.sqrt((Kc * Kc).sum() * (Lc * Lc).sum())
     return _ratio(num, den)
+
+
+def gram_cka(
+    k: ArrayLike, l: ArrayLike, *, debiased: bool = False, dtype: torch.dtype = torch.float64
+) -> float:
+    """CKA between two n×n kernel (Gram) matrices on the same samples — e.g. a finite
+    network's empirical kernel against its infinite-width NNGP (kernel alignment with
+    centring, Cortes, Mohri & Rostamizadeh 2012; Kornblith et al. 2019)."""
+    K, L = _pair(k, l, dtype, min_n=4 if debiased else 2)
+    if K.shape[0] != K.shape[1] or L.shape != K.shape:
+        raise UserError(
+            f"gram_cka needs two square matrices of the same size, got "
+            f"{tuple(K.shape)} and {tuple(L.shape)}"
+        )
+    return _cka_from_grams(K.clone(), L.clone(), debiased)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> float:

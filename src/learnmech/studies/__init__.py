@@ -18,6 +18,10 @@ STUDIES: dict[str, str] = {
     "conservation": "learnmech.studies.conservation:Conservation",
     "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
     "scaling-laws": "learnmech.studies.scaling_laws:ScalingLaws",
+    "universality": "learnmech.studies.universality:Universality",
+    "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
+    "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",
+    "data-spectra": "learnmech.studies.data_spectra:DataSpectra",
 }
 
 

@@ -1,0 +1,67 @@
+"""Real datasets that ship inside installed packages (nothing is downloaded).
+
+* :func:`digits` — scikit-learn's 1,797 8×8 handwritten digits (UCI optdigits test set,
+  Alpaydin & Kaynak 1998), bundled with scikit-learn.
+* :func:`image_patches` — square patches of the two photographs bundled with
+  scikit-learn (``china.jpg``, ``flower.jpg``), in grey scale.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from learnmech.errors import UserError
+
+__all__ = ["digits", "image_patches"]
+
+
+def _sklearn_datasets():  # type: ignore[no-untyped-def]
+    try:
+        from sklearn import datasets
+    except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
+        raise UserError("this dataset needs scikit-learn (pip install scikit-learn)") from err
+    return datasets
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    d = _sklearn_datasets().load_digits()
+    return d.data.astype(np.float64), d.target.astype(np.int64)
+
+
+def digits(normalize: str = "unit") -> tuple[np.ndarray, np.ndarray]:
+    """(x, labels): x is (1797, 64) float64; ``normalize="unit"`` scales each image to unit
+    norm (inputs on the sphere, as the kernel theory assumes), ``"standard"`` standardises
+    each pixel over the dataset (constant pixels stay 0), ``"none"`` keeps raw 0–16."""
+    x, y = _digits_raw()
+    x = x.copy()
+    if normalize == "unit":
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+    elif normalize == "standard":
+        sd = x.std(0)
+        x = (x - x.mean(0)) / np.where(sd > 0, sd, 1.0)
+    elif normalize != "none":
+        raise UserError(f"normalize must be 'unit', 'standard' or 'none', got {normalize!r}")
+    return x, y.copy()
+
+
+def image_patches(size: int = 8, count: int = 5000, seed: int = 0) -> np.ndarray:
+    """(count, size²) grey-scale patches drawn uniformly from scikit-learn's two bundled
+    photographs (pixel values in [0, 1])."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 2 <= size <= 64:
+        raise UserError(f"size must be an integer in [2, 64], got {size!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise UserError(f"count must be a positive integer, got {count!r}")
+    imgs = _sklearn_datasets().load_sample_images().images
+    grey = [im.astype(np.float64).mean(2) / 255.0 for im in imgs]
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(grey), count)
+    out = np.empty((count, size * size))
+    for i, g in enumerate(which):
+        im = grey[g]
+        r = rng.integers(0, im.shape[0] - size + 1)
+        c = rng.integers(0, im.shape[1] - size + 1)
+        out[i] = im[r : r + size, c : c + size].reshape(-1)
+    return out
