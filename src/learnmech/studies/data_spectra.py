@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from learnmech.data.real import digits, image_patches
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
@@ -60,7 +60,7 @@ class DataSpectraConfig(StudyConfig):
     patches: int = Field(5000, ge=100, le=200_000)
     kernel_samples: int = Field(1000, ge=100, le=1797)
     kernel_fit_range: tuple[int, int] = Field((5, 200))
-    curve_ns: list[int] = Field(default_factory=lambda: [25, 50, 100, 200, 400])
+    curve_ns: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 250])
 
     @field_validator("datasets")
     @classmethod
@@ -68,6 +68,23 @@ class DataSpectraConfig(StudyConfig):
         if not v or set(v) - set(DATASETS):
             raise ValueError(f"datasets must be a non-empty subset of {', '.join(DATASETS)}")
         return v
+
+    @field_validator("curve_ns")
+    @classmethod
+    def _ns(cls, v: list[int]) -> list[int]:
+        if len(v) < 2 or any(n < 2 for n in v):
+            raise ValueError("curve_ns needs at least two sample sizes >= 2")
+        return sorted(set(v))
+
+    @model_validator(mode="after")
+    def _fits(self) -> DataSpectraConfig:
+        if max(self.curve_ns) > self.kernel_samples // 4:
+            raise ValueError(f"curve_ns must stay <= kernel_samples/4 = {self.kernel_samples // 4}")
+        if self.kernel_fit_range[1] > self.kernel_samples:
+            raise ValueError("kernel_fit_range must end at or below kernel_samples")
+        if self.fit_range[1] > 64:
+            raise ValueError("fit_range must end at or below 64 (the smallest dataset dimension)")
+        return self
 
     @field_validator("fit_range", "kernel_fit_range")
     @classmethod
@@ -141,7 +158,6 @@ class DataSpectra(Study):
     def _ntk(self, cfg: DataSpectraConfig, rng: np.random.Generator) -> list[Curve]:
         x, lab = digits("unit")
         idx = rng.choice(len(x), cfg.kernel_samples, replace=False)
-        rest = np.setdiff1d(np.arange(len(x)), idx)
         xs, y = x[idx], np.eye(10)[lab[idx]] - 0.1
         K = gram_matrix(xs, "ntk", depth=2, w_std=math.sqrt(2), b_std=0.1)
         spec = spectrum_from_gram(K, y)
@@ -155,15 +171,17 @@ class DataSpectra(Study):
         t = powerlaw_exponent(tail, (lo, hi))
         beta = t.exponent + 1
         ns = np.array(cfg.curve_ns, dtype=np.float64)
-        # measured ridgeless KRR learning curve (test on the images outside the sample)
-        xt, yt = x[rest], np.eye(10)[lab[rest]] - 0.1
-        Kt = gram_matrix(xt, "ntk", x2=xs, depth=2, w_std=math.sqrt(2), b_std=0.1)
+        # measured ridgeless KRR learning curve on the pool as the population (train on n
+        # of its images, test on all of them), the setting eigenlearning describes; n stays
+        # ≤ N/4 as in the learning-curves study
         errs = []
         for n in cfg.curve_ns:
             sub = rng.choice(cfg.kernel_samples, n, replace=False)
-            alpha_ = np.linalg.solve(K[np.ix_(sub, sub)] + 1e-8 * np.eye(n), y[sub])
-            pred = Kt[:, sub] @ alpha_
-            errs.append(float(((pred - yt) ** 2).sum(1).mean()))
+            coef = np.linalg.solve(
+                K[np.ix_(sub, sub)] + 1e-10 * np.trace(K) / n * np.eye(n), y[sub]
+            )
+            pred = K[:, sub] @ coef
+            errs.append(float(((pred - y) ** 2).sum(1).mean()))
         meas = fit_power_law(ns, np.array(errs))
         loc = local_exponent(lam, spec.target_coeffs, ns)
         try:

@@ -108,10 +108,10 @@ class Universality(Study):
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 4, "steps": 150, "train_size": 800},
         "full": {
-            "seeds": 8,
-            "widths": [32, 64, 128, 256, 512, 1024],
+            "seeds": 6,
+            "widths": [32, 64, 128, 256, 512],
             "init_widths": [64, 128, 256, 512, 1024, 2048, 4096],
-            "steps": 500,
+            "steps": 300,
         },
     }
 
