@@ -87,8 +87,10 @@ def studies_cmd() -> None:
     """The study catalog, one line each."""
     from learnmech.studies import list_studies
 
-    for s in list_studies():
-        click.echo(f"{s.name:<14} [{s.pillar}] {s.summary}")
+    studies = list_studies()
+    width = max(len(s.name) for s in studies)
+    for s in studies:
+        click.echo(f"{s.name:<{width}} [{s.pillar}] {s.summary}")
 
 
 _store_opt = click.option(
