@@ -285,7 +285,7 @@ class NeuralCollapse(Study):
                     ax.axvline(min(on), color=line.get_color(), ls=":", lw=1)
             ax.set(
                 xscale="log",
-                yscale="symlog" if key in ("nc4", "train_error") else "log",
+                yscale="linear" if key in ("nc4", "train_error") else "log",
                 xlabel="epoch",
                 title=LABELS.get(key, "training error"),
             )
