@@ -66,3 +66,11 @@ def test_neural_collapse_full_scale_finding(store_path):
     res = run_study("neural-collapse", scale="full", store=store_path, report=True)
     failed = sorted(x.name for x in res.metrics if x.passed is False)
     assert failed == ["ce_nc2_equiangular_decrease_z"], failed
+
+
+@pytest.mark.parametrize(
+    "study", ["universality", "neural-collapse", "feature-ansatz", "data-spectra"]
+)
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_every_scale_validates(study, scale):
+    get_study(study).config(scale)

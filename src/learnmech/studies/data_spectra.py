@@ -114,7 +114,7 @@ class DataSpectra(Study):
             "seeds": 16,
             "patches": 20_000,
             "kernel_samples": 1797,
-            "curve_ns": [25, 50, 100, 200, 400, 800],
+            "curve_ns": [16, 32, 64, 128, 256, 449],
         },
     }
 
