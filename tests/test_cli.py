@@ -87,13 +87,20 @@ def _check_wide_nets(out: dict) -> None:
     assert d["value"] + 3 * d["stderr"] < 0, d
 
 
-SOLVABLE_CHECKS = {
+STUDY_CHECKS = {
     # study: metrics that must be present (each verdict-bearing one passed for "pass")
     "learning-curves": ["synthetic_max_error_over_tolerance", "digits_max_error_over_tolerance"],
     "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
     "conservation": ["drift_identity_gap_over_rounding_bound", "linear_gd_drift_exponent_error"],
     "lazy-rich": ["weight_change_exponent_error", "alignment_gain_rich_minus_lazy_z"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
+    "universality": ["init_nngp_exponent_error", "init_cross_seed_exponent_error"],
+    "neural-collapse": ["mse_nc1_decrease_z", "mse_nc3_decrease_z"],
+    "feature-ansatz": [
+        "init0.1_learned_part_min_z_above_chance",
+        "small_init_higher_nfa_correlation_z",
+    ],
+    "data-spectra": ["planted_exponent_error"],
 }
 
 
@@ -103,9 +110,9 @@ def test_lab_quick_scale_end_to_end(tmp_path):
     res = _learnmech("lab", "--scale", "quick", "--json", "--store", str(store), timeout=900)
     assert res.returncode == 0, res.stderr
     outs = {o["study"]: o for o in map(json.loads, filter(str.strip, res.stdout.splitlines()))}
-    assert list(outs) == ["wide-nets", *SOLVABLE_CHECKS]
+    assert list(outs) == ["wide-nets", *STUDY_CHECKS]
     _check_wide_nets(outs["wide-nets"])
-    for study, names in SOLVABLE_CHECKS.items():
+    for study, names in STUDY_CHECKS.items():
         out = outs[study]
         assert out["verdict"] == "pass", (study, out["metrics"])
         for name in names:
