@@ -1,0 +1,232 @@
+"""Curvature: closed-form Hessians, Lanczos on indefinite matrices, Hutchinson, SLQ, probes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from learnmech.errors import UserError
+from learnmech.measure.hessian import (
+    LossHessian,
+    SharpnessProbe,
+    hutchinson_trace,
+    lanczos,
+    optimizer_preconditioner,
+    spectral_density,
+    stability_threshold,
+)
+from learnmech.train.recorder import Recorder
+
+
+def _data(n: int = 30, d: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, dtype=torch.float64), torch.randn(
+        n, generator=g, dtype=torch.float64
+    )
+
+
+def test_linear_regression_hessian_is_xtx_over_n():
+    X, y = _data()
+    model = nn.Linear(4, 1, bias=False).double()
+
+    def loss(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((z[:, 0] - t) ** 2).mean()
+
+    H = LossHessian(model, loss, (X, y))
+    want = X.T @ X / X.shape[0]
+    torch.testing.assert_close(H.dense(), want, rtol=1e-12, atol=1e-12)
+    gn = LossHessian(model, loss, [(X[:10], y[:10]), (X[10:], y[10:])], kind="gauss_newton")
+    torch.testing.assert_close(gn.dense(), want, rtol=1e-12, atol=1e-12)  # batches weighted
+
+
+def test_logistic_regression_hessian():
+    X, y = _data(seed=1)
+    t = (y > 0).double()
+    model = nn.Linear(4, 1).double()
+    loss = lambda z, t: nn.functional.binary_cross_entropy_with_logits(z[:, 0], t)  # noqa: E731
+    with torch.no_grad():
+        p = torch.sigmoid(model(X)[:, 0])
+    Xa = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)  # weight then bias
+    want = Xa.T @ (Xa * (p * (1 - p))[:, None]) / X.shape[0]
+    torch.testing.assert_close(
+        LossHessian(model, loss, (X, t)).dense(), want, rtol=1e-12, atol=1e-12
+    )
+    torch.testing.assert_close(
+        LossHessian(model, loss, (X, t), kind="gauss_newton").dense(), want, rtol=1e-12, atol=1e-12
+    )
+
+
+def test_softmax_linear_model_hessian():
+    X, _ = _data(n=25, d=3, seed=2)
+    C = 4
+    labels = torch.arange(25) % C
+    model = nn.Linear(3, C, bias=False).double()
+    with torch.no_grad():
+        P = torch.softmax(model(X), 1)
+    want = torch.zeros(C * 3, C * 3, dtype=torch.float64)
+    for i in range(25):
+        A = torch.diag(P[i]) - torch.outer(P[i], P[i])
+        want += torch.kron(A, torch.outer(X[i], X[i]))  # W is (C, d), flattened row-major
+    want /= 25
+    got = LossHessian(model, nn.functional.cross_entropy, (X, labels)).dense()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_nonlinear_hessian_matches_finite_differences_and_gn_is_psd():
+    X, y = _data(n=20, d=3, seed=3)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    loss = lambda z, t: 0.5 * ((z[:, 0] - t) ** 2).mean()  # noqa: E731
+    H = LossHessian(model, loss, (X, y))
+    D = H.dense()
+    torch.testing.assert_close(D, D.T, rtol=1e-10, atol=1e-12)
+    v = torch.randn(H.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    h = 1e-5
+    params = list(model.parameters())
+
+    def grad_at(sign: float) -> torch.Tensor:
+        with torch.no_grad():
+            i = 0
+            for p in params:
+                p += sign * h * v[i : i + p.numel()].view_as(p)
+                i += p.numel()
+        g = H.gradient()
+        with torch.no_grad():
+            i = 0
+            for p in params:
+                p -= sign * h * v[i : i + p.numel()].view_as(p)
+                i += p.numel()
+        return g
+
+    fd = (grad_at(1.0) - grad_at(-1.0)) / (2 * h)
+    # central differences: error O(h²·‖∇³L‖) ≈ 1e-10 here, far above float64 rounding
+    torch.testing.assert_close(H.matvec(v), fd, rtol=1e-6, atol=1e-8)
+    G = LossHessian(model, loss, (X, y), kind="gauss_newton").dense()
+    assert float(torch.linalg.eigvalsh(G).min()) > -1e-12
+    assert float((G - D).abs().max()) > 1e-6  # not the Hessian for a nonlinear model
+
+
+def _sym(eigs: list[float], seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(len(eigs), len(eigs), generator=g, dtype=torch.float64))
+    return Q @ torch.diag(torch.tensor(eigs, dtype=torch.float64)) @ Q.T
+
+
+def test_lanczos_largest_algebraic_differs_from_largest_magnitude():
+    eigs = [-10.0, 5.0, 4.0, 3.5, -2.0, *np.linspace(-1, 1, 95)]
+    A = _sym(eigs)
+    mv = lambda v: A @ v  # noqa: E731
+    la = lanczos(mv, 100, 1, which="LA", tol=1e-10)
+    lm = lanczos(mv, 100, 1, which="LM", tol=1e-10)
+    sa = lanczos(mv, 100, 1, which="SA", tol=1e-10)
+    assert float(la.eigenvalues[0]) == pytest.approx(5.0, abs=1e-9)
+    assert float(lm.eigenvalues[0]) == pytest.approx(-10.0, abs=1e-9)
+    assert float(sa.eigenvalues[0]) == pytest.approx(-10.0, abs=1e-9)
+    top3 = lanczos(mv, 100, 3, which="LA", tol=1e-10)
+    np.testing.assert_allclose(top3.eigenvalues.numpy(), [5.0, 4.0, 3.5], atol=1e-9)
+    v = top3.eigenvectors
+    torch.testing.assert_close(A @ v, v * top3.eigenvalues, rtol=0, atol=1e-7)
+    assert top3.converged
+    # warm start from the answer: converges at once
+    warm = lanczos(mv, 100, 1, which="LA", tol=1e-8, v0=la.eigenvectors[:, 0])
+    assert warm.iterations <= 2
+    assert float(warm.eigenvalues[0]) == pytest.approx(5.0, abs=1e-9)
+
+
+def test_lanczos_handles_breakdown_and_bad_input():
+    A = torch.diag(torch.tensor([3.0, 1.0, 1.0, 0.0], dtype=torch.float64))
+    r = lanczos(lambda v: A @ v, 4, 2, v0=torch.tensor([1.0, 0, 0, 0], dtype=torch.float64))
+    np.testing.assert_allclose(r.eigenvalues.numpy(), [3.0, 1.0], atol=1e-12)
+    with pytest.raises(UserError, match="which"):
+        lanczos(lambda v: v, 3, which="BE")
+    with pytest.raises(UserError, match="k must"):
+        lanczos(lambda v: v, 3, k=4)
+    with pytest.raises(UserError, match="NaN"):
+        lanczos(lambda v: v * math.nan, 3)
+
+
+def test_hutchinson_within_its_standard_error():
+    A = _sym(list(np.linspace(-1, 3, 60)), seed=4) + 0.05
+    est, se = hutchinson_trace(lambda v: A @ v, 60, samples=400, seed=0)
+    assert abs(est - float(torch.trace(A))) <= 3 * se
+    assert se > 0
+
+
+def test_slq_density_integrates_to_one_and_matches_moments():
+    eigs = list(np.r_[np.linspace(0, 1, 150), [8.0, 12.0]])
+    A = _sym(eigs, seed=5)
+    mv = lambda v: A @ v  # noqa: E731
+    dens = spectral_density(mv, 152, iters=40, probes=6, seed=3)
+    assert np.trapezoid(dens.density, dens.grid) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(dens.weights.sum(1), 1.0, rtol=1e-12)
+    # the first moment of each probe's quadrature is exactly vᵀAv/‖v‖² (Gauss quadrature)
+    firsts = []
+    for p in range(6):
+        g = torch.Generator().manual_seed(3 + p)
+        v = (torch.randint(0, 2, (152,), generator=g) * 2 - 1).double()
+        firsts.append(float(v @ A @ v) / 152)
+    assert dens.moment(1) == pytest.approx(np.mean(firsts), rel=1e-10)
+    # with m = dim every eigenvalue is a node: the outliers appear in the density
+    full = spectral_density(mv, 152, iters=152, probes=1, seed=0)
+    assert np.min(np.abs(full.nodes[0] - 12.0)) < 1e-8
+
+
+def test_optimizer_preconditioner_and_thresholds():
+    X, y = _data(seed=6)
+    model = nn.Linear(4, 1).double()
+    loss = lambda z, t: 0.5 * ((z[:, 0] - t) ** 2).mean()  # noqa: E731
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.99), eps=1e-8)
+    params = list(model.parameters())
+    with pytest.raises(UserError, match="take a step"):
+        optimizer_preconditioner(opt, params)
+    for _ in range(3):
+        opt.zero_grad()
+        loss(model(X), y).backward()
+        opt.step()
+    P = optimizer_preconditioner(opt, params)
+    want = torch.cat(
+        [((opt.state[p]["exp_avg_sq"] / (1 - 0.99**3)).sqrt() + 1e-8).reshape(-1) for p in params]
+    )
+    torch.testing.assert_close(P, want.double(), rtol=1e-14, atol=0)
+    assert stability_threshold(opt) == pytest.approx(38 / 0.01)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    assert optimizer_preconditioner(sgd, params) is None
+    assert stability_threshold(sgd) == pytest.approx(20.0)
+    mom = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    assert stability_threshold(mom) == pytest.approx(38.0)
+
+
+def test_sharpness_probe_records_lambda_max_and_threshold():
+    X, y = _data(n=40, d=3, seed=7)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    loss = lambda z, t: 0.5 * ((z[:, 0] - t) ** 2).mean()  # noqa: E731
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    probe = SharpnessProbe(loss, (X, y), opt, every=5, tol=1e-10)
+    with Recorder(model, [probe]) as rec:
+        for step in range(11):
+            opt.zero_grad()
+            loss(model(X), y).backward()
+            opt.step()
+            rec.step(step)
+    steps, lam = rec.series("sharpness")
+    assert steps == [0, 5, 10]
+    exact = float(torch.linalg.eigvalsh(LossHessian(model, loss, (X, y)).dense()).max())
+    assert lam[-1] == pytest.approx(exact, rel=1e-8)
+    assert rec.series("stability_threshold")[1] == [pytest.approx(40.0)] * 3
+    # Adam: the preconditioned sharpness λ_max(P^{-1/2} H P^{-1/2})
+    opt2 = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt2.zero_grad()
+    loss(model(X), y).backward()
+    opt2.step()
+    r = SharpnessProbe(loss, (X, y), opt2, tol=1e-10).read(model, 1)
+    params = list(model.parameters())
+    s = optimizer_preconditioner(opt2, params).rsqrt()
+    D = LossHessian(model, loss, (X, y)).dense()
+    want = float(torch.linalg.eigvalsh(s[:, None] * D * s[None, :]).max())
+    assert r["sharpness"] == pytest.approx(want, rel=1e-8)
+    assert r["stability_threshold"] == pytest.approx(38 / 1e-3)
