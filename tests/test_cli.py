@@ -94,6 +94,7 @@ STUDY_CHECKS = {
     "conservation": ["drift_identity_gap_over_rounding_bound", "linear_gd_drift_exponent_error"],
     "lazy-rich": ["weight_change_exponent_error", "alignment_gain_rich_minus_lazy_z"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
+    "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
     "universality": ["init_nngp_exponent_error", "init_cross_seed_exponent_error"],
     "neural-collapse": ["mse_nc1_decrease_z", "mse_nc3_decrease_z"],
     "feature-ansatz": [

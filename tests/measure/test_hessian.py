@@ -105,6 +105,9 @@ def test_nonlinear_hessian_matches_finite_differences_and_gn_is_psd():
     fd = (grad_at(1.0) - grad_at(-1.0)) / (2 * h)
     # central differences: error O(h²·‖∇³L‖) ≈ 1e-10 here, far above float64 rounding
     torch.testing.assert_close(H.matvec(v), fd, rtol=1e-6, atol=1e-8)
+    cached = LossHessian(model, loss, [(X[:7], y[:7]), (X[7:], y[7:])], cache_graph=True)
+    torch.testing.assert_close(cached.dense(), D, rtol=1e-12, atol=1e-12)
+    assert len(cached._graphs) == 2  # built once per batch, reused by every product
     G = LossHessian(model, loss, (X, y), kind="gauss_newton").dense()
     assert float(torch.linalg.eigvalsh(G).min()) > -1e-12
     assert float((G - D).abs().max()) > 1e-6  # not the Hessian for a nonlinear model

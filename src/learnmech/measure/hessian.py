@@ -66,6 +66,11 @@ class LossHessian:
             the outputs; positive semi-definite for convex losses).
         dtype: dtype of the vectors the operator takes and returns (the model runs in
             its own dtype).
+        cache_graph: keep each batch's gradient graph after the first product and reuse
+            it (as PyHessian does): one backward pass per product instead of a forward
+            and two backwards. Faster, but holds the graphs in memory and describes the
+            parameters as they were at the first product — make a new operator after the
+            model changes.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class LossHessian:
         params: Sequence[torch.Tensor] | None = None,
         kind: Literal["hessian", "gauss_newton"] = "hessian",
         dtype: torch.dtype = torch.float64,
+        cache_graph: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -92,6 +98,8 @@ class LossHessian:
         if not self.batches:
             raise UserError("batches is empty")
         self.model, self.loss_fn, self.kind, self.dtype = model, loss_fn, kind, dtype
+        self.cache_graph = bool(cache_graph)
+        self._graphs: list[Sequence[torch.Tensor | None]] = []
         self.params = [p for p in (params or model.parameters()) if p.requires_grad]
         if not self.params:
             raise UserError("the model has no parameters that require grad")
@@ -142,18 +150,27 @@ class LossHessian:
         vs = self._split(v)
         total = torch.zeros(self.dim, dtype=self.dtype)
         with torch.enable_grad():
-            for (x, y), w in zip(self.batches, self._w, strict=True):
+            for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True)):
                 if self.kind == "hessian":
-                    g = torch.autograd.grad(
-                        self.loss_fn(self.model(x), y),
+                    if self.cache_graph and b < len(self._graphs):
+                        g = self._graphs[b]
+                    else:
+                        g = torch.autograd.grad(
+                            self.loss_fn(self.model(x), y),
+                            self.params,
+                            create_graph=True,
+                            allow_unused=True,
+                        )
+                        if self.cache_graph:
+                            self._graphs.append(g)
+                    pairs = [(gi, vi) for gi, vi in zip(g, vs, strict=True) if gi is not None]
+                    hv = torch.autograd.grad(
+                        [a for a, _ in pairs],
                         self.params,
-                        create_graph=True,
+                        grad_outputs=[c for _, c in pairs],
+                        retain_graph=self.cache_graph,
                         allow_unused=True,
                     )
-                    dot = sum(
-                        (gi * vi).sum() for gi, vi in zip(g, vs, strict=True) if gi is not None
-                    )
-                    hv = torch.autograd.grad(dot, self.params, allow_unused=True)
                 else:
                     hv = self._gauss_newton(x, y, vs)
                 total += w * self._flat(hv)
@@ -475,7 +492,7 @@ class SharpnessProbe(Probe):
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.requires_grad]
-        H = LossHessian(model, self.loss_fn, self.batches, params=params)
+        H = LossHessian(model, self.loss_fn, self.batches, params=params, cache_graph=True)
         P = optimizer_preconditioner(self.optimizer, params)
         mv: MatVec
         if P is None:

@@ -18,6 +18,7 @@ STUDIES: dict[str, str] = {
     "conservation": "learnmech.studies.conservation:Conservation",
     "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
     "scaling-laws": "learnmech.studies.scaling_laws:ScalingLaws",
+    "edge-of-stability": "learnmech.studies.edge_of_stability:EdgeOfStability",
     "universality": "learnmech.studies.universality:Universality",
     "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",

@@ -1,0 +1,289 @@
+"""Study ``edge-of-stability``: sharpness rises to the optimizer's stability threshold and stays.
+
+Claim under test (Cohen, Kaur, Li, Kolter & Talwalkar 2021; Cohen et al. 2022 for Adam;
+REFERENCES §3): under full-batch GD with step η the top Hessian eigenvalue (largest
+algebraic) rises during training — progressive sharpening — until it reaches 2/η, then
+hovers there while the loss keeps falling non-monotonically. For Adam the preconditioned
+sharpness λ_max(P⁻¹H) does the same at (2 + 2β₁)/((1 − β₁)η) = 38/η.
+
+* predict — the ratio sharpness/threshold rises to 1 and, averaged over the rest of
+  training, stays within the band Cohen et al. report ("at, or just above": we score
+  [0.95, 1.15]); the loss goes up on a non-zero fraction of steps once there, never before.
+* measure — tanh MLPs (depth 2) on 300 digits images, MSE on one-hot targets, full-batch
+  GD at several η and Adam; :class:`~learnmech.measure.hessian.SharpnessProbe` every
+  ``probe_every`` steps (Lanczos to 1e-3, warm-started), its time share recorded.
+
+Finding: the probe costs more than the training it watches here (≈ 1.1–2.3× the training
+time at quick scale): each reading needs ~10–15 Hessian-vector products for a 1e-3
+residual, and a full-batch step of this small network costs about one product.
+* compare — for each optimizer and η: every seed reaches 0.95 of the threshold; the mean
+  ratio after reaching it lies in [0.95, 1.15]; loss increases occur after, not before.
+  Reported: time to the threshold, the fraction of loss increases, the probe's cost.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch import nn
+
+from learnmech.data.real import digits
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
+from learnmech.measure.hessian import SharpnessProbe
+from learnmech.stats import mean_se
+from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.train.recorder import Recorder
+
+__all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
+
+BAND = (0.95, 1.15)
+REACHED = 0.95
+
+
+def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
+    return stored["optimizer"] == point["optimizer"] and float(stored["lr"]) == point["lr"]
+
+
+class EdgeOfStabilityConfig(StudyConfig):
+    gd_lrs: list[float] = Field(default_factory=lambda: [0.4, 0.8])
+    adam_lrs: list[float] = Field(default_factory=lambda: [2e-3])
+    steps: int = Field(800, ge=20, le=1_000_000)
+    probe_every: int = Field(10, ge=1, le=10_000)
+    samples: int = Field(300, ge=20, le=1797)
+    width: int = Field(64, ge=4, le=4096)
+    data_seed: int = Field(0, ge=0)
+
+    @field_validator("gd_lrs", "adam_lrs")
+    @classmethod
+    def _lrs(cls, v: list[float]) -> list[float]:
+        if any(not (math.isfinite(x) and 0 < x <= 100) for x in v):
+            raise ValueError("learning rates must be in (0, 100]")
+        return sorted(set(v))
+
+
+class EdgeOfStability(Study):
+    name = "edge-of-stability"
+    title = "Edge of stability: sharpness rises to 2/η (38/η for Adam) and hovers there"
+    summary = "full-batch GD and Adam on digits: λ_max vs the stability threshold over training"
+    pillar = "empirical laws"
+    Config = EdgeOfStabilityConfig
+    sweep_fields = frozenset({"gd_lrs", "adam_lrs"})
+    scales: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"seeds": 2},
+        "full": {
+            "seeds": 4,
+            "steps": 3000,
+            "gd_lrs": [0.2, 0.4, 0.8, 1.2],
+            "adam_lrs": [5e-4, 1e-3],
+        },
+    }
+
+    def grid(self, cfg: EdgeOfStabilityConfig) -> list[dict[str, Any]]:
+        return [{"optimizer": "gd", "lr": lr} for lr in cfg.gd_lrs] + [
+            {"optimizer": "adam", "lr": lr} for lr in cfg.adam_lrs
+        ]
+
+    def predict(self, cfg: EdgeOfStabilityConfig) -> list[Curve]:
+        lrs = np.array(cfg.gd_lrs + cfg.adam_lrs, dtype=np.float64)
+        return [Curve("plateau_ratio", "lr", lrs, np.ones_like(lrs))]
+
+    def measure(
+        self, cfg: EdgeOfStabilityConfig, point: dict[str, Any], seeds: list[int], device: str
+    ) -> dict[int, list[Curve]]:
+        x, lab = digits("standard")
+        idx = np.random.default_rng(cfg.data_seed).permutation(len(x))[: cfg.samples]
+        X = torch.from_numpy(x[idx]).float()
+        T = nn.functional.one_hot(torch.from_numpy(lab[idx]), 10).float()
+
+        def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return 0.5 * ((z - t) ** 2).sum(1).mean()
+
+        out: dict[int, list[Curve]] = {}
+        for seed in seeds:
+            torch.manual_seed(seed)
+            model = nn.Sequential(
+                nn.Linear(64, cfg.width),
+                nn.Tanh(),
+                nn.Linear(cfg.width, cfg.width),
+                nn.Tanh(),
+                nn.Linear(cfg.width, 10),
+            )
+            lr = float(point["lr"])
+            opt = (
+                torch.optim.SGD(model.parameters(), lr=lr)
+                if point["optimizer"] == "gd"
+                else torch.optim.Adam(model.parameters(), lr=lr)
+            )
+            probe = SharpnessProbe(loss_fn, (X, T), opt, every=cfg.probe_every, tol=1e-3)
+            losses: list[float] = []
+            t_train = t_probe = 0.0
+            with Recorder(model, [probe], every=1) as rec:
+                for step in range(1, cfg.steps + 1):
+                    t0 = time.perf_counter()
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_fn(model(X), T)
+                    loss.backward()
+                    opt.step()
+                    t1 = time.perf_counter()
+                    losses.append(float(loss.detach()))
+                    rec.step(step)
+                    t_train += t1 - t0
+                    t_probe += time.perf_counter() - t1
+            if not all(math.isfinite(v) for v in losses):
+                raise FloatingPointError(f"training diverged at lr = {lr}")
+            st, ratio = rec.series("sharpness_ratio")
+            out[seed] = [
+                Curve("sharpness_ratio", "step", st, ratio),
+                Curve("loss", "step", np.arange(1, cfg.steps + 1), losses),
+                Curve("probe_time_share", "step", [cfg.steps], [t_probe / t_train]),
+            ]
+        return out
+
+    # ----------------------------------------------------------------------------------
+    @staticmethod
+    def _summary(t: TrialResult) -> dict[str, float] | None:
+        r, lo = t.curve("sharpness_ratio"), t.curve("loss")
+        if r is None or lo is None:
+            return None
+        hit = np.flatnonzero(r.values >= REACHED)
+        inc = np.diff(lo.values) > 0
+        if hit.size == 0:
+            return {"reached": 0.0, "increase_before": float(inc.mean())}
+        t_hit = float(r.coords[hit[0]])
+        after = r.values[hit[0] :]
+        k = int(t_hit)
+        return {
+            "reached": 1.0,
+            "time_to_threshold": t_hit,
+            "plateau_ratio": float(after.mean()),
+            "plateau_sd": float(after.std()),
+            "increase_before": float(inc[: max(k - 1, 0)].mean()) if k > 1 else 0.0,
+            "increase_after": float(inc[k - 1 :].mean()) if k - 1 < inc.size else 0.0,
+        }
+
+    def compare(
+        self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: list[TrialResult]
+    ) -> list[Metric]:
+        metrics: list[Metric] = []
+        for p in self.grid(cfg):
+            ts = [t for t in trials if t.status == "ok" and _same(t.point, p)]
+            sums = [s for s in (self._summary(t) for t in ts) if s is not None]
+            if not sums:
+                continue
+            tag = f"{p['optimizer']}_lr{p['lr']:g}"
+            thr = "38/η (preconditioned)" if p["optimizer"] == "adam" else "2/η"
+            reached = [s for s in sums if s["reached"]]
+            metrics.append(
+                Metric(
+                    f"{tag}_seeds_not_reaching_threshold",
+                    len(sums) - len(reached),
+                    0,
+                    "<=",
+                    description=f"seeds whose sharpness never reached {REACHED}·{thr} "
+                    f"in {cfg.steps} steps (progressive sharpening)",
+                )
+            )
+            if not reached:
+                continue
+            pr = np.array([s["plateau_ratio"] for s in reached])
+            m, se = mean_se(pr)
+            for bound, comp in ((BAND[0], ">="), (BAND[1], "<=")):
+                metrics.append(
+                    Metric(
+                        f"{tag}_plateau_ratio_{'low' if comp == '>=' else 'high'}",
+                        float(m),
+                        bound,
+                        comp,
+                        stderr=float(se),
+                        description=f"mean sharpness/{thr} after first reaching it: {m:.3f} ± "
+                        f"{se:.3f} (seeds); band {BAND} — 'at, or just above' the threshold "
+                        "(Cohen et al. 2021, §3)",
+                    )
+                )
+            before = float(np.mean([s["increase_before"] for s in reached]))
+            after = float(np.mean([s["increase_after"] for s in reached]))
+            metrics.append(
+                Metric(
+                    f"{tag}_loss_increase_fraction_after",
+                    after,
+                    0.0,
+                    ">",
+                    description=f"fraction of steps where the loss rises, after reaching the "
+                    f"threshold ({after:.3f}; before: {before:.3f})",
+                )
+            )
+            metrics.append(
+                Metric(
+                    f"{tag}_time_to_threshold",
+                    float(np.mean([s["time_to_threshold"] for s in reached])),
+                    None,
+                    description="steps until sharpness first reaches 0.95 of the threshold",
+                )
+            )
+        shares = [
+            t.curve("probe_time_share").values[0]
+            for t in trials
+            if t.status == "ok" and t.curve("probe_time_share") is not None
+        ]
+        if shares:
+            metrics.append(
+                Metric(
+                    "probe_time_share",
+                    float(np.mean(shares)),
+                    None,
+                    description=f"sharpness-probe time / training time (probe every "
+                    f"{cfg.probe_every} steps, Lanczos to 1e-3)",
+                )
+            )
+        metrics.append(failures_metric(trials))
+        return metrics
+
+    def figures(
+        self,
+        cfg: EdgeOfStabilityConfig,
+        theory: list[Curve],
+        trials: list[TrialResult],
+        metrics: list[Metric],
+        outdir: Path,
+    ) -> list[Figure]:
+        from learnmech.report.plots import _plt, save_png
+
+        plt = _plt()
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        for p in self.grid(cfg):
+            t = next((t for t in trials if t.status == "ok" and _same(t.point, p)), None)
+            if t is None:
+                continue
+            lr = float(p["lr"])
+            label = f"{'GD' if p['optimizer'] == 'gd' else 'Adam'} η={lr:g}"
+            thr = 2 / lr if p["optimizer"] == "gd" else 38 / lr
+            r = t.curve("sharpness_ratio")
+            line = a2.plot(r.coords, r.values * thr, label=label)[0]
+            a2.axhline(thr, color=line.get_color(), ls="--", lw=1)
+            lo = t.curve("loss")
+            a1.plot(lo.coords, lo.values, color=line.get_color(), label=label)
+        a1.set(yscale="log", xlabel="step", ylabel="training loss", title="loss (seed 0)")
+        a2.set(
+            yscale="log",
+            xlabel="step",
+            ylabel="sharpness (dashed: 2/η or 38/η)",
+            title="sharpness rises to the threshold and hovers",
+        )
+        if a1.lines:
+            a1.legend(fontsize=7)
+            a2.legend(fontsize=7)
+        p = save_png(fig, outdir / "edge-of-stability.png")
+        return [
+            Figure(
+                p,
+                "Full-batch GD and Adam on digits: training loss (left) and top "
+                "Hessian eigenvalue — preconditioned for Adam — with its stability "
+                "threshold (right, dashed), as in Cohen et al. 2021, Fig. 1.",
+            )
+        ]

@@ -1,0 +1,34 @@
+"""The edge-of-stability study: config validation, every scale, (slow) full scale."""
+
+from __future__ import annotations
+
+import pytest
+
+from learnmech.errors import ConfigError
+from learnmech.lab.runner import run_study
+from learnmech.studies import get_study
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"gd_lrs": [-0.1]}, "gd_lrs"),
+        ({"adam_lrs": [float("nan")]}, "adam_lrs"),
+        ({"probe_every": 0}, "probe_every"),
+        ({"steps": 5}, "steps"),
+    ],
+)
+def test_bad_config_names_the_field(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        get_study("edge-of-stability").config("quick", overrides)
+
+
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_every_scale_validates(scale):
+    get_study("edge-of-stability").config(scale)
+
+
+@pytest.mark.slow
+def test_full_scale(store_path):
+    res = run_study("edge-of-stability", scale="full", store=store_path, report=True)
+    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
