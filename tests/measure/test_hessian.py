@@ -134,6 +134,11 @@ def test_lanczos_largest_algebraic_differs_from_largest_magnitude():
     v = top3.eigenvectors
     torch.testing.assert_close(A @ v, v * top3.eigenvalues, rtol=0, atol=1e-7)
     assert top3.converged
+    # the eigenvalue bound min(res, res²/gap) stops earlier, still within its tolerance
+    gap = lanczos(mv, 100, 1, which="LA", tol=1e-6, bound="gap")
+    res = lanczos(mv, 100, 1, which="LA", tol=1e-6)
+    assert abs(float(gap.eigenvalues[0]) - 5.0) <= 1e-6 * 5.0
+    assert gap.iterations <= res.iterations
     # warm start from the answer: converges at once
     warm = lanczos(mv, 100, 1, which="LA", tol=1e-8, v0=la.eigenvectors[:, 0])
     assert warm.iterations <= 2
