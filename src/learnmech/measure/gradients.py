@@ -1,0 +1,146 @@
+"""Gradient noise: per-example gradients and the noise scales that set the critical batch.
+
+McCandlish, Kaplan, Amodei & OpenAI Dota Team 2018 ("An empirical model of large-batch
+training"): with G the full-batch gradient and Σ the per-example gradient covariance,
+
+* B_simple = tr(Σ)/|G|² (their eq. 2.9) — the noise scale if the Hessian were ∝ I;
+* B_noise = tr(HΣ)/(GᵀHG) (eq. 2.8) — the batch size at which an SGD step with the
+  optimal learning rate makes half the progress of a full-batch step, and the predicted
+  critical batch size B_crit = E_min/S_min of the steps–examples trade-off
+  (S/S_min − 1)(E/E_min − 1) = 1 (eq. 2.11).
+
+Estimators here:
+
+* :func:`per_example_gradients` — vectorised (``torch.func.vmap`` over ``grad``), (n, P).
+* :func:`noise_scale` — B_simple from per-example gradients with the unbiased pieces:
+  tr Σ̂ = n/(n − 1)·mean‖gᵢ − Ḡ‖², |G|² ≈ ‖Ḡ‖² − tr Σ̂/n (E‖Ḡ‖² = |G|² + tr Σ/n), and
+  optionally B_noise with Hessian-vector products on a subsample of the deviations.
+* :func:`two_batch_noise_scale` — the cheaper estimator of App. A.1 from squared gradient
+  norms at two batch sizes: |G|² ≈ (B_big|G_big|² − B_small|G_small|²)/(B_big − B_small),
+  tr Σ ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big).
+* :class:`GradientNoiseProbe` — B_simple every k steps in a :class:`Recorder`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from learnmech.errors import UserError
+from learnmech.measure.hessian import LossHessian
+from learnmech.train.recorder import Probe
+
+__all__ = [
+    "GradientNoiseProbe",
+    "NoiseScale",
+    "noise_scale",
+    "per_example_gradients",
+    "two_batch_noise_scale",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def per_example_gradients(
+    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, chunk: int = 256
+) -> torch.Tensor:
+    """Gradients of ``loss_fn(model(xᵢ), yᵢ)`` for every example, flattened: (n, P) in the
+    parameters' dtype. ``loss_fn`` gets batches of one (as ``model(x[i:i+1])``) and must
+    return the mean loss, so the rows average to the full-batch gradient. Models with
+    batch-coupled layers (batch norm in training mode) have no per-example gradient."""
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise UserError(
+            f"x and y need the same positive number of rows: {x.shape[0]} vs {y.shape[0]}"
+        )
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    buffers = dict(model.named_buffers())
+
+    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
+        out = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
+        return loss_fn(out, yi.unsqueeze(0))
+
+    g = vmap(grad(one), in_dims=(None, 0, 0))
+    rows = []
+    for i in range(0, x.shape[0], chunk):
+        gi = g(params, x[i : i + chunk], y[i : i + chunk])
+        rows.append(torch.cat([gi[n].reshape(gi[n].shape[0], -1) for n in names], 1))
+    return torch.cat(rows)
+
+
+@dataclass(frozen=True)
+class NoiseScale:
+    b_simple: float
+    trace_sigma: float
+    grad_sq: float  # unbiased |G|²
+    b_noise: float | None = None
+    b_noise_se: float | None = None
+    n: int = 0
+
+
+def noise_scale(
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    hessian_samples: int = 0,
+    seed: int = 0,
+) -> NoiseScale:
+    """B_simple (and, with ``hessian_samples`` > 0, B_noise) of the mean loss on (x, y).
+
+    B_noise needs tr(HΣ) = E(gᵢ − G)ᵀH(gᵢ − G): estimated on ``hessian_samples`` random
+    deviations (one Hessian-vector product each, with its standard error), over GᵀHG."""
+    n = x.shape[0]
+    if n < 2:
+        raise UserError("need at least two examples for a gradient covariance")
+    g = per_example_gradients(model, loss_fn, x, y).to(torch.float64)
+    mean = g.mean(0)
+    dev = g - mean
+    tr = float(dev.square().sum(1).mean()) * n / (n - 1)
+    g2 = float(mean @ mean) - tr / n
+    b_simple = tr / g2 if g2 > 0 else math.inf
+    if not hessian_samples:
+        return NoiseScale(b_simple, tr, g2, n=n)
+    H = LossHessian(model, loss_fn, (x, y), cache_graph=True)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, n, (hessian_samples,), generator=gen)
+    q = np.array([float(dev[i] @ H.matvec(dev[i])) for i in pick]) * n / (n - 1)
+    ghg = float(mean @ H.matvec(mean))
+    trh = float(q.mean())
+    se = float(q.std(ddof=1) / math.sqrt(q.size)) if q.size > 1 else math.nan
+    if ghg <= 0:
+        return NoiseScale(b_simple, tr, g2, math.inf, math.nan, n)
+    return NoiseScale(b_simple, tr, g2, trh / ghg, se / ghg, n)
+
+
+def two_batch_noise_scale(
+    g_small_sq: float, b_small: int, g_big_sq: float, b_big: int
+) -> tuple[float, float, float]:
+    """McCandlish et al. App. A.1: (B_simple, tr Σ, |G|²) from the squared norms of
+    gradients averaged over batches of two sizes (average each over several batches)."""
+    if not (0 < b_small < b_big):
+        raise UserError(f"need 0 < b_small < b_big, got {b_small}, {b_big}")
+    g2 = (b_big * g_big_sq - b_small * g_small_sq) / (b_big - b_small)
+    tr = (g_small_sq - g_big_sq) / (1 / b_small - 1 / b_big)
+    return (tr / g2 if g2 > 0 else math.inf), tr, g2
+
+
+class GradientNoiseProbe(Probe):
+    """Record ``b_simple``, ``grad_sq`` and ``trace_sigma`` on fixed (x, y) every k steps."""
+
+    def __init__(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, every: int = 10):
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UserError(f"every must be a positive integer, got {every!r}")
+        self.loss_fn, self.x, self.y, self.every = loss_fn, x, y, every
+
+    def read(self, model: nn.Module, step: int) -> dict[str, float]:
+        with torch.enable_grad():
+            ns = noise_scale(model, self.loss_fn, self.x, self.y)
+        return {"b_simple": ns.b_simple, "grad_sq": ns.grad_sq, "trace_sigma": ns.trace_sigma}
