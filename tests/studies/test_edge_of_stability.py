@@ -1,4 +1,5 @@
-"""The edge-of-stability study: config validation, every scale, (slow) full scale."""
+"""Edge of stability and critical batch size: config validation, every scale, (slow) full
+scale."""
 
 from __future__ import annotations
 
@@ -31,4 +32,28 @@ def test_every_scale_validates(scale):
 @pytest.mark.slow
 def test_full_scale(store_path):
     res = run_study("edge-of-stability", scale="full", store=store_path, report=True)
+    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        ({"batch_sizes": [8, 16]}, "batch_sizes"),
+        ({"lrs": [0.0]}, "lrs"),
+        ({"target_loss": -1.0}, "target_loss"),
+    ],
+)
+def test_critical_batch_size_bad_config(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        get_study("critical-batch-size").config("quick", overrides)
+
+
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_critical_batch_size_every_scale_validates(scale):
+    get_study("critical-batch-size").config(scale)
+
+
+@pytest.mark.slow
+def test_critical_batch_size_full_scale(store_path):
+    res = run_study("critical-batch-size", scale="full", store=store_path, report=True)
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]

@@ -92,26 +92,32 @@ def noise_scale(
     *,
     hessian_samples: int = 0,
     seed: int = 0,
+    population: bool = False,
 ) -> NoiseScale:
     """B_simple (and, with ``hessian_samples`` > 0, B_noise) of the mean loss on (x, y).
 
     B_noise needs tr(HΣ) = E(gᵢ − G)ᵀH(gᵢ − G): estimated on ``hessian_samples`` random
-    deviations (one Hessian-vector product each, with its standard error), over GᵀHG."""
+    deviations (one Hessian-vector product each, with its standard error), over GᵀHG.
+
+    ``population=True``: (x, y) is the whole population the batches are drawn from (e.g.
+    the training set that SGD samples), so G is Ḡ exactly and Σ is the plug-in covariance
+    — no small-sample corrections. Default: (x, y) is a sample of a larger distribution."""
     n = x.shape[0]
     if n < 2:
         raise UserError("need at least two examples for a gradient covariance")
     g = per_example_gradients(model, loss_fn, x, y).to(torch.float64)
     mean = g.mean(0)
     dev = g - mean
-    tr = float(dev.square().sum(1).mean()) * n / (n - 1)
-    g2 = float(mean @ mean) - tr / n
+    corr = 1.0 if population else n / (n - 1)
+    tr = float(dev.square().sum(1).mean()) * corr
+    g2 = float(mean @ mean) - (0.0 if population else tr / n)
     b_simple = tr / g2 if g2 > 0 else math.inf
     if not hessian_samples:
         return NoiseScale(b_simple, tr, g2, n=n)
     H = LossHessian(model, loss_fn, (x, y), cache_graph=True)
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randint(0, n, (hessian_samples,), generator=gen)
-    q = np.array([float(dev[i] @ H.matvec(dev[i])) for i in pick]) * n / (n - 1)
+    q = np.array([float(dev[i] @ H.matvec(dev[i])) for i in pick]) * corr
     ghg = float(mean @ H.matvec(mean))
     trh = float(q.mean())
     se = float(q.std(ddof=1) / math.sqrt(q.size)) if q.size > 1 else math.nan

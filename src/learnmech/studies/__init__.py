@@ -19,6 +19,7 @@ STUDIES: dict[str, str] = {
     "lazy-rich": "learnmech.studies.lazy_rich:LazyRich",
     "scaling-laws": "learnmech.studies.scaling_laws:ScalingLaws",
     "edge-of-stability": "learnmech.studies.edge_of_stability:EdgeOfStability",
+    "critical-batch-size": "learnmech.studies.critical_batch_size:CriticalBatchSize",
     "universality": "learnmech.studies.universality:Universality",
     "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",
