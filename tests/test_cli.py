@@ -96,6 +96,7 @@ STUDY_CHECKS = {
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
     "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
     "critical-batch-size": ["b_crit_outside_noise_scale_range"],
+    "linear-scaling-rule": ["sgd_linear_small_k_excess_z", "sgd_linear_large_k_break_z"],
     "universality": ["init_nngp_exponent_error", "init_cross_seed_exponent_error"],
     "neural-collapse": ["mse_nc1_decrease_z", "mse_nc3_decrease_z"],
     "feature-ansatz": [

@@ -1,5 +1,5 @@
-"""Edge of stability and critical batch size: config validation, every scale, (slow) full
-scale."""
+"""Edge of stability, critical batch size, linear scaling rule: config validation, every
+scale, (slow) full scale."""
 
 from __future__ import annotations
 
@@ -57,3 +57,21 @@ def test_critical_batch_size_every_scale_validates(scale):
 def test_critical_batch_size_full_scale(store_path):
     res = run_study("critical-batch-size", scale="full", store=store_path, report=True)
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [({"ks": [2, 4, 8]}, "ks"), ({"rules": ["lamb"]}, "rules"), ({"epochs": 0}, "epochs")],
+)
+def test_linear_scaling_rule_bad_config(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        get_study("linear-scaling-rule").config("quick", overrides)
+
+
+@pytest.mark.parametrize("scale", ["quick", "full"])
+def test_linear_scaling_rule_every_scale_validates(scale):
+    cfg = get_study("linear-scaling-rule").config(scale)
+    # the square-root rule is only defined for k < 10 at β₁ = 0.9
+    assert all(
+        p["k"] < 10 for p in get_study("linear-scaling-rule").grid(cfg) if p["rule"] != "sgd_linear"
+    )

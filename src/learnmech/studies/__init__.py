@@ -20,6 +20,7 @@ STUDIES: dict[str, str] = {
     "scaling-laws": "learnmech.studies.scaling_laws:ScalingLaws",
     "edge-of-stability": "learnmech.studies.edge_of_stability:EdgeOfStability",
     "critical-batch-size": "learnmech.studies.critical_batch_size:CriticalBatchSize",
+    "linear-scaling-rule": "learnmech.studies.linear_scaling_rule:LinearScalingRule",
     "universality": "learnmech.studies.universality:Universality",
     "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",
