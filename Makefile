@@ -45,6 +45,10 @@ lint: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_kernels.py
 	$(BIN)/python benchmarks/bench_ensemble.py
+	$(BIN)/python benchmarks/bench_eigenlearning.py
+	$(BIN)/python benchmarks/bench_scaling_fit.py
+	$(BIN)/python benchmarks/bench_similarity.py
+	$(BIN)/python benchmarks/bench_hessian.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
