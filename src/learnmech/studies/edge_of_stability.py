@@ -9,8 +9,9 @@ sharpness λ_max(P⁻¹H) does the same at (2 + 2β₁)/((1 − β₁)η) = 38/�
 * predict — the ratio sharpness/threshold rises to 1 and, averaged over the rest of
   training, stays within the band Cohen et al. report ("at, or just above": we score
   [0.95, 1.15]); the loss goes up on a non-zero fraction of steps once there, never before.
-* measure — tanh MLPs (depth 2) on 300 digits images, MSE on one-hot targets, full-batch
-  GD at several η and Adam; :class:`~learnmech.measure.hessian.SharpnessProbe` every
+* measure — tanh MLPs (depth 2) and, at full scale, a small tanh CNN (two 3×3
+  convolutions) on 300 digits images, MSE on one-hot targets, full-batch GD at several η
+  and Adam; :class:`~learnmech.measure.hessian.SharpnessProbe` every
   ``probe_every`` steps (Lanczos to 1e-3, warm-started), its time share recorded.
 
 Finding: the probe costs more than the training it watches here (≈ 1.1–2.3× the training
@@ -47,10 +48,50 @@ REACHED = 0.95
 
 
 def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
-    return stored["optimizer"] == point["optimizer"] and float(stored["lr"]) == point["lr"]
+    return (
+        stored["optimizer"] == point["optimizer"]
+        and float(stored["lr"]) == point["lr"]
+        and stored.get("model", "mlp") == point.get("model", "mlp")
+    )
+
+
+class _Image(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(-1, 1, 8, 8)
+
+
+def _model(kind: str, width: int) -> nn.Module:
+    """Depth-2 tanh MLP, or a small tanh CNN on the 8×8 images (two 3×3 convolutions with
+    ``width // 4`` channels, then a linear readout)."""
+    if kind == "mlp":
+        return nn.Sequential(
+            nn.Linear(64, width),
+            nn.Tanh(),
+            nn.Linear(width, width),
+            nn.Tanh(),
+            nn.Linear(width, 10),
+        )
+    c = max(width // 4, 1)
+    return nn.Sequential(
+        _Image(),
+        nn.Conv2d(1, c, 3, padding=1),
+        nn.Tanh(),
+        nn.Conv2d(c, c, 3, padding=1),
+        nn.Tanh(),
+        nn.Flatten(),
+        nn.Linear(c * 64, 10),
+    )
 
 
 class EdgeOfStabilityConfig(StudyConfig):
+    models: list[str] = Field(default_factory=lambda: ["mlp"])
+    cnn_lr_scale: float = Field(
+        0.25,
+        gt=0,
+        le=10,
+        description="the CNN's GD step sizes are gd_lrs × this (its "
+        "initial sharpness is higher: at the MLP's larger steps it diverges at once)",
+    )
     gd_lrs: list[float] = Field(default_factory=lambda: [0.4, 0.8])
     adam_lrs: list[float] = Field(default_factory=lambda: [2e-3])
     steps: int = Field(800, ge=20, le=1_000_000)
@@ -58,6 +99,13 @@ class EdgeOfStabilityConfig(StudyConfig):
     samples: int = Field(300, ge=20, le=1797)
     width: int = Field(64, ge=4, le=4096)
     data_seed: int = Field(0, ge=0)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str]) -> list[str]:
+        if not v or set(v) - {"mlp", "cnn"}:
+            raise ValueError(f"models must be a non-empty subset of mlp, cnn; got {v}")
+        return v
 
     @field_validator("gd_lrs", "adam_lrs")
     @classmethod
@@ -73,10 +121,11 @@ class EdgeOfStability(Study):
     summary = "full-batch GD and Adam on digits: λ_max vs the stability threshold over training"
     pillar = "empirical laws"
     Config = EdgeOfStabilityConfig
-    sweep_fields = frozenset({"gd_lrs", "adam_lrs"})
+    sweep_fields = frozenset({"models", "gd_lrs", "adam_lrs"})
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 2},
         "full": {
+            "models": ["mlp", "cnn"],
             "seeds": 4,
             "steps": 3000,
             "gd_lrs": [0.2, 0.4, 0.8, 1.2],
@@ -85,9 +134,12 @@ class EdgeOfStability(Study):
     }
 
     def grid(self, cfg: EdgeOfStabilityConfig) -> list[dict[str, Any]]:
-        return [{"optimizer": "gd", "lr": lr} for lr in cfg.gd_lrs] + [
-            {"optimizer": "adam", "lr": lr} for lr in cfg.adam_lrs
-        ]
+        pts = []
+        for m in cfg.models:
+            scale = 1.0 if m == "mlp" else cfg.cnn_lr_scale
+            pts += [{"model": m, "optimizer": "gd", "lr": lr * scale} for lr in cfg.gd_lrs]
+            pts += [{"model": m, "optimizer": "adam", "lr": lr} for lr in cfg.adam_lrs]
+        return pts
 
     def predict(self, cfg: EdgeOfStabilityConfig) -> list[Curve]:
         lrs = np.array(cfg.gd_lrs + cfg.adam_lrs, dtype=np.float64)
@@ -107,13 +159,7 @@ class EdgeOfStability(Study):
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             torch.manual_seed(seed)
-            model = nn.Sequential(
-                nn.Linear(64, cfg.width),
-                nn.Tanh(),
-                nn.Linear(cfg.width, cfg.width),
-                nn.Tanh(),
-                nn.Linear(cfg.width, 10),
-            )
+            model = _model(point.get("model", "mlp"), cfg.width)
             lr = float(point["lr"])
             opt = (
                 torch.optim.SGD(model.parameters(), lr=lr)
@@ -176,7 +222,9 @@ class EdgeOfStability(Study):
             sums = [s for s in (self._summary(t) for t in ts) if s is not None]
             if not sums:
                 continue
-            tag = f"{p['optimizer']}_lr{p['lr']:g}"
+            tag = ("" if p["model"] == "mlp" else f"{p['model']}_") + (
+                f"{p['optimizer']}_lr{p['lr']:g}"
+            )
             thr = "38/η (preconditioned)" if p["optimizer"] == "adam" else "2/η"
             reached = [s for s in sums if s["reached"]]
             metrics.append(
@@ -261,7 +309,7 @@ class EdgeOfStability(Study):
             if t is None:
                 continue
             lr = float(p["lr"])
-            label = f"{'GD' if p['optimizer'] == 'gd' else 'Adam'} η={lr:g}"
+            label = f"{p['model']} {'GD' if p['optimizer'] == 'gd' else 'Adam'} η={lr:g}"
             thr = 2 / lr if p["optimizer"] == "gd" else 38 / lr
             r = t.curve("sharpness_ratio")
             line = a2.plot(r.coords, r.values * thr, label=label)[0]
