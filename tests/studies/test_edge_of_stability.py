@@ -14,6 +14,7 @@ from learnmech.studies import get_study
     ("overrides", "match"),
     [
         ({"gd_lrs": [-0.1]}, "gd_lrs"),
+        ({"models": ["resnet"]}, "models"),
         ({"adam_lrs": [float("nan")]}, "adam_lrs"),
         ({"probe_every": 0}, "probe_every"),
         ({"steps": 5}, "steps"),
