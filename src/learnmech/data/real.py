@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
 from learnmech.errors import UserError
 
-__all__ = ["digits", "image_patches"]
+__all__ = ["digits", "digits_subset", "image_patches"]
 
 
 def _sklearn_datasets():  # type: ignore[no-untyped-def]
@@ -45,6 +46,16 @@ def digits(normalize: str = "unit") -> tuple[np.ndarray, np.ndarray]:
     elif normalize != "none":
         raise UserError(f"normalize must be 'unit', 'standard' or 'none', got {normalize!r}")
     return x, y.copy()
+
+
+def digits_subset(n: int, seed: int = 0, normalize: str = "standard") -> tuple[Any, Any]:
+    """``n`` digits images drawn without replacement by a seeded permutation, as torch
+    tensors: (float32 inputs (n, 64), int64 labels (n,)). The studies' shared training set."""
+    import torch
+
+    x, lab = digits(normalize)
+    idx = np.random.default_rng(seed).permutation(len(x))[:n]
+    return torch.from_numpy(x[idx]).float(), torch.from_numpy(lab[idx])
 
 
 def image_patches(size: int = 8, count: int = 5000, seed: int = 0) -> np.ndarray:

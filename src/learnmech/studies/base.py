@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from learnmech.errors import ConfigError
 from learnmech.lab.records import Curve, Metric, TrialResult
 
-__all__ = ["Figure", "Study", "StudyConfig"]
+__all__ = ["Figure", "Study", "StudyConfig", "subset_of"]
 
 
 class StudyConfig(BaseModel):
@@ -26,6 +26,13 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     seeds: int = Field(8, ge=1, le=4096, description="number of seeds per config point")
+
+
+def subset_of(values: list[str], allowed: tuple[str, ...] | list[str], name: str) -> list[str]:
+    """Validate a config list of names: non-empty and drawn from ``allowed``."""
+    if not values or set(values) - set(allowed):
+        raise ValueError(f"{name} must be a non-empty subset of {', '.join(allowed)}; got {values}")
+    return values
 
 
 @dataclass(frozen=True)

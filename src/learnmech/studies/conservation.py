@@ -32,7 +32,7 @@ from learnmech.measure.invariants import balancedness, neuron_balance
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.nets.mlp import MLP
 from learnmech.stats import fit_power_law, mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
 
 __all__ = ["Conservation", "ConservationConfig"]
 
@@ -51,10 +51,7 @@ class ConservationConfig(StudyConfig):
     @field_validator("nets")
     @classmethod
     def _nets(cls, v: list[str]) -> list[str]:
-        bad = set(v) - {"linear", "relu"}
-        if bad or not v:
-            raise ValueError(f"nets must be a non-empty subset of linear, relu; got {v}")
-        return v
+        return subset_of(v, ("linear", "relu"), "nets")
 
     @field_validator("lrs")
     @classmethod

@@ -30,7 +30,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from learnmech.data.real import digits
+from learnmech.data.real import digits_subset
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.gradients import noise_scale
 from learnmech.studies.base import Figure, Study, StudyConfig
@@ -65,9 +65,7 @@ class CriticalBatchSizeConfig(StudyConfig):
 
 
 def _data(cfg: CriticalBatchSizeConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    x, lab = digits("standard")
-    idx = np.random.default_rng(cfg.data_seed).permutation(len(x))[: cfg.samples]
-    return torch.from_numpy(x[idx]).float(), torch.from_numpy(lab[idx])
+    return digits_subset(cfg.samples, cfg.data_seed)
 
 
 def _model(cfg: CriticalBatchSizeConfig, seed: int) -> nn.Module:

@@ -41,7 +41,7 @@ from learnmech.measure.spectra import (
     powerlaw_exponent,
 )
 from learnmech.stats import fit_power_law, mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
 from learnmech.theory import eigenlearning
 from learnmech.theory.exponents import asymptotic_exponent, local_exponent
 from learnmech.theory.spectra import gram_matrix, spectrum_from_gram
@@ -65,9 +65,7 @@ class DataSpectraConfig(StudyConfig):
     @field_validator("datasets")
     @classmethod
     def _ds(cls, v: list[str]) -> list[str]:
-        if not v or set(v) - set(DATASETS):
-            raise ValueError(f"datasets must be a non-empty subset of {', '.join(DATASETS)}")
-        return v
+        return subset_of(v, DATASETS, "datasets")
 
     @field_validator("curve_ns")
     @classmethod

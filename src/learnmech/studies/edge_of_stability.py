@@ -36,11 +36,11 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from learnmech.data.real import digits
+from learnmech.data.real import digits_subset
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.hessian import SharpnessProbe
 from learnmech.stats import mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
@@ -103,9 +103,7 @@ class EdgeOfStabilityConfig(StudyConfig):
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
-        if not v or set(v) - {"mlp", "cnn"}:
-            raise ValueError(f"models must be a non-empty subset of mlp, cnn; got {v}")
-        return v
+        return subset_of(v, ("mlp", "cnn"), "models")
 
     @field_validator("gd_lrs", "adam_lrs", "cnn_gd_lrs")
     @classmethod
@@ -148,10 +146,8 @@ class EdgeOfStability(Study):
     def measure(
         self, cfg: EdgeOfStabilityConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        x, lab = digits("standard")
-        idx = np.random.default_rng(cfg.data_seed).permutation(len(x))[: cfg.samples]
-        X = torch.from_numpy(x[idx]).float()
-        T = nn.functional.one_hot(torch.from_numpy(lab[idx]), 10).float()
+        X, lab = digits_subset(cfg.samples, cfg.data_seed)
+        T = nn.functional.one_hot(lab, 10).float()
 
         def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             return 0.5 * ((z - t) ** 2).sum(1).mean()

@@ -35,10 +35,10 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from learnmech.data.real import digits
+from learnmech.data.real import digits_subset
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.stats import mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
 
 __all__ = ["LinearScalingRule", "LinearScalingRuleConfig"]
 
@@ -67,17 +67,13 @@ class LinearScalingRuleConfig(StudyConfig):
     @field_validator("rules")
     @classmethod
     def _rules(cls, v: list[str]) -> list[str]:
-        if not v or set(v) - set(RULES):
-            raise ValueError(f"rules must be a non-empty subset of {', '.join(RULES)}")
-        return v
+        return subset_of(v, RULES, "rules")
 
 
 def _curve(
     cfg: LinearScalingRuleConfig, rule: str, k: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    x, lab = digits("standard")
-    idx = np.random.default_rng(cfg.data_seed).permutation(len(x))[: cfg.samples]
-    X, Y = torch.from_numpy(x[idx]).float(), torch.from_numpy(lab[idx])
+    X, Y = digits_subset(cfg.samples, cfg.data_seed)
     n = X.shape[0]
     B = min(cfg.base_batch * k, n)
     torch.manual_seed(seed)

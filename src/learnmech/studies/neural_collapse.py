@@ -37,11 +37,11 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.data.real import digits
+from learnmech.data.real import digits_subset
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.collapse import neural_collapse
 from learnmech.stats import mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
 
 __all__ = ["NeuralCollapse", "NeuralCollapseConfig"]
 
@@ -77,9 +77,7 @@ class NeuralCollapseConfig(StudyConfig):
     @field_validator("losses")
     @classmethod
     def _losses(cls, v: list[str]) -> list[str]:
-        if not v or set(v) - {"mse", "ce"}:
-            raise ValueError(f"losses must be a non-empty subset of mse, ce; got {v}")
-        return v
+        return subset_of(v, ("mse", "ce"), "losses")
 
 
 def _epochs(cfg: NeuralCollapseConfig) -> list[int]:
@@ -110,10 +108,7 @@ class NeuralCollapse(Study):
     def measure(
         self, cfg: NeuralCollapseConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        x, lab = digits("standard")
-        perm = np.random.default_rng(cfg.data_seed).permutation(len(x))[: cfg.train_size]
-        X = torch.from_numpy(x[perm]).float()
-        Y = torch.from_numpy(lab[perm])
+        X, Y = digits_subset(cfg.train_size, cfg.data_seed)
         T = torch.nn.functional.one_hot(Y, 10).float()
         marks = set(_epochs(cfg))
         out: dict[int, list[Curve]] = {}
