@@ -97,6 +97,13 @@ STUDY_CHECKS = {
     "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
     "critical-batch-size": ["b_crit_outside_noise_scale_range"],
     "linear-scaling-rule": ["sgd_linear_small_k_excess_z", "sgd_linear_large_k_break_z"],
+    "lr-transfer": [
+        "mlp_mup_shift_log2",
+        "mlp_sp_shift_log2",
+        "gpt_mup_shift_log2",
+        "gpt_transfer_gap_sp_minus_mup_z",
+        "depth_depth-mup_shift_log2",
+    ],
     "universality": ["init_nngp_exponent_error", "init_cross_seed_exponent_error"],
     "neural-collapse": ["mse_nc1_decrease_z", "mse_nc3_decrease_z"],
     "feature-ansatz": [

@@ -21,6 +21,7 @@ STUDIES: dict[str, str] = {
     "edge-of-stability": "learnmech.studies.edge_of_stability:EdgeOfStability",
     "critical-batch-size": "learnmech.studies.critical_batch_size:CriticalBatchSize",
     "linear-scaling-rule": "learnmech.studies.linear_scaling_rule:LinearScalingRule",
+    "lr-transfer": "learnmech.studies.lr_transfer:LRTransfer",
     "universality": "learnmech.studies.universality:Universality",
     "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",

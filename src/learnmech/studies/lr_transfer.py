@@ -1,0 +1,462 @@
+"""Study ``lr-transfer``: is the optimal learning rate width- (and depth-) independent?
+
+Claims under test (Yang et al. 2022, "Tensor Programs V", §3 and Figs. 1, 3–5; REFERENCES
+§4): under μP the loss-minimising learning rate η* does not move with width, and at a fixed
+tuned rate wider is better; under SP with Adam η* falls as the width grows. With the
+depth-μP branch multiplier 1/√L (Yang et al. 2023, "Tensor Programs VI"; Bordelon et al.
+2023) η* also stays put as residual blocks are added, while without it η* falls.
+
+* predict — η* ∝ width^c with c = 0 under μP; the shift of log₂ η* over the width range at
+  most one grid step (the issue's and TP V's "within one grid step"); c < 0 under SP.
+* measure — learning-rate sweeps (Adam, log₂ grid) for
+  - ``mlp``: a 2-hidden-layer ReLU MLP on the 1,797 sklearn digits (training loss after a
+    fixed number of minibatch steps), widths 64 … 1,024;
+  - ``gpt``: the small pre-norm GPT (:class:`~learnmech.nets.GPT`) on a Zipfian Markov
+    chain of order 2 (:class:`~learnmech.data.language.ZipfMarkov`, whose optimal loss is
+    known in closed form), held-out loss, widths 16 … 64 (quick) or 16 … 256 (full);
+  - ``depth``: a residual MLP (:class:`~learnmech.nets.ResMLP`) on digits at a fixed
+    width, depths 2 … 8 (quick) or 2 … 16 (full), with and without depth-μP.
+* compare — per arm and scheme, η* per seed by parabolic interpolation on the grid
+  (:func:`~learnmech.hparams.optimal_lr`), then c ± SE by weighted least squares
+  (:func:`~learnmech.hparams.transfer_exponent`); scored: μP's fitted shift ≤ 1 grid step;
+  SP's shift below −1 grid step (it drifts by more than the tolerance μP is given); the loss
+  of the narrowest width's η* used at the widest width (in log loss), SP's gap above μP's by
+  > 3 SE paired over seeds; under μP the widest width beats the narrowest at its best rate
+  by > 3 SE; depth: depth-μP's shift ≤ 1 step and the unscaled network's shift below −1 step.
+
+Quick-scale results (3 seeds): η* ∝ width^c with c = −0.72 ± 0.04 (SP) vs −0.01 ± 0.03 (μP)
+for the MLP over widths 32 → 512 and −0.92 ± 0.03 vs 0.06 ± 0.03 for the GPT over 16 → 64;
+over depth 2 → 8, c = −0.89 ± 0.20 without depth scaling and 0.08 ± 0.17 with depth-μP.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field, field_validator
+from torch.nn import functional as F
+
+from learnmech.data.language import ZipfMarkov
+from learnmech.data.real import digits_subset
+from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
+from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
+from learnmech.nets import GPT, MLP, ResMLP
+from learnmech.stats import mean_se
+from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
+
+__all__ = ["LRTransfer", "LRTransferConfig"]
+
+ARMS = ("mlp", "gpt", "depth")
+WIDTH_SCHEMES = ("sp", "mup")
+DEPTH_ARMS = ("none", "depth-mup")
+#: losses above this (or non-finite) are recorded as this value and flagged as diverged
+LOSS_CAP = 10.0
+
+
+def _sizes(v: list[int], name: str) -> list[int]:
+    if len(set(v)) < 3 or min(v) < 1:
+        raise ValueError(f"{name} needs at least three distinct positive values")
+    return sorted(set(v))
+
+
+class LRTransferConfig(StudyConfig):
+    arms: list[str] = Field(default_factory=lambda: list(ARMS))
+    lr_log2: list[int] = Field(default_factory=lambda: list(range(-11, -2)))
+    gpt_lr_log2: list[int] = Field(default_factory=lambda: list(range(-9, -2)))
+    mlp_widths: list[int] = Field(default_factory=lambda: [32, 128, 512])
+    mlp_base: int = Field(32, ge=1)
+    mlp_steps: int = Field(60, ge=1, le=100_000)
+    gpt_widths: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    gpt_base: int = Field(16, ge=4)
+    gpt_steps: int = Field(100, ge=1, le=100_000)
+    gpt_depth: int = Field(2, ge=1, le=64)
+    gpt_heads: int = Field(4, ge=1)
+    vocab: int = Field(16, ge=2, le=1024)
+    order: int = Field(2, ge=1, le=4)
+    zipf: float = Field(1.5, ge=0, le=10)
+    context: int = Field(16, ge=4, le=1024)
+    depths: list[int] = Field(default_factory=lambda: [2, 4, 8])
+    depth_width: int = Field(64, ge=4, le=8192)
+    depth_steps: int = Field(20, ge=1, le=100_000)
+    batch: int = Field(32, ge=1, le=4096)
+    mlp_batch: int = Field(64, ge=1, le=1797)
+    data_seed: int = Field(0, ge=0)
+
+    @field_validator("arms")
+    @classmethod
+    def _arms(cls, v: list[str]) -> list[str]:
+        return subset_of(v, ARMS, "arms")
+
+    @field_validator("lr_log2", "gpt_lr_log2")
+    @classmethod
+    def _lrs(cls, v: list[int]) -> list[int]:
+        v = sorted(set(v))
+        if len(v) < 5 or any(b - a != 1 for a, b in itertools.pairwise(v)):
+            raise ValueError("lr_log2 must be at least 5 consecutive integers (a log2 grid)")
+        if v[-1] > 2 or v[0] < -30:
+            raise ValueError("lr_log2 must lie within [-30, 2]")
+        return v
+
+    @field_validator("mlp_widths")
+    @classmethod
+    def _mw(cls, v: list[int]) -> list[int]:
+        return _sizes(v, "mlp_widths")
+
+    @field_validator("gpt_widths")
+    @classmethod
+    def _gw(cls, v: list[int]) -> list[int]:
+        return _sizes(v, "gpt_widths")
+
+    @field_validator("depths")
+    @classmethod
+    def _d(cls, v: list[int]) -> list[int]:
+        return _sizes(v, "depths")
+
+
+def _capped(x: float) -> float:
+    return x if math.isfinite(x) and x < LOSS_CAP else LOSS_CAP
+
+
+def _train(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    steps: int,
+    draw: Any,
+    loss_fn: Any,
+) -> bool:
+    """Train; returns False as soon as the loss is non-finite (diverged)."""
+    for s in range(steps):
+        xb, yb = draw(s)
+        loss = loss_fn(model(xb), yb)
+        if not torch.isfinite(loss):
+            return False
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return True
+
+
+def _sweep(
+    cfg: LRTransferConfig, arm: str, scheme: str, size: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final loss for each learning rate of the grid."""
+    lrs = [2.0**k for k in (cfg.gpt_lr_log2 if arm == "gpt" else cfg.lr_log2)]
+    losses = []
+    if arm in ("mlp", "depth"):
+        X, Y = digits_subset(1797, cfg.data_seed)
+        n = X.shape[0]
+
+        def data(gen: torch.Generator) -> Any:
+            if arm == "depth":  # full batch: the optimum is not blurred by minibatch noise
+                return lambda _s: (X, Y)
+            return lambda _s: (lambda i: (X[i], Y[i]))(
+                torch.randint(0, n, (cfg.mlp_batch,), generator=gen)
+            )
+
+        def evaluate(m: torch.nn.Module) -> float:
+            with torch.no_grad():
+                return float(F.cross_entropy(m(X), Y))
+
+        loss_fn = F.cross_entropy
+    else:
+        lang = ZipfMarkov(cfg.vocab, cfg.order, cfg.zipf, seed=cfg.data_seed)
+        train = lang.sample(8192, cfg.context + 1, seed=cfg.data_seed + 1)
+        test = lang.sample(512, cfg.context + 1, seed=cfg.data_seed + 2)
+        o = cfg.order
+
+        def data(gen: torch.Generator) -> Any:
+            def draw(_s: int) -> Any:
+                b = train[torch.randint(0, train.shape[0], (cfg.batch,), generator=gen)]
+                return b[:, :-1], b[:, 1:]
+
+            return draw
+
+        def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+        def evaluate(m: torch.nn.Module) -> float:
+            with torch.no_grad():  # positions with a full context only
+                out = m(test[:, :-1])[:, o - 1 :]
+                return float(loss_fn(out, test[:, o:]))
+
+    for lr in lrs:
+        torch.manual_seed(seed)
+        if arm == "mlp":
+            model: torch.nn.Module = MLP(64, size, 2, 10, parameterization="standard", seed=seed)
+            with torch.device("meta"):
+                base: torch.nn.Module = MLP(64, cfg.mlp_base, 2, 10, parameterization="standard")
+            p = parametrize(model, scheme, base=base, lr=lr)
+        elif arm == "gpt":
+            model = GPT(cfg.vocab, size, cfg.gpt_depth, cfg.gpt_heads, cfg.context, seed=seed)
+            with torch.device("meta"):
+                base = GPT(cfg.vocab, cfg.gpt_base, cfg.gpt_depth, cfg.gpt_heads, cfg.context)
+            p = parametrize(model, scheme, base=base, lr=lr)
+        else:
+            model = ResMLP(64, cfg.depth_width, size, 10, seed=seed)
+            with torch.device("meta"):
+                base = ResMLP(64, cfg.depth_width, cfg.depths[0], 10)
+            p = parametrize(
+                model, "mup", base=base, lr=lr, depth=None if scheme == "none" else scheme
+            )
+        steps = {"mlp": cfg.mlp_steps, "gpt": cfg.gpt_steps, "depth": cfg.depth_steps}[arm]
+        gen = torch.Generator().manual_seed(seed + 7919)
+        ok = _train(model, p.optimizer(), steps, data(gen), loss_fn)
+        losses.append(_capped(evaluate(model)) if ok else LOSS_CAP)
+    return np.array(lrs), np.array(losses)
+
+
+class LRTransfer(Study):
+    name = "lr-transfer"
+    title = "Learning-rate transfer across width (μP vs SP) and depth (depth-μP)"
+    summary = "μP keeps the optimal learning rate fixed as width grows; SP's drifts"
+    pillar = "hyperparameter theories"
+    Config = LRTransferConfig
+    sweep_fields = frozenset({"arms", "mlp_widths", "gpt_widths", "depths"})
+    scales: ClassVar[dict[str, dict[str, Any]]] = {
+        "quick": {"seeds": 3},
+        "full": {
+            "seeds": 3,
+            "lr_log2": list(range(-13, -1)),
+            "gpt_lr_log2": list(range(-11, -1)),
+            "mlp_widths": [32, 64, 128, 256, 512, 1024],
+            "gpt_widths": [16, 32, 64, 128, 256],
+            "gpt_steps": 300,
+            "depths": [2, 4, 8, 16],
+            "mlp_steps": 100,
+        },
+    }
+
+    def grid(self, cfg: LRTransferConfig) -> list[dict[str, Any]]:
+        pts: list[dict[str, Any]] = []
+        if "mlp" in cfg.arms:
+            pts += [
+                {"arm": "mlp", "scheme": s, "size": w}
+                for s in WIDTH_SCHEMES
+                for w in cfg.mlp_widths
+            ]
+        if "gpt" in cfg.arms:
+            pts += [
+                {"arm": "gpt", "scheme": s, "size": w}
+                for s in WIDTH_SCHEMES
+                for w in cfg.gpt_widths
+            ]
+        if "depth" in cfg.arms:
+            pts += [
+                {"arm": "depth", "scheme": s, "size": d} for s in DEPTH_ARMS for d in cfg.depths
+            ]
+        return pts
+
+    def predict(self, cfg: LRTransferConfig) -> list[Curve]:
+        out = []
+        if "gpt" in cfg.arms:
+            h = ZipfMarkov(cfg.vocab, cfg.order, cfg.zipf, seed=cfg.data_seed).entropy_rate
+            out.append(
+                Curve(
+                    "gpt_optimal_loss",
+                    "width",
+                    np.array(cfg.gpt_widths, float),
+                    np.full(len(cfg.gpt_widths), h),
+                )
+            )
+        return out
+
+    def measure(
+        self, cfg: LRTransferConfig, point: dict[str, Any], seeds: list[int], device: str
+    ) -> dict[int, list[Curve]]:
+        out: dict[int, list[Curve]] = {}
+        for seed in seeds:
+            lrs, loss = _sweep(cfg, point["arm"], point["scheme"], int(point["size"]), seed)
+            out[seed] = [
+                Curve("loss", "lr", lrs, loss),
+                Curve("diverged", "lr", lrs, (loss >= LOSS_CAP).astype(float)),
+            ]
+        return out
+
+    # ----------------------------------------------------------------------------------
+    @staticmethod
+    def _curves(trials: list[TrialResult], arm: str, scheme: str) -> dict[int, dict[int, Curve]]:
+        """size → seed → loss-vs-lr curve."""
+        tab: dict[int, dict[int, Curve]] = {}
+        for t in trials:
+            if t.status == "ok" and t.point["arm"] == arm and t.point["scheme"] == scheme:
+                tab.setdefault(int(t.point["size"]), {})[t.seed] = t.curve("loss")
+        return tab
+
+    @staticmethod
+    def _optima(
+        tab: dict[int, dict[int, Curve]],
+    ) -> tuple[list[int], list[float], list[float], bool]:
+        sizes, mean, se, edge = [], [], [], False
+        for size in sorted(tab):
+            opts = [optimal_lr(c.coords, c.values) for c in tab[size].values()]
+            edge |= any(o.at_edge for o in opts)
+            m, s = mean_se(np.array([o.log2_lr for o in opts]))
+            sizes.append(size)
+            mean.append(float(m))
+            se.append(float(s) if np.isfinite(s) else 0.0)
+        return sizes, mean, se, edge
+
+    def compare(
+        self, cfg: LRTransferConfig, theory: list[Curve], trials: list[TrialResult]
+    ) -> list[Metric]:
+        metrics: list[Metric] = []
+        fits: dict[tuple[str, str], Any] = {}
+        arms = [(a, WIDTH_SCHEMES) for a in ("mlp", "gpt") if a in cfg.arms]
+        if "depth" in cfg.arms:
+            arms.append(("depth", DEPTH_ARMS))
+        for arm, schemes in arms:
+            for scheme in schemes:
+                tab = self._curves(trials, arm, scheme)
+                if len(tab) < 3:
+                    continue
+                sizes, m, se, edge = self._optima(tab)
+                # seeds' spread sets the SE; with one seed the fit's residuals do
+                fit = transfer_exponent(sizes, m, se if all(s > 0 for s in se) else None)
+                fits[(arm, scheme)] = fit
+                what = "depth" if arm == "depth" else "width"
+                metrics.append(
+                    Metric(
+                        f"{arm}_{scheme}_exponent",
+                        fit.exponent,
+                        None,
+                        stderr=fit.exponent_se,
+                        description=f"c in η* ∝ {what}^c ("
+                        + ", ".join(f"{s}: 2^{v:.2f}" for s, v in zip(sizes, m, strict=True))
+                        + ")"
+                        + ("; an optimum sits at the grid's edge" if edge else ""),
+                    )
+                )
+                stable = scheme in ("mup", "depth-mup")
+                rng = f"{max(sizes) // min(sizes)}× {what} range"
+                metrics.append(
+                    Metric(
+                        f"{arm}_{scheme}_shift_log2",
+                        fit.shift_log2 if not stable else abs(fit.shift_log2),
+                        1.0 if stable else -1.0,
+                        "<=",
+                        stderr=fit.exponent_se * math.log2(max(sizes) / min(sizes)),
+                        description=(
+                            f"|fitted shift of log₂ η*| over the {rng}: within one grid step"
+                            if stable
+                            else f"fitted shift of log₂ η* over the {rng}: drifts down by more "
+                            "than one grid step"
+                        ),
+                    )
+                )
+            if arm in ("mlp", "gpt"):
+                metrics += self._transfer_metrics(cfg, trials, arm)
+        metrics.append(failures_metric(trials))
+        return metrics
+
+    def _transfer_metrics(
+        self, cfg: LRTransferConfig, trials: list[TrialResult], arm: str
+    ) -> list[Metric]:
+        """Log-loss gaps (losses span decades across the grid), paired over seeds."""
+        out: list[Metric] = []
+        gaps: dict[str, np.ndarray] = {}
+        for scheme in WIDTH_SCHEMES:
+            tab = self._curves(trials, arm, scheme)
+            if len(tab) < 2:
+                return out
+            small, large = min(tab), max(tab)
+            seeds = sorted(set(tab[small]) & set(tab[large]))
+            g, better = [], []
+            for s in seeds:
+                cs, cl = np.log(tab[small][s].values), np.log(tab[large][s].values)
+                i = int(np.argmin(cs))  # the narrowest width's best grid rate
+                g.append(cl[i] - cl.min())
+                better.append(cs.min() - cl.min())
+            gaps[scheme] = np.array(g)
+            m, se = mean_se(np.array(g))
+            out.append(
+                Metric(
+                    f"{arm}_{scheme}_transfer_gap",
+                    float(m),
+                    None,
+                    stderr=float(se) if np.isfinite(se) else None,
+                    description=f"log loss at width {large} with width {small}'s best grid "
+                    f"rate, minus width {large}'s best log loss",
+                )
+            )
+            if scheme == "mup" and len(better) >= 2:
+                bm, bse = mean_se(np.array(better))
+                out.append(
+                    Metric(
+                        f"{arm}_mup_wider_is_better_z",
+                        float(bm / bse) if bse > 0 else math.inf * np.sign(bm),
+                        3.0,
+                        ">=",
+                        description=f"best log loss at width {small} minus at width {large}: "
+                        f"{bm:.3f} ± {bse:.3f} (μP: wider is better at its tuned rate)",
+                    )
+                )
+        if set(gaps) == set(WIDTH_SCHEMES) and len(gaps["sp"]) >= 2:
+            d = gaps["sp"] - gaps["mup"]
+            m, se = mean_se(d)
+            out.append(
+                Metric(
+                    f"{arm}_transfer_gap_sp_minus_mup_z",
+                    float(m / se) if se > 0 else math.inf * np.sign(m),
+                    3.0,
+                    ">=",
+                    description=f"the transferred rate costs SP more than μP: {m:.3f} ± "
+                    f"{se:.3f} in log loss (paired over seeds)",
+                )
+            )
+        return out
+
+    def figures(
+        self,
+        cfg: LRTransferConfig,
+        theory: list[Curve],
+        trials: list[TrialResult],
+        metrics: list[Metric],
+        outdir: Path,
+    ) -> list[Figure]:
+        from learnmech.report.plots import _plt, save_png
+
+        plt = _plt()
+        rows = [(a, WIDTH_SCHEMES) for a in ("mlp", "gpt") if a in cfg.arms]
+        if "depth" in cfg.arms:
+            rows.append(("depth", DEPTH_ARMS))
+        fig, axes = plt.subplots(len(rows), 2, figsize=(8.0, 3.2 * len(rows)), squeeze=False)
+        cmap = plt.get_cmap("viridis")
+        for r, (arm, schemes) in enumerate(rows):
+            for c, scheme in enumerate(schemes):
+                ax = axes[r, c]
+                tab = self._curves(trials, arm, scheme)
+                sizes = sorted(tab)
+                for i, size in enumerate(sizes):
+                    curves = list(tab[size].values())
+                    y = np.mean([cv.values for cv in curves], axis=0)
+                    x = curves[0].coords
+                    col = cmap(0.1 + 0.8 * i / max(len(sizes) - 1, 1))
+                    ax.plot(
+                        x,
+                        y,
+                        "o-",
+                        ms=3,
+                        color=col,
+                        label=f"{'depth' if arm == 'depth' else 'width'} {size}",
+                    )
+                    o = optimal_lr(x, y)
+                    ax.axvline(o.lr, color=col, lw=0.8, ls=":")
+                ax.set(xscale="log", yscale="log", xlabel="learning rate (Adam)", ylabel="loss")
+                ax.set_title(f"{arm}: {scheme}", fontsize=9)
+                ax.set_ylim(top=min(ax.get_ylim()[1], LOSS_CAP))
+                ax.legend(fontsize=6)
+        p = save_png(fig, outdir / "lr-transfer.png")
+        return [
+            Figure(
+                p,
+                "Loss against learning rate, coloured by width (rows: MLP on digits, GPT on a "
+                "Zipfian Markov chain) or depth (residual MLP), mean over seeds; dotted lines "
+                "mark each curve's interpolated optimum. Left: SP (or no depth scaling); "
+                "right: μP (or depth-μP).",
+            )
+        ]
