@@ -221,6 +221,9 @@ def test_delta_model_tells_roles_at_the_base_width():
     p = parametrize(_mlp(8), "mup", base=_mlp(8), delta=_mlp(12))
     assert p.rule("layers.1.weight").role == "hidden"
     assert all(r.lr_mult == 1.0 for r in p.rules)
+    # a delta at the model's own width: the same roles and multipliers as without it
+    q = parametrize(_mlp(32), "mup", base=_mlp(8), delta=_mlp(32))
+    assert q.rule("layers.1.weight").role == "hidden" and q.rule("layers.1.weight").lr_mult == 0.25
 
 
 def test_role_overrides():

@@ -262,14 +262,15 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
 def _infer_role(
     shape: tuple[int, ...], base: tuple[int, ...], ref: tuple[int, ...], owner: nn.Module, name: str
 ) -> tuple[str, float, float]:
-    """Role and (m_in, m_out) from a parameter's shape, its base shape, and the shape that
-    decides which dims are infinite (``ref``: the base, or a delta model's)."""
+    """Role and (m_in, m_out) from a parameter's shape and its base shape; the dims that
+    differ between ``base`` and ``ref`` (the model's or a delta model's shape) are the
+    infinite ones."""
     if len(shape) != len(base):
         raise UserError(f"parameter {name}: shape {shape} and base shape {base} differ in rank")
     if len(shape) == 0:
         return "fixed", 1.0, 1.0
     ratio = [s / b for s, b in zip(shape, base, strict=True)]
-    inf = [s != r for s, r in zip(shape, ref, strict=True)]
+    inf = [b != r for b, r in zip(base, ref, strict=True)]
     if len(shape) == 1:
         return ("vector" if inf[0] else "fixed"), 1.0, ratio[0]
     if any(inf[2:]):
@@ -409,7 +410,8 @@ def parametrize(
 
     shapes = _shapes(model, "model")
     base_shapes = _shapes(base, "base")
-    ref_shapes = _shapes(delta, "delta") if delta is not None else base_shapes
+    # the infinite dims are those that differ between base and delta (default: the model)
+    ref_shapes = _shapes(delta, "delta") if delta is not None else dict(shapes)
     owners = _owners(model)
     already = getattr(model, _MARK, None)
 
