@@ -117,11 +117,13 @@ class GPT(nn.Module):
             context,
         )
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
-        self.tok = nn.Embedding(vocab, width, dtype=dtype)
-        self.pos = nn.Embedding(context, width, dtype=dtype)
-        with torch.no_grad():
-            self.tok.weight.copy_(torch.randn(vocab, width, generator=gen, dtype=dtype))
-            self.pos.weight.copy_(torch.randn(context, width, generator=gen, dtype=dtype))
+        # drawn from the private generator (nn.Embedding's own init would use the global RNG)
+        self.tok = nn.Embedding(
+            vocab, width, _weight=torch.randn(vocab, width, generator=gen, dtype=dtype)
+        )
+        self.pos = nn.Embedding(
+            context, width, _weight=torch.randn(context, width, generator=gen, dtype=dtype)
+        )
         self.blocks = nn.ModuleList(GPTBlock(width, heads, gen, dtype) for _ in range(depth))
         self.ln_f = nn.LayerNorm(width, dtype=dtype)
         self.readout = _linear(width, vocab, gen, dtype)
