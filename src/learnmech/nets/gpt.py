@@ -25,16 +25,7 @@ __all__ = ["GPT", "GPTBlock"]
 def _linear(
     n_in: int, n_out: int, gen: torch.Generator | None, dtype: torch.dtype | None
 ) -> ScaledLinear:
-    return ScaledLinear(
-        n_in,
-        n_out,
-        w_mult=1.0,
-        b_mult=None,
-        w_init_std=1 / math.sqrt(n_in),
-        generator=gen,
-        dtype=dtype,
-        b_init_std=0.0,
-    )
+    return ScaledLinear.standard(n_in, n_out, bias=False, generator=gen, dtype=dtype)
 
 
 class Attention(nn.Module):

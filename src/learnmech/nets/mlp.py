@@ -50,6 +50,28 @@ class ScaledLinear(nn.Module):
             b = torch.randn(out_features, generator=generator, dtype=dtype) * b_init_std
             self.bias = nn.Parameter(b)
 
+    @classmethod
+    def standard(
+        cls,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> ScaledLinear:
+        """SP layer: weights N(0, 1/fan_in), zero bias, unit multipliers."""
+        return cls(
+            in_features,
+            out_features,
+            w_mult=1.0,
+            b_mult=1.0 if bias else None,
+            w_init_std=1 / math.sqrt(in_features),
+            b_init_std=0.0,
+            generator=generator,
+            dtype=dtype,
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bias is None:
             return torch.nn.functional.linear(x, self.weight) * self.w_mult

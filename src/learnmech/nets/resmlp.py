@@ -8,8 +8,6 @@ al. 2023); ``f = W_out φ(h_L)``. Weights are N(0, 1/fan_in) (SP), biases zero;
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -34,16 +32,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.act = get_activation(act)
         self.branch_mult = 1.0
-        self.fc = ScaledLinear(
-            width,
-            width,
-            w_mult=1.0,
-            b_mult=1.0,
-            w_init_std=1 / math.sqrt(width),
-            b_init_std=0.0,
-            generator=gen,
-            dtype=dtype,
-        )
+        self.fc = ScaledLinear.standard(width, width, generator=gen, dtype=dtype)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         return h + self.branch_mult * self.fc(self.act.fn(h))
@@ -71,27 +60,9 @@ class ResMLP(nn.Module):
         self.in_dim, self.width, self.depth, self.out_dim = in_dim, width, depth, out_dim
         gen = torch.Generator().manual_seed(int(seed)) if seed is not None else None
         self.act = get_activation(activation)
-        self.input = ScaledLinear(
-            in_dim,
-            width,
-            w_mult=1.0,
-            b_mult=1.0,
-            w_init_std=1 / math.sqrt(in_dim),
-            b_init_std=0.0,
-            generator=gen,
-            dtype=dtype,
-        )
+        self.input = ScaledLinear.standard(in_dim, width, generator=gen, dtype=dtype)
         self.blocks = nn.ModuleList(ResBlock(width, activation, gen, dtype) for _ in range(depth))
-        self.readout = ScaledLinear(
-            width,
-            out_dim,
-            w_mult=1.0,
-            b_mult=1.0,
-            w_init_std=1 / math.sqrt(width),
-            b_init_std=0.0,
-            generator=gen,
-            dtype=dtype,
-        )
+        self.readout = ScaledLinear.standard(width, out_dim, generator=gen, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.input(x)
