@@ -238,3 +238,45 @@ def test_sharpness_probe_records_lambda_max_and_threshold():
     want = float(torch.linalg.eigvalsh(s[:, None] * D * s[None, :]).max())
     assert r["sharpness"] == pytest.approx(want, rel=1e-8)
     assert r["stability_threshold"] == pytest.approx(38 / 1e-3)
+
+
+def _eos_run(bound: str, steps: int = 700) -> tuple[float, int]:
+    """Full-batch GD at η = 0.4 on 300 digits (the edge-of-stability quick setting); the
+    probe reads every 10 steps, warm-started; returns its worst relative error against a
+    tight cold-start Lanczos (every 50 steps from step 300) and the number checked."""
+    from learnmech.data.real import digits_subset
+
+    torch.manual_seed(0)
+    X, lab = digits_subset(300, 0)
+    T = nn.functional.one_hot(lab, 10).float()
+
+    def loss_fn(z, t):
+        return 0.5 * ((z - t) ** 2).sum(1).mean()
+
+    model = nn.Sequential(
+        nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 64), nn.Tanh(), nn.Linear(64, 10)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.4)
+    probe = SharpnessProbe(loss_fn, (X, T), opt, every=10, tol=1e-3, bound=bound)
+    worst, n = 0.0, 0
+    for step in range(1, steps + 1):
+        opt.zero_grad()
+        loss_fn(model(X), T).backward()
+        opt.step()
+        if step % 10 == 0:
+            lam = probe.read(model, step)["sharpness"]
+            if step >= 300 and step % 50 == 0:
+                H = LossHessian(model, loss_fn, (X, T), cache_graph=True)
+                ref = lanczos(H.matvec, H.dim, 1, which="LA", tol=1e-9, max_iter=300)
+                worst = max(worst, abs(lam - float(ref.eigenvalues[0])) / float(ref.eigenvalues[0]))
+                n += 1
+    return worst, n
+
+
+def test_warm_started_probe_meets_its_tolerance_at_the_edge_of_stability():
+    """At the edge of stability the top eigenvalues cluster (5.126, 5.091, 5.038 at step
+    800) and the top eigenvector rotates. A warm start then sits near a lower eigenvector;
+    the residual bound (the probe's default) still delivers 1e-3. (The Ritz-gap bound
+    stops early there, with errors up to 3.4%.)"""
+    worst, n = _eos_run("residual")
+    assert n == 9 and worst <= 1e-3, worst
