@@ -49,6 +49,7 @@ bench: venv
 	$(BIN)/python benchmarks/bench_scaling_fit.py
 	$(BIN)/python benchmarks/bench_similarity.py
 	$(BIN)/python benchmarks/bench_hessian.py
+	$(BIN)/python benchmarks/bench_sharpness_probe.py
 	$(BIN)/python benchmarks/bench_parametrize.py
 
 clean:

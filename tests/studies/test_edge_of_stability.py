@@ -76,3 +76,10 @@ def test_linear_scaling_rule_every_scale_validates(scale):
     assert all(
         p["k"] < 10 for p in get_study("linear-scaling-rule").grid(cfg) if p["rule"] != "sgd_linear"
     )
+
+
+@pytest.mark.slow
+def test_linear_scaling_rule_full_scale(store_path):
+    """Full scale: k up to 125 (full batch), 6 seeds, 30 epochs (about 2.5 min on 2 cores)."""
+    res = run_study("linear-scaling-rule", scale="full", store=store_path, report=True)
+    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
