@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from learnmech.errors import ConfigError
@@ -23,6 +25,11 @@ from learnmech.studies import get_study
         ("lazy-rich", {"alphas": [1.0, -2.0]}, "alphas"),
         ("scaling-laws", {"a": 0.5}, "a"),
         ("scaling-laws", {"grid_p": [16, 32]}, "grid_p"),
+        ("scaling-laws", {"arms": ["lstm"]}, "arms"),
+        ("scaling-laws", {"arms": ["gpt"], "gpt_widths": [8, 16]}, "gpt_widths"),
+        ("scaling-laws", {"arms": ["gpt"], "gpt_widths": [8, 15, 16]}, "divisible by gpt_heads"),
+        ("scaling-laws", {"arms": ["gpt"], "gpt_holdout": 3}, "gpt_holdout"),
+        ("scaling-laws", {"gpt_lr": float("nan")}, "gpt_lr"),
     ],
 )
 def test_bad_config_names_the_field(study, overrides, match):
@@ -64,3 +71,51 @@ def test_conservation_small_run(store_path):
 def test_full_scale(study, store_path):
     res = run_study(study, scale="full", store=store_path, report=True)
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
+
+
+GPT_TINY = {
+    "arms": ["gpt"],
+    "gpt_widths": [8, 12, 16, 24],
+    "gpt_steps": [32, 64, 128],
+    "gpt_batch": 16,
+    "gpt_test_sequences": 128,
+    "gpt_seeds": 2,
+}
+
+
+def test_scaling_laws_gpt_arm_small_run(store_path):
+    """The GPT arm end to end on a tiny grid: every test loss stays above the chain's
+    entropy rate (the closed-form floor, scored), the fits and the leave-widest-out score
+    are reported, only ``gpt_seeds`` seeds are trained, and the figure is drawn."""
+    res = run_study("scaling-laws", store=store_path, report=True, seeds=3, overrides=GPT_TINY)
+    m = {x.name: x for x in res.metrics}
+    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
+    assert m["gpt_min_excess_over_bayes_z"].passed
+    assert res.trials_run == 4 * 2  # widths × gpt_seeds, not × seeds
+    for name in (
+        "gpt_fitted_E_minus_bayes",
+        "gpt_fitted_alpha",
+        "gpt_fitted_beta",
+        "gpt_extrapolation_mean_abs_rel_error",
+        "gpt_extrapolation_excess_rel_error",
+    ):
+        assert math.isfinite(m[name].value), name
+    assert (res.report.parent / "scaling_laws_gpt.png").exists()
+
+
+def test_scaling_laws_arms_hash_only_their_own_fields():
+    """Changing a GPT setting re-uses the random-feature trials, and the other way round."""
+    st = get_study("scaling-laws")
+    a = st.config("quick", {"arms": ["rf", "gpt"]})
+    b = st.config("quick", {"arms": ["rf", "gpt"], "gpt_lr": 1e-3, "gpt_vocab": 32})
+    c = st.config("quick", {"arms": ["rf", "gpt"], "ridge": 1e-2})
+    rf = {"kind": "grid", "n": 32, "p": 16}
+    gpt = {"kind": "gpt", "width": 16}
+    assert st.trial_config(a, rf) == st.trial_config(b, rf)
+    assert st.trial_config(a, gpt) != st.trial_config(b, gpt)
+    assert st.trial_config(a, gpt) == st.trial_config(c, gpt)
+    assert not any(k.startswith("gpt_") for k in st.trial_config(a, rf))
+
+
+def test_one_value_for_a_list_field_is_a_list():
+    assert get_study("scaling-laws").config("quick", {"arms": "gpt"}).arms == ["gpt"]

@@ -82,8 +82,13 @@ def run_study(
     config = cfg.model_dump(mode="json")
     device = device or default_device()
     run_id = run_key(name, config)
-    points = [study.trial_config(cfg, p) for p in study.grid(cfg)]
-    trials = expand(name, points, study.seed_list(cfg))
+    grid = study.grid(cfg)
+    points = [study.trial_config(cfg, p) for p in grid]
+    trials = [
+        t
+        for g, p in zip(grid, points, strict=True)
+        for t in expand(name, [p], study.seeds_for(cfg, g))
+    ]
     ex = make_executor(executor, workers=workers, device=device)  # fails before writing
     t0 = time.perf_counter()
     prov = provenance()

@@ -11,9 +11,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from learnmech.errors import ConfigError
 from learnmech.lab.records import Curve, Metric, TrialResult
@@ -26,6 +26,19 @@ class StudyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     seeds: int = Field(8, ge=1, le=4096, description="number of seeds per config point")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_value_is_a_list(cls, data: Any) -> Any:
+        """A single value for a list field is a one-element list (``--set arms=gpt``)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            if get_origin(field.annotation) is list and name in out:
+                if not isinstance(out[name], list | tuple):
+                    out[name] = [out[name]]
+        return out
 
 
 def subset_of(values: list[str], allowed: tuple[str, ...] | list[str], name: str) -> list[str]:
@@ -92,6 +105,11 @@ class Study(ABC):
 
     def seed_list(self, cfg: StudyConfig) -> list[int]:
         return list(range(cfg.seeds))
+
+    def seeds_for(self, cfg: StudyConfig, point: dict[str, Any]) -> list[int]:
+        """The seeds measured at one grid point (default: every seed of the run); a study
+        overrides this when one arm's trials cost far more than another's."""
+        return self.seed_list(cfg)
 
     @abstractmethod
     def grid(self, cfg: Any) -> list[dict[str, Any]]:
