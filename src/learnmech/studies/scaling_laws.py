@@ -35,6 +35,10 @@ chain's entropy rate H — the Bayes-optimal loss — is known in closed form, s
   seeds) and, leave-largest-width-out, to the smaller widths, scored on the widest:
   relative error of L and of the excess L − H (reported). N counts every parameter.
 
+Finding (full scale, widths 8…128, 3 seeds): the fitted E lies 0.0073 ± 0.0025 nats *below*
+H — a loss no model can reach, the free E absorbing the law's misfit — and leave-widest-out
+predicts L to 1.5% but the learnable part L − H only to 82%.
+
 Order 1 keeps the curves smooth: at order 2 the loss sits on a plateau until attention
 learns to look back, then drops at a width-dependent step, which no sum of power laws
 describes (measured while choosing the setting).
@@ -201,7 +205,7 @@ def _stream(cfg: ScalingLawsConfig, seed: int, step: int) -> int:
 
 class ScalingLaws(Study):
     name = "scaling-laws"
-    title = "Scaling laws of random-feature models: fits, extrapolation, a-priori exponents"
+    title = "Scaling laws: a-priori exponents, extrapolation, and a fit against a known floor"
     summary = "data and model-size exponents from the spectrum; leave-largest-out extrapolation"
     pillar = "empirical laws"
     Config = ScalingLawsConfig
