@@ -208,12 +208,18 @@ def test_optimizer_preconditioner_and_thresholds():
     assert stability_threshold(mom) == pytest.approx(38.0)
 
 
-def test_sharpness_probe_records_lambda_max_and_threshold():
+def _small_probe_setup():  # type: ignore[no-untyped-def]
+    """A tiny float64 tanh net on regression data, its MSE and an SGD optimizer."""
     X, y = _data(n=40, d=3, seed=7)
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
     loss = lambda z, t: 0.5 * ((z[:, 0] - t) ** 2).mean()  # noqa: E731
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    return X, y, model, loss, opt
+
+
+def test_sharpness_probe_records_lambda_max_and_threshold():
+    X, y, model, loss, opt = _small_probe_setup()
     probe = SharpnessProbe(loss, (X, y), opt, every=5, tol=1e-10)
     with Recorder(model, [probe]) as rec:
         for step in range(11):
@@ -292,11 +298,7 @@ def test_pure_warm_start_misses_a_new_top_eigenvector():
 
 
 def test_sharpness_probe_product_cap_and_bad_arguments():
-    X, y = _data(n=40, d=3, seed=7)
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-    loss = lambda z, t: 0.5 * ((z[:, 0] - t) ** 2).mean()  # noqa: E731
-    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    X, y, model, loss, opt = _small_probe_setup()
     capped = SharpnessProbe(loss, (X, y), opt, tol=1e-12, max_products=3)
     lam = capped.read(model, 0)["sharpness"]
     assert capped.matvecs == 3

@@ -199,6 +199,15 @@ def _train_gpt(cfg: ScalingLawsConfig, width: int, seed: int, device: str) -> li
     ]
 
 
+def _seed_means(
+    N: np.ndarray, D: np.ndarray, L: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The loss averaged over seeds at each (N, D), sorted by N then D."""
+    keys = sorted({(n, d) for n, d in zip(N, D, strict=True)})
+    Lm = np.array([L[(N == n) & (D == d)].mean() for n, d in keys])
+    return np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), Lm
+
+
 def _stream(cfg: ScalingLawsConfig, seed: int, step: int) -> int:
     return int(np.random.SeedSequence([cfg.gpt_data_seed, 7, seed, step]).generate_state(1)[0])
 
@@ -486,10 +495,7 @@ class ScalingLaws(Study):
                     )
                 )
         # leave-widest-out on the seed-mean losses
-        keys = sorted({(n, d) for n, d in zip(N, D, strict=True)})
-        Lm = np.array([L[(N == n) & (D == d)].mean() for n, d in keys])
-        Nm = np.array([k[0] for k in keys])
-        Dm = np.array([k[1] for k in keys])
+        Nm, Dm, Lm = _seed_means(N, D, L)
         if np.unique(Nm).size >= cfg.gpt_holdout + 2:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
@@ -597,10 +603,7 @@ class ScalingLaws(Study):
             return []
         plt = _plt()
         H = _entropy(cfg)
-        keys = sorted({(n, d) for n, d in zip(N, D, strict=True)})
-        Lm = np.array([L[(N == n) & (D == d)].mean() for n, d in keys])
-        Nm = np.array([k[0] for k in keys])
-        Dm = np.array([k[1] for k in keys])
+        Nm, Dm, Lm = _seed_means(N, D, L)
         cut = widths[-cfg.gpt_holdout]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
