@@ -512,10 +512,11 @@ class SharpnessProbe(Probe):
             the top one, and Krylov methods cannot find what the start vector does not
             contain: on the edge-of-stability quick setting (η = 0.4) a pure warm start
             read 1.1% low at step 200 while stopping on a 1e-3 residual; with ``mix=0.3``
-            every reading was within 7e-5 for 4% more products (tested). 0 disables it.
+            every reading was within 7e-5 for 3–4% more products (tested). 0 disables it.
         max_products: cap on Hessian-vector products per reading (``None``: as many as
             ``tol`` needs). A cap trades accuracy for cost; at the edge of stability 2–3
-            products leave errors of 1–5% (``docs/benchmarks.md``).
+            products leave median errors of 1–6% and worst errors up to 30%
+            (``benchmarks/bench_sharpness_probe.py``, ``docs/benchmarks.md``).
         seed: seed of the random vectors.
     """
 

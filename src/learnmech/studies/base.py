@@ -113,7 +113,7 @@ class Study(ABC):
 
     @abstractmethod
     def grid(self, cfg: Any) -> list[dict[str, Any]]:
-        """The sweep's config points (each is run for every seed)."""
+        """The sweep's config points (each is run for the seeds of :meth:`seeds_for`)."""
 
     @abstractmethod
     def predict(self, cfg: Any) -> list[Curve]:
