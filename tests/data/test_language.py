@@ -37,6 +37,8 @@ def test_sampled_tokens_follow_the_table():
         ({"order": 0}, "order"),
         ({"exponent": -1.0}, "exponent"),
         ({"vocab": 4096, "order": 3}, "too many"),
+        # 2^20 contexts but a 2^30-entry (8 GiB) table: rejected before allocating it
+        ({"vocab": 1024, "order": 2}, "table entries"),
     ],
 )
 def test_bad_arguments(kwargs, match):

@@ -18,6 +18,7 @@ from learnmech.studies import get_study
         ({"mlp_widths": [64, 64, 128]}, "mlp_widths"),
         ({"depths": [2, 4]}, "depths"),
         ({"gpt_steps": 0}, "gpt_steps"),
+        ({"vocab": 1024, "order": 3}, "vocab and order"),
     ],
 )
 def test_bad_config_names_the_field(overrides, match):

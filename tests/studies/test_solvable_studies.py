@@ -30,6 +30,7 @@ from learnmech.studies import get_study
         ("scaling-laws", {"arms": ["gpt"], "gpt_widths": [8, 15, 16]}, "divisible by gpt_heads"),
         ("scaling-laws", {"arms": ["gpt"], "gpt_holdout": 3}, "gpt_holdout"),
         ("scaling-laws", {"gpt_lr": float("nan")}, "gpt_lr"),
+        ("scaling-laws", {"arms": ["gpt"], "gpt_vocab": 1024, "gpt_order": 3}, "gpt_vocab"),
     ],
 )
 def test_bad_config_names_the_field(study, overrides, match):

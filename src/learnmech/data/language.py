@@ -15,7 +15,21 @@ import math
 
 import torch
 
-__all__ = ["ZipfMarkov"]
+__all__ = ["MAX_TABLE", "ZipfMarkov", "table_size_error"]
+
+#: most entries of the next-token table (vocab^(order+1)): 2^25 float64 = 256 MiB
+MAX_TABLE = 2**25
+
+
+def table_size_error(vocab: int, order: int) -> str | None:
+    """Why a (vocab, order) chain is too large to tabulate, or None."""
+    entries = vocab ** (order + 1)
+    if entries > MAX_TABLE:
+        return (
+            f"vocab^(order+1) = {vocab}^{order + 1} = {entries:,} table entries is too many "
+            f"(max 2^25 = {MAX_TABLE:,}, 256 MiB in float64)"
+        )
+    return None
 
 
 class ZipfMarkov:
@@ -28,8 +42,9 @@ class ZipfMarkov:
             raise ValueError(f"vocab must be an integer >= 2, got {vocab!r}")
         if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 4:
             raise ValueError(f"order must be an integer in 1..4, got {order!r}")
-        if vocab**order > 2**22:
-            raise ValueError(f"vocab^order = {vocab**order} contexts is too many (max 2^22)")
+        err = table_size_error(vocab, order)
+        if err:
+            raise ValueError(err)
         if not (isinstance(exponent, int | float) and math.isfinite(exponent) and exponent >= 0):
             raise ValueError(f"exponent must be a finite number >= 0, got {exponent!r}")
         self.vocab, self.order, self.exponent = vocab, order, float(exponent)
@@ -41,6 +56,7 @@ class ZipfMarkov:
         # row c: token perms[c, r] has probability law[r]
         self.table = torch.empty(vocab**order, vocab, dtype=torch.float64)
         self.table.scatter_(1, perms, self.law.expand(vocab**order, vocab).contiguous())
+        self._cdf: torch.Tensor | None = None  # built on the first sample, then reused
 
     @property
     def entropy_rate(self) -> float:
@@ -56,7 +72,9 @@ class ZipfMarkov:
         gen = torch.Generator().manual_seed(int(seed))
         out = torch.empty(n, length, dtype=torch.long)
         out[:, : self.order] = torch.randint(0, self.vocab, (n, self.order), generator=gen)
-        cdf = self.table.cumsum(1).float()
+        if self._cdf is None:
+            self._cdf = self.table.cumsum(1).float()
+        cdf = self._cdf
         for t in range(self.order, length):
             ctx = torch.zeros(n, dtype=torch.long)
             for j in range(self.order):

@@ -44,10 +44,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from torch.nn import functional as F
 
-from learnmech.data.language import ZipfMarkov
+from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.data.real import digits_subset
 from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
@@ -122,6 +122,13 @@ class LRTransferConfig(StudyConfig):
     @classmethod
     def _d(cls, v: list[int]) -> list[int]:
         return _sizes(v, "depths")
+
+    @model_validator(mode="after")
+    def _language_size(self) -> LRTransferConfig:
+        err = table_size_error(self.vocab, self.order)
+        if err:
+            raise ValueError(f"vocab and order: {err}")
+        return self
 
 
 def _capped(x: float) -> float:

@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
-from learnmech.data.language import ZipfMarkov
+from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.nets import GPT
 from learnmech.stats import fit_power_law, mean_se
@@ -130,8 +130,9 @@ class ScalingLawsConfig(StudyConfig):
                 raise ValueError(f"gpt_widths {bad} are not divisible by gpt_heads")
             if self.gpt_holdout >= len(self.gpt_widths) - 1:
                 raise ValueError("gpt_holdout must leave at least two widths to fit on")
-            if self.gpt_vocab**self.gpt_order > 2**22:
-                raise ValueError("gpt_vocab^gpt_order is too many contexts (max 2^22)")
+            err = table_size_error(self.gpt_vocab, self.gpt_order)
+            if err:
+                raise ValueError(f"gpt_vocab and gpt_order: {err}")
         return self
 
 
