@@ -27,6 +27,8 @@ from learnmech.studies import get_study
         ("scaling-laws", {"grid_p": [16, 32]}, "grid_p"),
         ("scaling-laws", {"arms": ["lstm"]}, "arms"),
         ("scaling-laws", {"arms": ["gpt"], "gpt_widths": [8, 16]}, "gpt_widths"),
+        ("scaling-laws", {"gpt_steps": [64, 64, 64]}, "gpt_steps"),
+        ("scaling-laws", {"grid_n": [32, 32, 64]}, "grid_n"),
         ("scaling-laws", {"arms": ["gpt"], "gpt_widths": [8, 15, 16]}, "divisible by gpt_heads"),
         ("scaling-laws", {"arms": ["gpt"], "gpt_holdout": 3}, "gpt_holdout"),
         ("scaling-laws", {"gpt_lr": float("nan")}, "gpt_lr"),

@@ -106,9 +106,10 @@ class ScalingLawsConfig(StudyConfig):
     @field_validator("n_sweep", "p_sweep", "grid_p", "grid_n")
     @classmethod
     def _sizes(cls, v: list[int]) -> list[int]:
+        v = sorted(set(v))
         if len(v) < 3 or any(x < 2 for x in v):
-            raise ValueError("need at least three sizes, each ≥ 2")
-        return sorted(set(v))
+            raise ValueError("need at least three distinct sizes, each ≥ 2")
+        return v
 
     @field_validator("arms")
     @classmethod
@@ -118,9 +119,10 @@ class ScalingLawsConfig(StudyConfig):
     @field_validator("gpt_widths", "gpt_steps")
     @classmethod
     def _gpt_sizes(cls, v: list[int]) -> list[int]:
+        v = sorted(set(v))
         if len(v) < 3 or any(x < 1 for x in v):
-            raise ValueError("need at least three values, each ≥ 1")
-        return sorted(set(v))
+            raise ValueError("need at least three distinct values, each ≥ 1")
+        return v
 
     @model_validator(mode="after")
     def _gpt_shapes(self) -> ScalingLawsConfig:
