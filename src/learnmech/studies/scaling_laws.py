@@ -73,6 +73,14 @@ __all__ = ["ScalingLaws", "ScalingLawsConfig"]
 ARMS = ("rf", "gpt")
 
 
+def _three_distinct(v: list[int], minimum: int) -> list[int]:
+    """A sorted size list of at least three distinct values, each ≥ ``minimum``."""
+    v = sorted(set(v))
+    if len(v) < 3 or any(x < minimum for x in v):
+        raise ValueError(f"need at least three distinct values, each ≥ {minimum}")
+    return v
+
+
 class ScalingLawsConfig(StudyConfig):
     modes: int = Field(3000, ge=16, le=200_000, description="data dimension M")
     a: float = Field(1.5, gt=1, le=10, description="λ_k = k^−a")
@@ -106,10 +114,7 @@ class ScalingLawsConfig(StudyConfig):
     @field_validator("n_sweep", "p_sweep", "grid_p", "grid_n")
     @classmethod
     def _sizes(cls, v: list[int]) -> list[int]:
-        v = sorted(set(v))
-        if len(v) < 3 or any(x < 2 for x in v):
-            raise ValueError("need at least three distinct sizes, each ≥ 2")
-        return v
+        return _three_distinct(v, 2)
 
     @field_validator("arms")
     @classmethod
@@ -119,10 +124,7 @@ class ScalingLawsConfig(StudyConfig):
     @field_validator("gpt_widths", "gpt_steps")
     @classmethod
     def _gpt_sizes(cls, v: list[int]) -> list[int]:
-        v = sorted(set(v))
-        if len(v) < 3 or any(x < 1 for x in v):
-            raise ValueError("need at least three distinct values, each ≥ 1")
-        return v
+        return _three_distinct(v, 1)
 
     @model_validator(mode="after")
     def _gpt_shapes(self) -> ScalingLawsConfig:
