@@ -37,7 +37,10 @@ def test_run_json_runs_and_export(tmp_path, capsys):
     store = tmp_path / "runs" / "s.duckdb"
     assert main(["run", "wide-nets", *SMALL, "--store", str(store), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"study", "run_id", "verdict", "metrics", "report"}
+    assert set(out) == {"study", "run_id", "verdict", "metrics", "report", "claims_hash", "device"}
+    assert out["device"] == "cpu"  # the device the trials actually ran on
+    claim = out["metrics"]["failed_or_diverged_trials"]
+    assert claim["kind"] == "exact" and claim["passed"] is True and claim["bound"] == 0
     assert out["study"] == "wide-nets" and out["verdict"] in ("pass", "fail")
     assert (tmp_path / "runs" / out["run_id"] / "report.html").exists()
     run_id = out["run_id"]

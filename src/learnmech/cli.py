@@ -83,7 +83,8 @@ def cli() -> None:
 
 
 @cli.command("studies")
-def studies_cmd() -> None:
+@click.option("--controls", is_flag=True, help="Also list each study's negative controls.")
+def studies_cmd(controls: bool) -> None:
     """The study catalog, one line each."""
     from learnmech.studies import list_studies
 
@@ -91,6 +92,11 @@ def studies_cmd() -> None:
     width = max(len(s.name) for s in studies)
     for s in studies:
         click.echo(f"{s.name:<{width}} [{s.pillar}] {s.summary}")
+        if controls:
+            for c in s.controls:
+                click.echo(
+                    f"{'':<{width}}   control {c.name}: {c.why} (must fail: {', '.join(c.fails)})"
+                )
 
 
 _store_opt = click.option(
@@ -116,6 +122,13 @@ _store_opt = click.option(
 @click.option(
     "--fresh", is_flag=True, help="Re-measure every trial instead of reusing stored ones."
 )
+@click.option(
+    "--control",
+    type=str,
+    default=None,
+    help="Run one of the study's negative controls (a configuration where its theory must "
+    "fail); see `learnmech studies --controls`.",
+)
 def run_cmd(
     study: str,
     scale: str,
@@ -128,6 +141,7 @@ def run_cmd(
     as_json: bool,
     quiet: bool,
     fresh: bool,
+    control: str | None,
 ) -> None:
     """Run STUDY: predict, measure, compare, report."""
     from learnmech.lab.runner import run_study
@@ -137,17 +151,23 @@ def run_cmd(
         raise _Fail(f"--seeds must be a positive integer, got {seeds}")
     if workers < 1:
         raise _Fail(f"--workers must be a positive integer, got {workers}")
-    if device is not None and device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise _Fail(f"--device must be cpu or cuda[:N], got {device!r}")
-    if device and device.startswith("cuda"):
-        import torch
+    from learnmech.lab.provenance import resolve_device
 
-        if not torch.cuda.is_available():
-            raise _Fail(f"--device {device}: CUDA is not available on this machine")
+    if device is not None:
+        try:
+            resolve_device(device)
+        except UserError as err:
+            raise _Fail(f"--{err}") from None
     _check_store_path(store)
     from learnmech.studies import get_study
 
-    get_study(study).config(scale, overrides, seeds, sources)  # validate before any output
+    st = get_study(study)
+    if control is not None:
+        ctl = st.control(control)
+        scale = ctl.scale
+        st.config(scale, {**ctl.overrides, **overrides}, seeds, sources)
+    else:
+        st.config(scale, overrides, seeds, sources)  # validate before any output
     if executor == "ray":
         from learnmech.lab.executors import RayExecutor
 
@@ -166,6 +186,7 @@ def run_cmd(
             device=device,
             progress=cb,
             fresh=fresh,
+            control=control,
         )
     if as_json:
         click.echo(json.dumps(res.as_json()))
@@ -184,14 +205,24 @@ def _print_result(res) -> None:  # type: ignore[no-untyped-def]
 
     con = Console()
     table = Table(title=f"{res.study} · run {res.run_id} · verdict {res.verdict}")
-    for col in ("metric", "value", "SE", "tolerance", "verdict"):
+    for col in ("claim", "kind", "value", "SE", "bound", "tolerance", "verdict"):
         table.add_column(col)
     for m in res.metrics:
         verdict = "" if m.passed is None else ("[green]pass[/]" if m.passed else "[red]fail[/]")
         tol = f"{m.comparator} {m.tolerance:.4g}" if m.tolerance is not None else ""
-        se = f"{m.stderr:.3g}" if m.stderr is not None else ""
-        table.add_row(m.name, f"{m.value:.4g}", se, tol, verdict)
+        if m.kind in ("within", "equivalence", "slope") and m.tolerance is not None:
+            tol = f"|v − {m.expected:.4g}| ≤ {m.tolerance:.4g}"
+        se = f"{m.stderr:.3g}" if m.stderr else ""
+        bound = f"{m.bound:.4g}" if m.bound is not None and m.passed is not None else ""
+        table.add_row(m.name, m.kind, f"{m.value:.4g}", se, bound, tol, verdict)
     con.print(table)
+    if res.control:
+        word = "[green]failed as it must[/]" if res.control_ok else "[red]did NOT fail[/]"
+        con.print(
+            f"negative control {res.control}: targeted claims {word} "
+            f"(failed: {', '.join(res.control_failed) or 'none'}; "
+            f"passed: {', '.join(res.control_survived) or 'none'})"
+        )
     con.print(f"trials run: {res.trials_run}, reused: {res.trials_skipped}")
     for f in res.failed[:5]:
         con.print(f"[red]failed trial[/] {f}")
@@ -522,6 +553,9 @@ def _print_fit(out: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 verdict unaffected failures, 2 bad input)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command line draws to files; a notebook keeps its backend
     try:
         cli.main(args=argv, prog_name="learnmech", standalone_mode=False)
     except click.exceptions.Exit as e:

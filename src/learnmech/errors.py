@@ -5,9 +5,12 @@ from __future__ import annotations
 __all__ = ["ConfigError", "UserError"]
 
 
-class UserError(Exception):
-    """Bad input from the user (a value, a file, a name): the message says what and why."""
+class UserError(ValueError):
+    """Bad input from the user (a value, a file, a name): the message says what and why.
+
+    A :class:`ValueError`, so ``theory`` and ``measure`` functions can raise it for bad
+    values and callers catching ``ValueError`` still see it."""
 
 
-class ConfigError(UserError, ValueError):
+class ConfigError(UserError):
     """A study configuration failed validation."""

@@ -42,6 +42,7 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
     if threads:
         torch.set_num_threads(threads)
     t0 = time.perf_counter()
+    watch = _DeviceWatch(device)
     try:
         study = get_study(job.study)
         cfg = study.Config(**job.config)
@@ -51,23 +52,47 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
         tb = traceback.format_exc(limit=4)
         dur = time.perf_counter() - t0
         return [
-            TrialResult(k, job.point, s, "error", f"{msg}\n{tb}", dur, [])
+            TrialResult(k, job.point, s, "error", f"{msg}\n{tb}", dur, [], watch.used())
             for s, k in zip(job.seeds, job.keys, strict=True)
         ]
+    used = watch.used()
     dur = (time.perf_counter() - t0) / max(len(job.seeds), 1)
     out = []
     for s, k in zip(job.seeds, job.keys, strict=True):
         curves: list[Curve] = by_seed.get(s, [])
         if not curves:
             out.append(
-                TrialResult(k, job.point, s, "error", "measure returned no records", dur, [])
+                TrialResult(k, job.point, s, "error", "measure returned no records", dur, [], used)
             )
             continue
         bad = [c.observable for c in curves if not c.finite]
         status = "diverged" if bad else "ok"
         err = f"non-finite values in {sorted(set(bad))}" if bad else None
-        out.append(TrialResult(k, job.point, s, status, err, dur, curves))
+        out.append(TrialResult(k, job.point, s, status, err, dur, curves, used))
     return out
+
+
+class _DeviceWatch:
+    """Which device a measurement really ran on: on CUDA, the allocator's cumulative
+    allocation count must grow during the call (a study that ignores ``device`` and
+    computes on the CPU allocates nothing there and is recorded as ``cpu``)."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.device = device
+        self.cuda = device.startswith("cuda") and torch.cuda.is_available()
+        self.before = self._count() if self.cuda else 0
+
+    def _count(self) -> int:
+        import torch
+
+        return int(torch.cuda.memory_stats(self.device).get("allocation.all.allocated", 0))
+
+    def used(self) -> str:
+        if not self.cuda:
+            return "cpu"
+        return self.device if self._count() > self.before else "cpu"
 
 
 class Executor:

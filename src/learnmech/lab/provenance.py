@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_device", "git_sha", "provenance"]
+__all__ = ["default_device", "git_sha", "provenance", "resolve_device"]
 
 
 def git_sha(path: str | Path | None = None) -> str | None:
@@ -42,6 +42,30 @@ def default_device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_device(device: str | None) -> str:
+    """The device a run asked for, checked: ``cpu``, ``cuda`` or ``cuda:N`` that exists
+    here (default: CUDA when available). Raises :class:`UserError` otherwise."""
+    import torch
+
+    from learnmech.errors import UserError
+
+    if device is None:
+        return default_device()
+    if not isinstance(device, str) or not (
+        device == "cpu" or device == "cuda" or device.startswith("cuda:")
+    ):
+        raise UserError(f"device must be cpu or cuda[:N], got {device!r}")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device}: CUDA is not available on this machine")
+        idx = device.partition(":")[2]
+        if idx and (not idx.isdigit() or int(idx) >= torch.cuda.device_count()):
+            raise UserError(
+                f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    return device
 
 
 def provenance() -> dict[str, Any]:

@@ -11,13 +11,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from learnmech.claims import claims_hash
 from learnmech.errors import UserError
 from learnmech.lab.executors import Job, make_executor
-from learnmech.lab.provenance import default_device, provenance
-from learnmech.lab.records import Metric, verdict_of
+from learnmech.lab.provenance import provenance, resolve_device
 from learnmech.lab.store import DEFAULT_STORE, Store
 from learnmech.lab.sweep import expand, run_key
+from learnmech.records import Metric, verdict_of
 from learnmech.studies import get_study
+from learnmech.studies.base import failing_claims
 
 __all__ = ["RunResult", "render_report", "run_study"]
 
@@ -32,24 +34,39 @@ class RunResult:
     trials_run: int = 0
     trials_skipped: int = 0
     failed: list[str] = field(default_factory=list)
+    control: str | None = None
+    #: for a control run: targeted claims that failed / that did not (both lists of names)
+    control_failed: list[str] = field(default_factory=list)
+    control_survived: list[str] = field(default_factory=list)
+    claims_hash: str = ""
+    device: str = "cpu"
+
+    @property
+    def control_ok(self) -> bool:
+        """A control run's outcome: every targeted claim failed (and there was one)."""
+        return bool(self.control_failed) and not self.control_survived
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "study": self.study,
             "run_id": self.run_id,
             "verdict": self.verdict,
             "metrics": {
-                m.name: {
-                    "value": m.value,
-                    "stderr": m.stderr,
-                    "tolerance": m.tolerance,
-                    "comparator": m.comparator,
-                    "passed": m.passed,
-                }
+                m.name: {k: v for k, v in m.as_dict().items() if k not in ("name", "description")}
                 for m in self.metrics
             },
             "report": str(self.report) if self.report else None,
+            "claims_hash": self.claims_hash,
+            "device": self.device,
         }
+        if self.control:
+            out["control"] = {
+                "name": self.control,
+                "targeted_claims_failed": self.control_failed,
+                "targeted_claims_passed": self.control_survived,
+                "as_expected": self.control_ok,
+            }
+        return out
 
 
 Progress = Callable[[str, int, int], None]  # (message, done, total)
@@ -69,6 +86,7 @@ def run_study(
     report: bool = True,
     progress: Progress | None = None,
     fresh: bool = False,
+    control: str | None = None,
 ) -> RunResult:
     """Run (or resume) study ``name`` and return its verdict.
 
@@ -76,12 +94,21 @@ def run_study(
     the same run: finished trials (ok or diverged) are skipped, failed ones retried.
     ``fresh=True`` re-measures every trial (e.g. after changing measurement code, which
     trial keys do not hash) and replaces the stored ones.
+
+    ``control`` runs one of the study's negative controls (its overrides on top of its
+    scale, then ``overrides``): the theory must fail there, and the result says whether
+    every claim the control targets did.
     """
     study = get_study(name)
+    ctl = None
+    if control is not None:
+        ctl = study.control(control)
+        scale = ctl.scale
+        overrides = {**ctl.overrides, **(overrides or {})}
     cfg = study.config(scale, overrides, seeds, sources)  # validates before anything is written
     config = cfg.model_dump(mode="json")
-    device = device or default_device()
-    run_id = run_key(name, config)
+    device = resolve_device(device)
+    run_id = run_key(name, config | ({"__control__": control} if control else {}))
     grid = study.grid(cfg)
     points = [study.trial_config(cfg, p) for p in grid]
     trials = [
@@ -93,6 +120,9 @@ def run_study(
     t0 = time.perf_counter()
     prov = provenance()
     prov["executor"] = executor
+    prov["device"] = device
+    if control:
+        prov["control"] = control
     with Store(store) as st:
         st.begin_run(run_id, name, config, scale, cfg.seeds, prov)
         st.link_trials(run_id, [t.key for t in trials])
@@ -131,8 +161,13 @@ def run_study(
         theory = study.predict(cfg)
         st.set_theory(run_id, theory)
         all_trials = st.trials(run_id)
-        metrics = study.compare(cfg, theory, all_trials)
+        metrics = study.evaluate(cfg, theory, all_trials).metrics
         st.set_metrics(run_id, metrics)
+        used = sorted({t.device for t in all_trials if t.device}) or [device]
+        st.set_run_device(run_id, ",".join(used))
+        prov["device_used"] = ",".join(used)
+        prov["claims_hash"] = claims_hash(metrics)
+        st.set_provenance(run_id, prov)
         verdict = verdict_of(metrics)
         report_path = None
         status = "finished" if not failed else "finished-with-errors"
@@ -140,7 +175,13 @@ def run_study(
         if report:
             report_path = render_report(st, run_id, study=study, cfg=cfg)
             st.finish_run(run_id, status, verdict, time.perf_counter() - t0, str(report_path))
-    return RunResult(name, run_id, verdict, metrics, report_path, total, len(done), failed)
+    res = RunResult(name, run_id, verdict, metrics, report_path, total, len(done), failed)
+    res.claims_hash = prov["claims_hash"]
+    res.device = prov["device_used"]
+    if ctl is not None:
+        res.control = ctl.name
+        res.control_failed, res.control_survived = failing_claims(ctl, metrics)
+    return res
 
 
 def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None) -> Path:
@@ -165,5 +206,8 @@ def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None)
     trials = st.trials(run_id)
     metrics = st.metrics(run_id)
     outdir.mkdir(parents=True, exist_ok=True)
-    figures = study.figures(cfg, theory, trials, metrics, outdir)
-    return write_run_report(outdir, info, study, metrics, figures, trials)
+    ev = study.evaluate(cfg, theory, trials)
+    ev.metrics = metrics  # the stored claims are the record; the summary feeds the figures
+    figures = study.render_figures(cfg, theory, trials, ev, outdir)
+    controls = st.control_runs(info["study"]) if study.controls else []
+    return write_run_report(outdir, info, study, metrics, figures, trials, controls=controls)

@@ -9,7 +9,8 @@ Tables (DESIGN.md):
                  sweep contains its key (``run_trials``), so a re-run skips finished work.
 * ``records``  — run (theory rows) or trial key (experiment rows), source, observable,
                  series, coordinate name, coordinate, value.
-* ``metrics``  — run, name, value, stderr, tolerance, comparator, passed, description.
+* ``metrics``  — run, name, value, stderr, tolerance, comparator, passed, description,
+                 kind, bound (the confidence bound the verdict used), level, expected.
 
 Only the driver process writes. Each trial and its records are committed in one
 transaction, so a killed sweep loses no finished trial and leaves no half-written one.
@@ -54,7 +55,25 @@ CREATE TABLE IF NOT EXISTS metrics (
     run_id VARCHAR, name VARCHAR, value DOUBLE, stderr DOUBLE, tolerance DOUBLE,
     comparator VARCHAR, passed BOOLEAN, description VARCHAR
 );
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS kind VARCHAR;
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS bound DOUBLE;
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS level DOUBLE;
+ALTER TABLE metrics ADD COLUMN IF NOT EXISTS expected DOUBLE;
 """
+
+_METRIC_COLS = (
+    "name",
+    "value",
+    "stderr",
+    "tolerance",
+    "comparator",
+    "passed",
+    "description",
+    "kind",
+    "bound",
+    "level",
+    "expected",
+)
 
 
 class StoreError(UserError):
@@ -229,7 +248,7 @@ class Store:
                     result.status,
                     result.error,
                     result.duration,
-                    device,
+                    result.device or device,
                     run_id,
                     _now(),
                 ],
@@ -248,14 +267,22 @@ class Store:
             self.con.unregister("_new_records")
 
     def set_metrics(self, run_id: str, metrics: Iterable[Metric]) -> None:
-        rows = [
-            (run_id, m.name, m.value, m.stderr, m.tolerance, m.comparator, m.passed, m.description)
-            for m in metrics
-        ]
+        rows = [(run_id, *(getattr(m, c) for c in _METRIC_COLS)) for m in metrics]
+        cols = ", ".join(("run_id", *_METRIC_COLS))
+        marks = ", ".join("?" * (len(_METRIC_COLS) + 1))
         with self._transaction():
             self.con.execute("DELETE FROM metrics WHERE run_id = ?", [run_id])
             if rows:
-                self.con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self.con.executemany(f"INSERT INTO metrics ({cols}) VALUES ({marks})", rows)
+
+    def set_provenance(self, run_id: str, provenance: dict[str, Any]) -> None:
+        self.con.execute(
+            "UPDATE runs SET provenance=? WHERE id=?", [json.dumps(provenance), run_id]
+        )
+
+    def set_run_device(self, run_id: str, device: str) -> None:
+        """Record the device the run's trials actually ran on."""
+        self.con.execute("UPDATE runs SET device=? WHERE id=?", [device, run_id])
 
     def finish_run(
         self, run_id: str, status: str, verdict: str | None, wall_time: float, report: str | None
@@ -274,6 +301,33 @@ class Store:
         )
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def control_runs(self, study: str) -> list[dict[str, Any]]:
+        """The newest finished run of each negative control of ``study``: id, control,
+        scale, verdict, and each claim's pass/fail."""
+        rows = self.con.execute(
+            "SELECT id, provenance->>'control' AS control, scale, verdict, finished_at "
+            "FROM runs WHERE study = ? AND provenance->>'control' IS NOT NULL "
+            "AND status LIKE 'finished%' ORDER BY finished_at",
+            [study],
+        ).fetchall()
+        newest = {r[1]: r for r in rows}
+        out = []
+        for run_id, control, scale, verdict, finished in newest.values():
+            claims = self.con.execute(
+                "SELECT name, passed FROM metrics WHERE run_id = ? ORDER BY rowid", [run_id]
+            ).fetchall()
+            out.append(
+                {
+                    "id": run_id,
+                    "control": control,
+                    "scale": scale,
+                    "verdict": verdict,
+                    "finished_at": finished,
+                    "claims": dict(claims),
+                }
+            )
+        return out
 
     def resolve(self, run: str) -> str:
         """Full run id from an id or a unique prefix."""
@@ -298,23 +352,17 @@ class Store:
 
     def metrics(self, run: str) -> list[Metric]:
         run_id = self.resolve(run)
+        have = {r[0] for r in self.con.execute("DESCRIBE metrics").fetchall()}
+        cols = [c for c in _METRIC_COLS if c in have]  # a store written before v2 lacks some
         rows = self.con.execute(
-            "SELECT name, value, stderr, tolerance, comparator, passed, description "
-            "FROM metrics WHERE run_id = ? ORDER BY rowid",
-            [run_id],
+            f"SELECT {', '.join(cols)} FROM metrics WHERE run_id = ? ORDER BY rowid", [run_id]
         ).fetchall()
-        return [
-            Metric(
-                name=r[0],
-                value=r[1],
-                stderr=r[2],
-                tolerance=r[3],
-                comparator=r[4],
-                passed=r[5],
-                description=r[6],
-            )
-            for r in rows
-        ]
+        out = []
+        for r in rows:
+            kw = dict(zip(cols, r, strict=True))
+            kw["kind"] = kw.get("kind") or "point"
+            out.append(Metric(**kw))
+        return out
 
     def theory(self, run: str) -> list[Curve]:
         run_id = self.resolve(run)
@@ -324,7 +372,7 @@ class Store:
         """Every trial of the run with its curves (ordered by config point and seed)."""
         run_id = self.resolve(run)
         rows = self.con.execute(
-            "SELECT t.key, t.config, t.seed, t.status, t.error, t.duration FROM trials t "
+            "SELECT t.key, t.config, t.seed, t.status, t.error, t.duration, t.device FROM trials t "
             "JOIN run_trials rt ON rt.key = t.key WHERE rt.run_id = ? ORDER BY t.config, t.seed",
             [run_id],
         ).fetchall()
@@ -340,6 +388,7 @@ class Store:
                 error=r[4],
                 duration=r[5],
                 curves=curves.get(r[0], []),
+                device=r[6],
             )
             for r in rows
         ]

@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from learnmech.lab.records import Metric, TrialResult
-from learnmech.studies.base import Figure
+from learnmech.records import Figure, Metric, TrialResult
 
 __all__ = ["write_index", "write_run_report"]
 
@@ -66,19 +65,18 @@ def write_run_report(
     metrics: Sequence[Metric],
     figures: Sequence[Figure],
     trials: Sequence[TrialResult],
+    *,
+    controls: Sequence[dict[str, Any]] = (),
 ) -> Path:
-    """Write ``outdir/report.html`` (figures embedded, so the page is self-contained)."""
+    """Write ``outdir/report.html`` (figures embedded, so the page is self-contained).
+
+    ``controls`` are the stored negative-control runs of the study (newest per control),
+    shown in the "Can this test fail?" section next to the declared controls."""
     outdir.mkdir(parents=True, exist_ok=True)
     verdict = info.get("verdict") or "n/a"
     vclass = {"pass": "pass", "fail": "fail"}.get(verdict, "na")
-    rows = "".join(
-        f"<tr><td><code>{html.escape(m.name)}</code></td><td>{_fmt(m.value)}</td>"
-        f"<td>{_fmt(m.stderr)}</td>"
-        f"<td>{html.escape(m.comparator) if m.tolerance is not None else ''}"
-        f" {_fmt(m.tolerance)}</td><td>{_verdict_cell(m.passed)}</td>"
-        f"<td>{html.escape(m.description or '')}</td></tr>"
-        for m in metrics
-    )
+    rows = "".join(_claim_row(m) for m in metrics)
+    control_html = _controls_section(study, controls or [])
     figs = "".join(
         f"<figure>{_img(f.path)}<figcaption>{html.escape(f.caption)}</figcaption></figure>"
         for f in figures
@@ -109,9 +107,14 @@ def write_run_report(
 scale <code>{html.escape(str(info.get("scale")))}</code> · verdict
 <span class="{vclass}">{html.escape(verdict)}</span></p>
 <div style="white-space:pre-wrap;font-size:.9em">{html.escape(_study_doc(study))}</div>
-<h2>Metrics</h2>
-<table><tr><th>metric</th><th>value</th><th>SE</th><th>tolerance</th><th>verdict</th><th>meaning</th></tr>
+<h2>Claims</h2>
+<p class="na">Each scored claim passes only when its confidence bound (at the stated
+one-sided level, Student's t with the estimate's degrees of freedom) clears a tolerance fixed
+before the run. Claim set <code>{html.escape(str(prov.get("claims_hash", "")))}</code>.</p>
+<table><tr><th>claim</th><th>kind</th><th>value ± SE</th><th>expected</th><th>bound</th>
+<th>tolerance</th><th>level</th><th>verdict</th><th>meaning</th></tr>
 {rows}</table>
+{control_html}
 <h2>Figures</h2>{figs or '<p class="na">no figures</p>'}
 <h2>Trials</h2><p>{", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))}</p>
 {err_table}
@@ -122,6 +125,68 @@ scale <code>{html.escape(str(info.get("scale")))}</code> · verdict
     path = outdir / "report.html"
     _atomic_write(path, page)
     return path
+
+
+def _claim_row(m: Metric) -> str:
+    val = _fmt(m.value) + (f" ± {_fmt(m.stderr)}" if m.stderr else "")
+    tol = f"{html.escape(m.comparator)} {_fmt(m.tolerance)}" if m.tolerance is not None else ""
+    if m.kind in ("within", "equivalence", "slope") and m.tolerance is not None:
+        tol = f"|dev| ≤ {_fmt(m.tolerance)}"
+    level = f"{m.level:.3g}" if m.level else ""
+    return (
+        f"<tr><td><code>{html.escape(m.name)}</code></td><td>{html.escape(m.kind)}</td>"
+        f"<td>{val}</td><td>{_fmt(m.expected)}</td><td>{_fmt(m.bound)}</td><td>{tol}</td>"
+        f"<td>{level}</td><td>{_verdict_cell(m.passed)}</td>"
+        f"<td>{html.escape(m.description or '')}</td></tr>"
+    )
+
+
+def _controls_section(study: Any, runs: Sequence[dict[str, Any]]) -> str:
+    """ "Can this test fail?": each declared negative control, the claims it must make
+    fail, and what its newest stored run did."""
+    import fnmatch
+
+    declared = getattr(study, "controls", ())
+    if not declared:
+        return (
+            '<h2>Can this test fail?</h2><p class="fail">This study declares no negative '
+            "control.</p>"
+        )
+    by_name = {r["control"]: r for r in runs}
+    rows = []
+    for c in declared:
+        r = by_name.get(c.name)
+        if r is None:
+            outcome = '<span class="na">not run in this store</span> '
+            outcome += f"(<code>learnmech run {html.escape(study.name)} --control "
+            outcome += f"{html.escape(c.name)}</code>)"
+        else:
+            hit = {
+                n: p
+                for n, p in r["claims"].items()
+                if any(fnmatch.fnmatchcase(n, pat) for pat in c.fails)
+            }
+            ok = bool(hit) and all(p is False for p in hit.values())
+            cls = "pass" if ok else "fail"
+            word = "failed as it must" if ok else "did NOT fail as it must"
+            detail = ", ".join(
+                f"<code>{html.escape(n)}</code> {'failed' if p is False else 'passed'}"
+                for n, p in hit.items()
+            )
+            outcome = f'<span class="{cls}">{word}</span> (run <code>{html.escape(r["id"])}'
+            outcome += f"</code>, {html.escape(str(r['scale']))}): {detail or 'no such claim'}"
+        rows.append(
+            f"<tr><td><code>{html.escape(c.name)}</code></td>"
+            f"<td><code>{html.escape(json.dumps(c.overrides, sort_keys=True))}</code></td>"
+            f"<td>{html.escape(', '.join(c.fails))}</td><td>{html.escape(c.why)}</td>"
+            f"<td>{outcome}</td></tr>"
+        )
+    return (
+        "<h2>Can this test fail?</h2><p>Negative controls: configurations where the theory "
+        "must fail. A claim that cannot fail here would pass whatever the data.</p>"
+        "<table><tr><th>control</th><th>overrides</th><th>claims that must fail</th>"
+        f"<th>why</th><th>newest run</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def write_index(path: Path, entries: Sequence[dict[str, Any]]) -> Path:

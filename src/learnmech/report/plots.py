@@ -7,44 +7,92 @@ from typing import Any
 
 import numpy as np
 
+from learnmech.records import Figure
 from learnmech.stats import fit_power_law
-from learnmech.studies.base import Figure
 
 __all__ = [
+    "band",
+    "colors",
     "deep_linear_figures",
     "lazy_rich_figures",
     "save_png",
     "scaling_fit_figure",
+    "subplots",
     "wide_nets_figures",
 ]
 
+_STYLE = {
+    "figure.dpi": 110,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+
+def subplots(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None, **kw: Any
+) -> tuple[Any, Any]:
+    """A new figure and its axes, built without pyplot: no backend is chosen or changed
+    (a notebook keeps its own), and nothing is left open. ``kw`` goes to
+    :meth:`matplotlib.figure.Figure.subplots` (``squeeze``, ``sharex`` …)."""
+    import matplotlib
+    from matplotlib.figure import Figure as MplFigure
+
+    with matplotlib.rc_context(_STYLE):
+        fig = MplFigure(figsize=figsize, dpi=_STYLE["figure.dpi"])
+        axes = fig.subplots(nrows, ncols, **kw)
+    for ax in np.atleast_1d(axes).reshape(-1):
+        ax.grid(True, alpha=0.3)
+        ax.spines["top"].set_visible(False)
+        ax.spines["right"].set_visible(False)
+    return fig, axes
+
 
 def _plt():  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
+    """pyplot with the house style (legacy helper; prefer :func:`subplots`)."""
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update(
-        {
-            "figure.dpi": 110,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    )
+    plt.rcParams.update(_STYLE)
     return plt
 
 
 def save_png(fig: Any, path: Path) -> Path:
-    """Lay out, write and close a figure; returns its path."""
-    import matplotlib.pyplot as plt
-
+    """Lay out and write a figure (closing it if pyplot owns it); returns its path."""
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+    import sys
+
+    if "matplotlib.pyplot" in sys.modules:
+        import matplotlib.pyplot as plt
+
+        if plt.fignum_exists(getattr(fig, "number", -1)):
+            plt.close(fig)
     return path
+
+
+def colors(n: int, cmap: str = "viridis") -> list[Any]:
+    """``n`` colours spread along a colormap (e.g. one per width)."""
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap]
+    return [cm(0.1 + 0.8 * i / max(n - 1, 1)) for i in range(n)]
+
+
+def band(
+    ax: Any,
+    x: np.ndarray,
+    mean: np.ndarray,
+    se: np.ndarray | None = None,
+    *,
+    k: float = 2.0,
+    **kw: Any,
+) -> Any:
+    """Plot a mean with a ±k·SE band (SE NaN or None: the line alone); returns the line."""
+    (line,) = ax.plot(x, mean, **kw)
+    if se is not None and np.all(np.isfinite(se)):
+        ax.fill_between(x, mean - k * se, mean + k * se, color=line.get_color(), alpha=0.2, lw=0)
+    return line
 
 
 def _width_colors(widths: list[int]) -> dict[int, Any]:

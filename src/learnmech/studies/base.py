@@ -1,24 +1,86 @@
-"""The study protocol: validated config, predict, measure, compare, figures.
+"""The study protocol (v2): validated config, predict, measure, analyze, claims, figures.
 
-A study declares its tolerances in ``compare``; the verdict is ``pass`` when every scored
-metric is within its tolerance. ``grid`` lists the sweep's config points; each point is
-run for every seed, and ``measure`` gets all pending seeds of one point at once so it can
-train them as one vectorized ensemble.
+A study is short because the protocol does the rest::
+
+    class MyConfig(StudyConfig):
+        widths: list[int] = Sweep([64, 256], key="width")   # one grid axis
+        epochs: int = Field(100, ge=1)                      # hashed into every trial
+        margin: float = Analysis(0.1)                       # claims only: re-uses trials
+
+    class MyStudy(Study):
+        def measure(self, cfg, point, seeds, device): ...   # {seed: [Curve, ...]}
+        def analyze(self, cfg, theory, trials): ...         # one tidy summary
+        def claims(self, cfg, s): ...                       # [within(...), above(...)]
+        def figures(self, cfg, s, outdir): ...              # [Figure(...)]
+
+* ``grid`` is the product of the :func:`Sweep` fields (override it for irregular grids);
+  :meth:`Study.trial_config` hashes everything else except :func:`Analysis` fields.
+* :meth:`Study.setup` builds state shared by every trial of a config (a kernel, a data
+  set) once per process; :meth:`Study.state` returns it.
+* :meth:`Study.analyze` turns the stored trials (a :class:`Trials` view) into one summary
+  that both :meth:`Study.claims` and :meth:`Study.figures` read, so nothing is aggregated
+  twice.
+* The protocol adds the ``failed_or_diverged_trials`` claim itself.
+* :attr:`Study.controls` declares negative controls: configurations in which the theory
+  must fail, and the claims that must fail there (``learnmech run STUDY --control NAME``).
+
+Claims are built with :mod:`learnmech.claims`; their tolerances are module constants or
+a-priori formulas with their source in the study's docstring.
 """
 
 from __future__ import annotations
 
+import fnmatch
+import itertools
+import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, get_origin
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from learnmech.claims import LEVEL, Estimate
 from learnmech.errors import ConfigError
-from learnmech.lab.records import Curve, Metric, TrialResult
+from learnmech.records import FAILURES, Curve, Figure, Metric, TrialResult, failures_metric
 
-__all__ = ["Figure", "Study", "StudyConfig", "subset_of"]
+__all__ = [
+    "Analysis",
+    "Control",
+    "Evaluation",
+    "Figure",
+    "Study",
+    "StudyConfig",
+    "Sweep",
+    "Trials",
+    "subset_of",
+]
+
+
+def Sweep(default: Any, *, key: str, **kw: Any) -> Any:
+    """A list field whose values span one grid axis; each point holds one value as ``key``."""
+    extra = {"learnmech_role": "sweep", "learnmech_key": key}
+    factory = (lambda d=default: list(d)) if isinstance(default, list) else None
+    if factory is not None:
+        return Field(default_factory=factory, json_schema_extra=extra, **kw)
+    return Field(default, json_schema_extra=extra, **kw)
+
+
+def Analysis(default: Any, **kw: Any) -> Any:
+    """A field read only by analyze/claims/figures: changing it re-uses stored trials."""
+    extra = {"learnmech_role": "analysis"}
+    if isinstance(default, list):
+        return Field(default_factory=lambda d=default: list(d), json_schema_extra=extra, **kw)
+    return Field(default, json_schema_extra=extra, **kw)
+
+
+def _role(field_info: Any) -> tuple[str | None, str | None]:
+    extra = field_info.json_schema_extra
+    if isinstance(extra, dict):
+        return extra.get("learnmech_role"), extra.get("learnmech_key")  # type: ignore[return-value]
+    return None, None
 
 
 class StudyConfig(BaseModel):
@@ -34,10 +96,33 @@ class StudyConfig(BaseModel):
         if not isinstance(data, dict):
             return data
         out = dict(data)
-        for name, field in cls.model_fields.items():
-            if get_origin(field.annotation) is list and name in out:
+        for name, f in cls.model_fields.items():
+            if get_origin(f.annotation) is list and name in out:
                 if not isinstance(out[name], list | tuple):
                     out[name] = [out[name]]
+        return out
+
+    @model_validator(mode="after")
+    def _sweeps_are_non_empty_and_distinct(self) -> StudyConfig:
+        for name, f in type(self).model_fields.items():
+            role, _ = _role(f)
+            if role != "sweep":
+                continue
+            v = getattr(self, name)
+            if not v:
+                raise ValueError(f"{name} must not be empty")
+            if len({json.dumps(x, sort_keys=True, default=str) for x in v}) != len(v):
+                raise ValueError(f"{name} must not repeat a value; got {v}")
+        return self
+
+    @classmethod
+    def fields_with_role(cls, role: str) -> dict[str, str | None]:
+        """Config field → point key, for the fields declared with ``role``."""
+        out = {}
+        for name, f in cls.model_fields.items():
+            r, key = _role(f)
+            if r == role:
+                out[name] = key
         return out
 
 
@@ -48,10 +133,114 @@ def subset_of(values: list[str], allowed: tuple[str, ...] | list[str], name: str
     return values
 
 
+# ------------------------------------------------------------------------------------------
+class Trials:
+    """A read-only view of stored trials: filter by point, group, stack seeds.
+
+    Only ``ok`` trials are seen by the accessors; :attr:`all` keeps every trial.
+    """
+
+    def __init__(self, trials: list[TrialResult] | Trials, *, _ok: bool = False) -> None:
+        raw = trials.ok if isinstance(trials, Trials) else list(trials)
+        self.all = list(raw)
+        self.ok = self.all if _ok else [t for t in self.all if t.status == "ok"]
+
+    def __iter__(self) -> Iterator[TrialResult]:
+        return iter(self.ok)
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def __bool__(self) -> bool:
+        return bool(self.ok)
+
+    def where(self, pred: Callable[[dict[str, Any]], bool] | None = None, **eq: Any) -> Trials:
+        """Trials whose point has every ``key=value`` of ``eq`` (and satisfies ``pred``)."""
+
+        def keep(t: TrialResult) -> bool:
+            if any(t.point.get(k) != v for k, v in eq.items()):
+                return False
+            return pred is None or bool(pred(t.point))
+
+        return Trials([t for t in self.ok if keep(t)], _ok=True)
+
+    def values(self, key: str) -> list[Any]:
+        """Distinct values of one point key, sorted (None last)."""
+        vals = {json.dumps(t.point.get(key), sort_keys=True): t.point.get(key) for t in self.ok}
+        return sorted(vals.values(), key=lambda v: (v is None, v))
+
+    def by(self, key: str) -> dict[Any, Trials]:
+        return {v: self.where(**{key: v}) for v in self.values(key)}
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({t.seed for t in self.ok})
+
+    def has(self, observable: str, series: str = "") -> Trials:
+        return Trials([t for t in self.ok if t.curve(observable, series) is not None], _ok=True)
+
+    def stack(self, observable: str, series: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(coords, values[seed, coord]) over trials that recorded the curve, truncated to
+        the shortest; seeds in :attr:`seeds` order. Empty arrays when none did."""
+        curves = [
+            c
+            for t in sorted(self.ok, key=lambda t: t.seed)
+            if (c := t.curve(observable, series)) is not None
+        ]
+        if not curves:
+            return np.zeros(0), np.zeros((0, 0))
+        n = min(c.values.size for c in curves)
+        return curves[0].coords[:n], np.stack([c.values[:n] for c in curves])
+
+    def last(self, observable: str, series: str = "") -> np.ndarray:
+        """Each seed's last recorded value (seed order)."""
+        _, v = self.stack(observable, series)
+        return v[:, -1] if v.size else np.zeros(0)
+
+    def at(self, observable: str, coord: float, series: str = "") -> np.ndarray:
+        """Each seed's value at one coordinate (NaN where it was not recorded)."""
+        out = []
+        for t in sorted(self.ok, key=lambda t: t.seed):
+            c = t.curve(observable, series)
+            if c is None:
+                continue
+            hit = np.flatnonzero(np.isclose(c.coords, coord))
+            out.append(c.values[hit[0]] if hit.size else np.nan)
+        return np.asarray(out, dtype=np.float64)
+
+    def mean(self, observable: str, series: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(coords, mean, SE) over seeds (SE NaN with one seed)."""
+        x, v = self.stack(observable, series)
+        if not v.size:
+            return x, np.zeros(0), np.zeros(0)
+        se = v.std(axis=0, ddof=1) / np.sqrt(v.shape[0]) if v.shape[0] > 1 else v[0] * np.nan
+        return x, v.mean(axis=0), se
+
+    def estimate(self, values: np.ndarray) -> Estimate:
+        """Seed mean of per-seed values (helper for claims)."""
+        return Estimate.of(values)
+
+
+# ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Figure:
-    path: Path
-    caption: str
+class Control:
+    """A negative control: a configuration where the study's theory must fail.
+
+    ``overrides`` are applied on top of ``scale``; every claim matching a pattern of
+    ``fails`` (shell-style, e.g. ``"sp_*"``) must fail there, and at least one must exist.
+    """
+
+    name: str
+    overrides: dict[str, Any]
+    fails: tuple[str, ...]
+    why: str
+    scale: str = "quick"
+
+
+@dataclass
+class Evaluation:
+    summary: Any
+    metrics: list[Metric] = field(default_factory=list)
 
 
 class Study(ABC):
@@ -61,11 +250,18 @@ class Study(ABC):
     pillar: ClassVar[str]
     Config: ClassVar[type[StudyConfig]]
     scales: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
-    #: config fields that span the grid (their value is in each point instead)
+    #: one-sided confidence level of this study's claims (see :mod:`learnmech.claims`)
+    level: ClassVar[float] = LEVEL
+    #: negative controls (at least one per study)
+    controls: ClassVar[tuple[Control, ...]] = ()
+    #: legacy declarations; new studies mark fields with :func:`Sweep` / :func:`Analysis`
     sweep_fields: ClassVar[frozenset[str]] = frozenset()
-    #: config fields used only by compare/figures (changing them re-uses measurements)
     analysis_fields: ClassVar[frozenset[str]] = frozenset()
 
+    def __init__(self) -> None:
+        self._state: dict[str, Any] = {}
+
+    # -- configuration -----------------------------------------------------------------
     def config(
         self,
         scale: str = "quick",
@@ -90,16 +286,35 @@ class Study(ABC):
             return self.Config(**values)
         except ValidationError as err:
             first = err.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "config"
-            where = f" (from {sources[field]})" if sources and field in sources else ""
+            fld = ".".join(str(p) for p in first["loc"]) or "config"
+            where = f" (from {sources[fld]})" if sources and fld in sources else ""
             got = first.get("input")
-            raise ConfigError(
-                f"invalid {self.name} config: {field}: {first['msg']}, got {got!r}{where}"
-            ) from None
+            msg = first["msg"].removeprefix("Value error, ")
+            shown = f", got {got!r}" if fld != "config" else ""
+            raise ConfigError(f"invalid {self.name} config: {fld}: {msg}{shown}{where}") from None
+
+    def control(self, name: str) -> Control:
+        for c in self.controls:
+            if c.name == name:
+                return c
+        known = ", ".join(c.name for c in self.controls) or "none"
+        raise ConfigError(f"{self.name} has no control {name!r}; its controls: {known}")
+
+    def _sweeps(self) -> dict[str, str | None]:
+        return self.Config.fields_with_role("sweep")
+
+    def _dropped(self) -> set[str]:
+        return (
+            {"seeds"}
+            | set(self._sweeps())
+            | set(self.Config.fields_with_role("analysis"))
+            | set(self.sweep_fields)
+            | set(self.analysis_fields)
+        )
 
     def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
         """Everything that determines one trial's measurement: the trial key hashes this."""
-        drop = {"seeds"} | set(self.sweep_fields) | set(self.analysis_fields)
+        drop = self._dropped()
         base = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in drop}
         return base | point
 
@@ -111,10 +326,31 @@ class Study(ABC):
         overrides this when one arm's trials cost far more than another's."""
         return self.seed_list(cfg)
 
-    @abstractmethod
     def grid(self, cfg: Any) -> list[dict[str, Any]]:
-        """The sweep's config points (each is run for the seeds of :meth:`seeds_for`)."""
+        """The sweep's config points: the product of the :func:`Sweep` fields."""
+        sweeps = self._sweeps()
+        if not sweeps:
+            return [{}]
+        names = list(sweeps)
+        keys = [sweeps[n] or n for n in names]
+        axes = [getattr(cfg, n) for n in names]
+        return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes)]
 
+    # -- shared state ------------------------------------------------------------------
+    def setup(self, cfg: Any) -> Any:
+        """State shared by every trial and by the analysis of one config (a data set, a
+        kernel): built once per process by :meth:`state`. Default: nothing."""
+        return None
+
+    def state(self, cfg: Any) -> Any:
+        key = cfg.model_dump_json()
+        if key not in self._state:
+            if len(self._state) >= 4:
+                self._state.pop(next(iter(self._state)))
+            self._state[key] = self.setup(cfg)
+        return self._state[key]
+
+    # -- the loop ----------------------------------------------------------------------
     @abstractmethod
     def predict(self, cfg: Any) -> list[Curve]:
         """Theory curves from the configuration and cheap statistics (no training)."""
@@ -123,19 +359,60 @@ class Study(ABC):
     def measure(
         self, cfg: Any, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        """Experiment curves for each seed of one config point (real training)."""
+        """Experiment curves for each seed of one config point (real training), on
+        ``device``."""
 
-    @abstractmethod
+    def analyze(self, cfg: Any, theory: list[Curve], trials: Trials) -> Any:
+        """One tidy summary of the run, read by both :meth:`claims` and :meth:`figures`."""
+        return None
+
+    def claims(self, cfg: Any, s: Any) -> list[Metric]:
+        """Scored claims (built with :mod:`learnmech.claims`) from the summary."""
+        return []
+
+    def figures(self, cfg: Any, s: Any, outdir: Path) -> list[Figure]:
+        """Figures for the report, drawn from the summary."""
+        return []
+
+    # -- driven by the runner ----------------------------------------------------------
+    @property
+    def legacy(self) -> bool:
+        """A study still on the v1 protocol (it overrides ``compare``)."""
+        return type(self).compare is not Study.compare
+
     def compare(self, cfg: Any, theory: list[Curve], trials: list[TrialResult]) -> list[Metric]:
-        """Agreement metrics with declared tolerances."""
+        return self.evaluate(cfg, theory, trials).metrics
 
-    def figures(
+    def evaluate(self, cfg: Any, theory: list[Curve], trials: list[TrialResult]) -> Evaluation:
+        """analyze → claims, plus the failed-trials claim (the protocol's, not the study's)."""
+        if self.legacy:
+            metrics = list(type(self).compare(self, cfg, theory, trials))
+            summary = None
+        else:
+            summary = self.analyze(cfg, theory, Trials(trials))
+            metrics = list(self.claims(cfg, summary))
+        if not any(m.name == FAILURES for m in metrics):
+            metrics.append(failures_metric(trials))
+        return Evaluation(summary, metrics)
+
+    def render_figures(
         self,
         cfg: Any,
         theory: list[Curve],
         trials: list[TrialResult],
-        metrics: list[Metric],
+        ev: Evaluation,
         outdir: Path,
     ) -> list[Figure]:
-        """Figures for the report (theory and measurement on the same axes)."""
-        return []
+        if not self.legacy:
+            return self.figures(cfg, ev.summary, outdir)
+        if type(self).figures is Study.figures:
+            return []
+        draw: Any = type(self).figures
+        return draw(self, cfg, theory, trials, ev.metrics, outdir)
+
+
+def failing_claims(control: Control, metrics: list[Metric]) -> tuple[list[str], list[str]]:
+    """(targeted claims that failed, targeted claims that did not) for a control run."""
+    hit = [m for m in metrics if any(fnmatch.fnmatchcase(m.name, p) for p in control.fails)]
+    failed = [m.name for m in hit if m.passed is False]
+    return failed, [m.name for m in hit if m.passed is not False]
