@@ -304,7 +304,10 @@ def test_pure_warm_start_misses_a_new_top_eigenvector():
     the float32 edge-of-stability run on one CPU, 1.1% low; trajectories differ by CPU)."""
     gen = torch.Generator().manual_seed(0)
     lam = torch.cat(
-        [torch.tensor([5.07, 5.02], dtype=torch.float64), torch.rand(198, generator=gen, dtype=torch.float64) * 4]
+        [
+            torch.tensor([5.07, 5.02], dtype=torch.float64),
+            torch.rand(198, generator=gen, dtype=torch.float64) * 4,
+        ]
     )
     lam = lam.to(torch.float64)
 

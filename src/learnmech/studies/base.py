@@ -393,6 +393,17 @@ class Study(ABC):
             metrics = list(self.claims(cfg, summary))
         if not any(m.name == FAILURES for m in metrics):
             metrics.append(failures_metric(trials))
+        if not any(t.status == "ok" for t in trials):
+            metrics.append(
+                Metric(
+                    "ok_trials",
+                    0,
+                    1,
+                    ">=",
+                    kind="exact",
+                    description="no trial finished: nothing was measured, nothing can pass",
+                )
+            )
         return Evaluation(summary, metrics)
 
     def render_figures(
