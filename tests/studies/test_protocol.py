@@ -92,5 +92,5 @@ def test_legacy_list_is_exact():
 
 
 def test_unknown_control_is_a_config_error():
-    with pytest.raises(ConfigError, match="no control 'nope'.*frozen-features"):
+    with pytest.raises(ConfigError, match=r"no control 'nope'.*frozen-features"):
         get_study("neural-collapse").control("nope")

@@ -179,8 +179,8 @@ class NeuralCollapse(Study):
                     f"{loss}_seeds_without_tpt",
                     missing,
                     0,
-                    description="seeds with no terminal phase (zero training error reached before the "
-                    "last record)",
+                    description="seeds with no terminal phase (no zero training error "
+                    "before the last record)",
                 )
             )
             for key in SCORED:
