@@ -233,26 +233,44 @@ def _print_result(res) -> None:  # type: ignore[no-untyped-def]
 @cli.command("lab")
 @click.option("--scale", type=click.Choice(["quick", "full"]), default="quick", show_default=True)
 @_store_opt
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per study.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per run.")
 @click.option("--quiet", is_flag=True)
-def lab_cmd(scale: str, store: Path, as_json: bool, quiet: bool) -> None:
-    """Run every study and write an index page beside the store."""
+@click.option(
+    "--study", "only", multiple=True, metavar="NAME", help="Run only these studies (repeatable)."
+)
+@click.option(
+    "--controls/--no-controls",
+    default=False,
+    show_default=True,
+    help="Also run every negative control (at its own scale) and show whether it failed.",
+)
+def lab_cmd(
+    scale: str, store: Path, as_json: bool, quiet: bool, only: tuple[str, ...], controls: bool
+) -> None:
+    """Run every study (or --study ones) and write an index page beside the store."""
     from learnmech.lab.runner import run_study
     from learnmech.report.html import write_index
-    from learnmech.studies import list_studies
+    from learnmech.studies import get_study, list_studies
 
     _check_store_path(store)
+    studies = [get_study(n) for n in only] if only else list_studies()
     entries = []
-    for s in list_studies():
-        cb, ctx = _progress(quiet or as_json)
-        with ctx:
-            res = run_study(s.name, scale=scale, store=store, progress=cb)
-        entry = res.as_json() | {"title": s.title}
+    for s in studies:
+        runs = [None, *(c.name for c in s.controls)] if controls else [None]
+        entry: dict[str, Any] = {}
+        for control in runs:
+            cb, ctx = _progress(quiet or as_json)
+            with ctx:
+                res = run_study(s.name, scale=scale, store=store, progress=cb, control=control)
+            if control is None:
+                entry = res.as_json() | {"title": s.title, "controls": {}}
+            else:
+                entry["controls"][control] = res.control_ok
+            if as_json:
+                click.echo(json.dumps(res.as_json()))
+            else:
+                _print_result(res)
         entries.append(entry)
-        if as_json:
-            click.echo(json.dumps(res.as_json()))
-        else:
-            _print_result(res)
     index = write_index(store.parent / "index.html", entries)
     if not as_json:
         click.echo(f"index: {index}")

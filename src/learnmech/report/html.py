@@ -206,14 +206,22 @@ def write_index(path: Path, entries: Sequence[dict[str, Any]]) -> Path:
             f"<code>{html.escape(k)}</code> = {_fmt(v['value'])}"
             for k, v in list((e.get("metrics") or {}).items())[:4]
         )
+        ctl = e.get("controls") or {}
+        ctl_html = "<br>".join(
+            f'<code>{html.escape(n)}</code> <span class="{"pass" if ok else "fail"}">'
+            f"{'failed as it must' if ok else 'did not fail'}</span>"
+            for n, ok in ctl.items()
+        )
         rows.append(
             f"<tr><td><code>{html.escape(e['study'])}</code></td>"
             f"<td>{html.escape(e.get('title', ''))}</td>"
-            f'<td class="{vclass}">{html.escape(verdict)}</td><td>{ms}</td><td>{link}</td></tr>'
+            f'<td class="{vclass}">{html.escape(verdict)}</td><td>{ms}</td><td>{ctl_html}</td>'
+            f"<td>{link}</td></tr>"
         )
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>learnmech lab</title>
 <style>{_CSS}</style></head><body><h1>learnmech lab</h1>
-<table><tr><th>study</th><th>claim</th><th>verdict</th><th>headline metrics</th><th></th></tr>
+<table><tr><th>study</th><th>claim</th><th>verdict</th><th>headline claims</th>
+<th>negative controls</th><th></th></tr>
 {"".join(rows)}</table></body></html>"""
     _atomic_write(path, page)
     return path

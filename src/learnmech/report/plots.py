@@ -96,10 +96,7 @@ def band(
 
 
 def _width_colors(widths: list[int]) -> dict[int, Any]:
-    plt = _plt()
-    cmap = plt.get_cmap("viridis")
-    n = max(len(widths) - 1, 1)
-    return {w: cmap(0.1 + 0.8 * i / n) for i, w in enumerate(widths)}
+    return dict(zip(widths, colors(len(widths)), strict=True))
 
 
 def _loss_panel(ax, th, per, key: str, pred: np.ndarray, colors) -> None:  # type: ignore[no-untyped-def]
@@ -142,8 +139,8 @@ def _outputs_panel(ax, th, per, colors) -> None:  # type: ignore[no-untyped-def]
 
 def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
     ws = np.array(sorted(per), dtype=float)
-    v = np.array([per[w]["seed_err"] for w in sorted(per)])
-    se = np.array([per[w]["seed_err_se"] for w in sorted(per)])
+    v = np.array([per[w]["seed_err"][0] for w in sorted(per)])
+    se = np.array([per[w]["seed_err"][1] for w in sorted(per)])
     ax.errorbar(ws, v, yerr=2 * se, fmt="o", color="C0", ms=4)
     fit = fit_power_law(ws, v, se)
     ax.plot(
@@ -154,8 +151,8 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
         label="per-net deviation from linearization: "
         f"slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}",
     )
-    v = np.array([per[w]["mean_err"] for w in sorted(per)])
-    se = np.array([per[w]["mean_err_se"] for w in sorted(per)])
+    v = np.array([per[w]["mean_err"][0] for w in sorted(per)])
+    se = np.array([per[w]["mean_err"][1] for w in sorted(per)])
     pos = v > 0  # the debiased estimate is 0 where the bias is below the seed noise
     ax.errorbar(
         ws[pos],
@@ -184,7 +181,7 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
             lw=1,
             label=f"{label}: slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}",
         )
-    first = per[sorted(per)[0]]["seed_err"]
+    first = per[sorted(per)[0]]["seed_err"][0]
     ax.plot(ws, first * (ws / ws[0]) ** -0.5, "k:", lw=1, label="∝ width^−1/2")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -193,12 +190,11 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
 
 
 def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: ignore[no-untyped-def]
-    plt = _plt()
     outdir.mkdir(parents=True, exist_ok=True)
     colors = _width_colors(sorted(per))
     figs = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = subplots(1, 2, figsize=(10, 4))
     _loss_panel(axes[0], th, per, "train_loss", th["pred"].expected_train_loss, colors)
     _loss_panel(axes[1], th, per, "test_loss", th["pred"].expected_test_loss, colors)
     axes[0].legend(fontsize=7)
@@ -214,7 +210,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
         )
     )
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = subplots(figsize=(7, 4))
     _outputs_panel(ax, th, per, colors)
     ax.legend(fontsize=7)
     ax.set_title(f"Test outputs after {cfg.steps} steps")
@@ -229,7 +225,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
         )
     )
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     _scaling_panel(ax, per)
     ax.legend(fontsize=7)
     ax.set_title("Distance from the infinite-width limit vs width")
@@ -242,7 +238,7 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
         )
     )
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    fig, axes = subplots(1, 3, figsize=(15, 4.2))
     _outputs_panel(axes[0], th, per, colors)
     axes[0].legend(fontsize=6)
     axes[0].set_title("test outputs: measured vs predicted")
