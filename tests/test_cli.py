@@ -99,7 +99,7 @@ def test_lab_runs_studies_and_their_controls(tmp_path):
     res = _learnmech(
         "lab",
         "--study",
-        "neural-collapse",
+        "feature-ansatz",
         "--controls",
         "--json",
         "--store",
@@ -108,7 +108,7 @@ def test_lab_runs_studies_and_their_controls(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     outs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    assert [o.get("control", {}).get("name") for o in outs] == [None, "frozen-features"]
+    assert [o.get("control", {}).get("name") for o in outs] == [None, "shuffled-labels"]
     assert outs[0]["verdict"] == "pass" and outs[1]["control"]["as_expected"] is True
     html = (tmp_path / "runs" / outs[0]["run_id"] / "report.html").read_text()
     assert "data:image/png;base64" in html and "Can this test fail?" in html

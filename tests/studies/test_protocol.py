@@ -23,7 +23,6 @@ LEGACY = {
     "linear-scaling-rule",
     "lr-transfer",
     "universality",
-    "feature-ansatz",
     "data-spectra",
 }
 
