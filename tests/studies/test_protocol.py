@@ -23,7 +23,6 @@ LEGACY = {
     "linear-scaling-rule",
     "lr-transfer",
     "universality",
-    "data-spectra",
 }
 
 NAMES = list(_registry())

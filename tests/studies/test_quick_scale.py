@@ -48,6 +48,7 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     "wide-nets": ({"output_deviation_exponent"}, _wide_nets),
     "neural-collapse": (set(), _neural_collapse),
     "feature-ansatz": (set(), _feature_ansatz),
+    "data-spectra": (set(), lambda res, m: m["planted_exponent"].kind == "within"),
 }
 
 #: per control, extra checks that it fails for the right reason
@@ -125,7 +126,6 @@ LEGACY_CHECKS = {
         "depth_depth-mup_shift_log2",
     ],
     "universality": ["init_nngp_exponent_error", "init_cross_seed_exponent_error"],
-    "data-spectra": ["planted_exponent_error"],
 }
 
 
