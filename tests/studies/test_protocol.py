@@ -20,7 +20,6 @@ LEGACY = {
     "scaling-laws",
     "edge-of-stability",
     "critical-batch-size",
-    "linear-scaling-rule",
     "lr-transfer",
     "universality",
 }
