@@ -11,34 +11,48 @@ cancel by the symmetry, for the full-batch loss and for every minibatch loss ali
 * measure — real training (torch.optim.SGD) of a depth-3 linear net and a one-hidden-layer
   ReLU MLP; the invariants before and after, and the accumulated η²Σ(g gᵀ − …) from the
   gradients actually applied.
-* compare — (i) measured drift = accumulated η²-terms (an identity; float64 rounding);
-  (ii) drift exponent in η under GD: fitted per seed with the next order as a free term,
-  it must be 1 within 3 standard errors plus the fit's truncation estimate; (iii) the SGD
-  drift's slope in 1/B is positive.
+
+Claims (95% bounds over seeds):
+
+* (i) measured drift = accumulated η²-terms: an identity, checked against its float64
+  rounding bound (``exact``);
+* (ii) the drift exponent in η under GD, fitted per seed with the next order as a free
+  term (log D = c + p log η + q η), is 1 within η_max (``within``): D = c·η(1 + aη + bη²
+  + …), and after q absorbs the O(η) term the remaining bias of p is O(η_max²) ≤ η_max.
+  The change in p when an η² term is added is reported (truncation), not added to the
+  tolerance;
+* (iii) under SGD the drift grows with the noise: the weighted slope of D in 1/B is
+  positive (``above`` 0).
+
+Negative control ``weight-decay``: weight decay λ breaks the symmetry itself (gradient
+flow then shrinks C as e^{−2λt}), so the drift at fixed time no longer vanishes with η
+and the exponent claim must fail.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
+from learnmech.claims import Estimate, above, exact, reported, within
 from learnmech.measure.invariants import balancedness, neuron_balance
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.nets.mlp import MLP
-from learnmech.stats import fit_power_law, mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
+from learnmech.records import Curve, Figure, Metric
+from learnmech.report.plots import save_png, subplots
+from learnmech.stats import mean_se
+from learnmech.studies.base import Control, Study, StudyConfig, Trials
 
 __all__ = ["Conservation", "ConservationConfig"]
 
 
 class ConservationConfig(StudyConfig):
-    nets: list[str] = Field(default_factory=lambda: ["linear", "relu"])
+    nets: list[Literal["linear", "relu"]] = Field(default_factory=lambda: ["linear", "relu"])
     lrs: list[float] = Field(default_factory=lambda: [0.08, 0.04, 0.02, 0.01])
     batch_sizes: list[int] = Field(default_factory=lambda: [4, 8, 16, 32])
     sgd_lr: float = Field(0.02, gt=0, le=1)
@@ -46,12 +60,15 @@ class ConservationConfig(StudyConfig):
     samples: int = Field(64, ge=2, le=100_000)
     in_dim: int = Field(5, ge=1, le=1024)
     width: int = Field(16, ge=1, le=4096)
+    weight_decay: float = Field(0.0, ge=0, le=1, description="breaks the symmetry (control)")
     data_seed: int = Field(0, ge=0)
 
     @field_validator("nets")
     @classmethod
     def _nets(cls, v: list[str]) -> list[str]:
-        return subset_of(v, ("linear", "relu"), "nets")
+        if not v or len(set(v)) != len(v):
+            raise ValueError("nets must be a non-empty list without repeats")
+        return v
 
     @field_validator("lrs")
     @classmethod
@@ -135,6 +152,14 @@ class Conservation(Study):
         "quick": {"seeds": 4},
         "full": {"seeds": 16, "lrs": [0.16, 0.08, 0.04, 0.02, 0.01, 0.005]},
     }
+    controls = (
+        Control(
+            "weight-decay",
+            {"weight_decay": 0.05, "batch_sizes": [8, 32]},
+            ("*_gd_drift_exponent",),
+            "weight decay breaks the rescaling symmetry: C decays as e^{−2λt} at any η",
+        ),
+    )
 
     def grid(self, cfg: ConservationConfig) -> list[dict[str, Any]]:
         pts: list[dict[str, Any]] = []
@@ -154,20 +179,20 @@ class Conservation(Study):
     def measure(
         self, cfg: ConservationConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        X, Y = _data(cfg)
+        X, Y = (t.to(device) for t in _data(cfg))
         kind, lr, batch = point["net"], float(point["lr"]), int(point["batch"])
         steps = round(cfg.time / lr)
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             torch.manual_seed(10_000 + seed)
-            net = _model(kind, cfg, seed)
+            net = _model(kind, cfg, seed).to(device)
             c0 = _invariants(kind, net).clone()
             acc = torch.zeros_like(c0)
-            opt = torch.optim.SGD(net.parameters(), lr=lr)
+            opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=cfg.weight_decay)
             gen = torch.Generator().manual_seed(seed)
             for _ in range(steps):
                 if batch:
-                    idx = torch.randint(0, cfg.samples, (batch,), generator=gen)
+                    idx = torch.randint(0, cfg.samples, (batch,), generator=gen).to(device)
                     xb, yb = X[idx], Y[idx]
                 else:
                     xb, yb = X, Y
@@ -197,160 +222,99 @@ class Conservation(Study):
             ]
         return out
 
-    def _table(self, cfg: ConservationConfig, trials: list[TrialResult]) -> dict[str, Any]:
-        tab: dict[str, Any] = {}
-        for net in cfg.nets:
-            for opt in ("gd", "sgd"):
-                pts: dict[float, list[float]] = {}
-                for t in trials:
-                    if t.status != "ok" or t.point["net"] != net or t.point["optimizer"] != opt:
-                        continue
-                    key = float(t.point["lr"]) if opt == "gd" else float(t.point["batch"])
-                    pts.setdefault(key, []).append(t.curve("drift").values[0])
-                tab[f"{net}/{opt}"] = {
-                    k: mean_se(np.array(v)) for k, v in sorted(pts.items()) if len(v) >= 2
-                }
-        return tab
+    def analyze(self, cfg: ConservationConfig, theory: list[Curve], trials: Trials) -> dict:
+        """Per net: GD drift per seed × η, SGD drift per seed × B, identity checks."""
+        out: dict[str, Any] = {"nets": {}}
+        gaps = [t.curve("identity_gap_over_rounding_bound") for t in trials]
+        rels = [t.curve("identity_rel_error") for t in trials]
+        out["gap"] = max((c.values[0] for c in gaps if c is not None), default=math.nan)
+        out["rel"] = max((c.values[0] for c in rels if c is not None), default=math.nan)
+        for net, ts in trials.by("net").items():
+            r: dict[str, Any] = {}
+            for opt, key in (("gd", "lr"), ("sgd", "batch")):
+                to = ts.where(optimizer=opt)
+                xs = to.values(key)
+                cols = [to.where(**{key: x}).stack("drift")[1][:, 0] for x in xs]
+                n = min((c.size for c in cols), default=0)
+                r[opt] = (np.array(xs, float), np.stack([c[:n] for c in cols], 1) if n else None)
+            out["nets"][net] = r
+        return out
 
-    def compare(
-        self, cfg: ConservationConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        metrics: list[Metric] = []
-        ok = [t for t in trials if t.status == "ok"]
-        if ok:
-            have = [t for t in ok if t.curve("identity_gap_over_rounding_bound") is not None]
-            if have:
-                worst = max(t.curve("identity_gap_over_rounding_bound").values[0] for t in have)
-                rel = max(t.curve("identity_rel_error").values[0] for t in have)
-                metrics.append(
-                    Metric(
-                        "drift_identity_gap_over_rounding_bound",
-                        worst,
-                        1.0,
-                        "<=",
-                        description="max over runs of ‖ΔC − η²Σ_steps(g_in g_inᵀ − g_outᵀg_out)‖ "
-                        "over its float64 rounding bound 16·steps·eps·(‖C₀‖ + Σ‖W‖²); the "
-                        f"largest relative gap is {rel:.1e}",
-                    )
-                )
-        tab = self._table(cfg, trials)
-        for net in cfg.nets:
-            gd = tab.get(f"{net}/gd", {})
-            if len(gd) >= 2:
-                lrs = np.array(sorted(gd))
-                fit = fit_power_law(lrs, [gd[x][0] for x in lrs], [gd[x][1] for x in lrs])
-                metrics.append(
-                    Metric(
-                        f"{net}_gd_drift_exponent",
-                        fit.exponent,
-                        None,
-                        stderr=fit.exponent_se,
-                        description="plain log–log slope of drift vs η at fixed time "
-                        f"t = {cfg.time:g} (theory → 1 as η → 0)",
-                    )
-                )
-                per_seed: dict[int, dict[float, float]] = {}
-                for t in ok:
-                    if t.point["net"] == net and t.point["optimizer"] == "gd":
-                        per_seed.setdefault(t.seed, {})[float(t.point["lr"])] = t.curve(
-                            "drift"
-                        ).values[0]
-                ps = [
-                    _exponents(lrs, np.array([d[x] for x in lrs]))
-                    for d in per_seed.values()
-                    if len(d) == lrs.size
-                ]
-                if len(ps) >= 2 and lrs.size >= 3:
-                    p3 = np.array([a for a, _ in ps])
-                    trunc = float(np.mean([abs(a - b) for a, b in ps]))
-                    se = float(p3.std(ddof=1) / math.sqrt(p3.size))
-                    metrics.append(
-                        Metric(
-                            f"{net}_gd_drift_exponent_error",
-                            abs(float(p3.mean()) - 1),
-                            3 * se + trunc,
-                            "<=",
-                            stderr=se,
-                            description="per seed, fit log D = c + p·log η + q·η (q: the next "
-                            f"order); |mean p − 1| (p = {p3.mean():.4f}; theory 1); tolerance "
-                            "3 SE over seeds + the change in p when an η² term is added "
-                            "(truncation estimate)",
-                        )
-                    )
-            sgd = tab.get(f"{net}/sgd", {})
-            if len(sgd) >= 2:
-                inv_b = np.array([1 / b for b in sorted(sgd)])
-                y = np.array([sgd[b][0] for b in sorted(sgd)])
-                se = np.array([sgd[b][1] for b in sorted(sgd)])
-                w = 1 / np.maximum(se, 1e-300) ** 2
-                A = np.stack([np.ones_like(inv_b), inv_b], 1)
-                cov = np.linalg.inv(A.T @ (A * w[:, None]))
-                coef = cov @ (A.T @ (w * y))
-                slope, slope_se = float(coef[1]), float(math.sqrt(cov[1, 1]))
-                metrics.append(
-                    Metric(
-                        f"{net}_sgd_drift_slope_in_1_over_B_z",
-                        slope / slope_se,
-                        2.0,
-                        ">=",
-                        description="weighted fit drift = a + b/B at fixed η: b in standard "
-                        f"errors (b = {slope:.3g} ± {slope_se:.2g}); noise makes it positive",
-                    )
-                )
-        metrics.append(failures_metric(trials))
-        return metrics
-
-    def figures(
-        self,
-        cfg: ConservationConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
-        from learnmech.report.plots import _plt, save_png
-
-        tab = self._table(cfg, trials)
-        plt = _plt()
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-        for net in cfg.nets:
-            gd = tab.get(f"{net}/gd", {})
-            if gd:
-                x = np.array(sorted(gd))
-                m = np.array([gd[k][0] for k in x])
-                se = np.array([gd[k][1] for k in x])
-                a1.errorbar(x, m, 2 * se, marker="o", capsize=3, label=net)
-                a1.plot(x, m[-1] * x / x[-1], "k--", lw=1)
-            sgd = tab.get(f"{net}/sgd", {})
-            if sgd:
-                b = np.array(sorted(sgd))
-                a2.errorbar(
-                    1 / b,
-                    [sgd[k][0] for k in b],
-                    [2 * sgd[k][1] for k in b],
-                    marker="o",
-                    capsize=3,
-                    label=net,
-                )
-        a1.set(
-            xscale="log",
-            yscale="log",
-            xlabel="learning rate η (GD, fixed t = η·steps)",
-            ylabel="relative drift of the invariants",
-            title="dashed: slope 1 (theory)",
-        )
-        a2.set(
-            xlabel="1 / batch size (SGD)",
-            ylabel="relative drift",
-            title=f"SGD at η = {cfg.sgd_lr:g}",
-        )
-        a1.legend()
-        a2.legend()
-        p = save_png(fig, outdir / "conservation.png")
-        return [
-            Figure(
-                p,
-                "Drift of the conserved quantities: linear in η at fixed training "
-                "time under GD (left), growing with SGD noise 1/B (right); ±2 SE.",
+    def claims(self, cfg: ConservationConfig, s: dict) -> list[Metric]:
+        out = [
+            exact(
+                "drift_identity_gap_over_rounding_bound",
+                s["gap"],
+                1.0,
+                description="max over runs of ‖ΔC − η²Σ_steps(g_in g_inᵀ − g_outᵀg_out)‖ over "
+                "its float64 rounding bound 16·steps·eps·(‖C₀‖ + Σ‖W‖²); the largest "
+                f"relative gap is {s['rel']:.1e}",
             )
         ]
+        for net, r in s["nets"].items():
+            lrs, d = r["gd"]
+            if d is not None and lrs.size >= 3 and d.shape[0] >= 2:
+                ps = [_exponents(lrs, row) for row in d]
+                p3 = np.array([a for a, _ in ps])
+                out.append(
+                    within(
+                        f"{net}_gd_drift_exponent",
+                        Estimate.of(p3),
+                        1.0,
+                        float(lrs.max()),
+                        level=self.level,
+                        description="per seed, fit log D = c + p·log η + q·η; mean p vs "
+                        "theory 1, tolerance η_max (the O(η²) remainder)",
+                    )
+                )
+                out.append(
+                    reported(
+                        f"{net}_gd_drift_exponent_truncation",
+                        float(np.mean([abs(a - b) for a, b in ps])),
+                        description="mean change in p when an η² term is added to the fit",
+                    )
+                )
+            bs, d = r["sgd"]
+            if d is not None and bs.size >= 2:
+                m, se = mean_se(d)
+                w = 1 / np.maximum(se, 1e-300) ** 2
+                A = np.stack([np.ones_like(bs), 1 / bs], 1)
+                cov = np.linalg.inv(A.T @ (A * w[:, None]))
+                coef = cov @ (A.T @ (w * m))
+                slope = Estimate(float(coef[1]), math.sqrt(cov[1, 1]), d.shape[0] - 1)
+                out.append(
+                    above(
+                        f"{net}_sgd_drift_slope_in_1_over_B",
+                        slope,
+                        0.0,
+                        level=self.level,
+                        strict=True,
+                        description="weighted fit drift = a + b/B at fixed η: noise makes b > 0",
+                    )
+                )
+        return out
+
+    def figures(self, cfg: ConservationConfig, s: dict, outdir: Path) -> list[Figure]:
+        fig, (a1, a2) = subplots(1, 2, figsize=(9, 3.6))
+        for net, r in s["nets"].items():
+            x, d = r["gd"]
+            if d is not None:
+                m, se = mean_se(d)
+                a1.errorbar(x, m, 2 * se, marker="o", capsize=3, label=net)
+                a1.plot(x, m[-1] * x / x[-1], "k--", lw=1)
+            b, d = r["sgd"]
+            if d is not None:
+                m, se = mean_se(d)
+                a2.errorbar(1 / b, m, 2 * se, marker="o", capsize=3, label=net)
+        a1.set(xscale="log", yscale="log", xlabel="learning rate η (GD, fixed t = η·steps)")
+        a1.set(ylabel="relative drift of the invariants", title="dashed: slope 1 (theory)")
+        a2.set(xlabel="1 / batch size (SGD)", ylabel="relative drift")
+        a2.set_title(f"SGD at η = {cfg.sgd_lr:g}")
+        for a in (a1, a2):
+            if a.get_legend_handles_labels()[0]:
+                a.legend()
+        caption = (
+            "Drift of the conserved quantities: linear in η at fixed training time under GD "
+            "(left), growing with SGD noise 1/B (right); ±2 SE."
+        )
+        return [Figure(save_png(fig, outdir / "conservation.png"), caption)]
