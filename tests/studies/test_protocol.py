@@ -15,7 +15,6 @@ from learnmech.studies.base import Study
 LEGACY = {
     "learning-curves",
     "deep-linear",
-    "lazy-rich",
     "scaling-laws",
     "edge-of-stability",
     "critical-batch-size",

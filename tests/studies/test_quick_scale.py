@@ -53,6 +53,7 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # break (k = 125) is where the step crosses 2/λ, so it cannot be credited to B_crit
     "linear-scaling-rule": ({"sgd_linear_large_k_break"}, lambda res, m: None),
     "conservation": (set(), lambda res, m: m["linear_gd_drift_exponent"].kind == "within"),
+    "lazy-rich": (set(), lambda res, m: m["weight_change_exponent"].kind == "slope"),
 }
 
 #: per control, extra checks that it fails for the right reason
@@ -116,7 +117,6 @@ LEGACY_CHECKS = {
     # study: claims that must be present and pass (the verdict must be "pass")
     "learning-curves": ["synthetic_max_error_over_tolerance", "digits_max_error_over_tolerance"],
     "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
-    "lazy-rich": ["weight_change_exponent_error", "alignment_gain_rich_minus_lazy_z"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
     "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
     "critical-batch-size": ["b_crit_outside_noise_scale_range"],

@@ -22,12 +22,28 @@ the linearized prediction ‖f_T − f_lin,T‖/‖f_lin,T‖ on test points. Fo
 discontinuous, so at moderate α the linearization error falls more slowly than α⁻¹ (a
 fraction O(1/α) of activation patterns flip); it is reported, and scored only for its sign
 of trend. To keep every α stable the step is η·min(1, α) and the number of steps
-T/min(1, α): all runs train for the same time.
+T/min(1, α): all runs train for the same time. Every α of one seed starts from the same
+init, so comparisons across α are paired over seeds.
+
+Claims (95% bounds over seeds):
+
+* the local slope of the relative weight change vs α between the two largest α is −1
+  within 1/α at the pair's lower end (``within``): Chizat et al.'s Δθ = O(1/α) with an
+  O(1/α²) next order. The slope's change from the previous pair is reported, not added
+  to the tolerance;
+* the linearized-prediction error, its train-loss curve error and the kernel change fall
+  with α ≥ 1 (fitted exponent ``below`` 0);
+* at the rich end the neurons align with the teacher: the gain in the mass fraction
+  within 10° of a teacher direction is at least the chance fraction (k teachers ·
+  20°/360°, what isotropic directions have), i.e. alignment at least doubles
+  (``above``); and the gain exceeds the lazy end's (paired, ``above`` 0).
+
+Negative control ``all-lazy``: α ∈ {10, 30, 100}: the smallest α is already lazy, so the
+"rich end" must not align and both alignment claims must fail.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -36,9 +52,10 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
-from learnmech.stats import fit_power_law, mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.claims import Estimate, above, below, fit_slope, reported, within
+from learnmech.records import Curve, Figure, Metric
+from learnmech.stats import mean_se
+from learnmech.studies.base import Control, Study, StudyConfig, Trials
 
 __all__ = ["LazyRich", "LazyRichConfig"]
 
@@ -77,9 +94,7 @@ def _teacher(cfg: LazyRichConfig) -> torch.Tensor:
     return torch.stack([torch.cos(ang), torch.sin(ang)], 1)
 
 
-@functools.lru_cache(maxsize=4)
-def _data(cfg_json: str) -> dict[str, torch.Tensor]:
-    cfg = LazyRichConfig.model_validate_json(cfg_json)
+def _data(cfg: LazyRichConfig) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.data_seed)
     X = torch.randn(cfg.n_train, 2, generator=g, dtype=torch.float64)
     Xt = torch.randn(cfg.n_test, 2, generator=g, dtype=torch.float64)
@@ -118,9 +133,20 @@ class LazyRich(Study):
             "widths": [200, 1000],
         },
     }
+    controls = (
+        Control(
+            "all-lazy",
+            {"alphas": [10.0, 30.0, 100.0]},
+            ("alignment_gain@alpha*", "alignment_gain_rich_minus_lazy"),
+            "the smallest α is already lazy: no end of the sweep is rich",
+        ),
+    )
 
     def grid(self, cfg: LazyRichConfig) -> list[dict[str, Any]]:
         return [{"alpha": a, "width": w} for w in cfg.widths for a in cfg.alphas]
+
+    def setup(self, cfg: LazyRichConfig) -> dict[str, torch.Tensor]:
+        return _data(cfg)
 
     def predict(self, cfg: LazyRichConfig) -> list[Curve]:
         al = np.array(cfg.alphas)
@@ -130,7 +156,7 @@ class LazyRich(Study):
     def measure(
         self, cfg: LazyRichConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        d = _data(cfg.model_dump_json())
+        d = self.state(cfg)
         dev = torch.device(device)
         X, Xt, y, yt = (d[k].to(dev) for k in ("X", "Xt", "y", "yt"))
         Wt = _teacher(cfg).to(dev)
@@ -207,185 +233,141 @@ class LazyRich(Study):
             out[seed] = curves
         return out
 
-    def _table(self, cfg: LazyRichConfig, trials: list[TrialResult]) -> dict[float, dict[str, Any]]:
-        tab: dict[float, dict[str, Any]] = {}
-        for a in cfg.alphas:
-            ok = [t for t in trials if t.status == "ok" and t.point["alpha"] == a]
-            ok = [t for t in ok if t.curve("weight_change") is not None]
-            if len(ok) < 2:
-                continue
-            row: dict[str, Any] = {"n": len(ok)}
-            for key in (
-                "weight_change",
-                "kernel_change",
-                "alignment",
-                "alignment_init",
-                "test_loss",
-                "lin_test_loss",
-                "lin_error",
-                "loss_curve_error",
-            ):
-                if all(t.curve(key) is not None for t in ok):  # older runs may lack a curve
-                    row[key] = mean_se(np.array([t.curve(key).values[0] for t in ok]))
-            row["align_gain"] = mean_se(
-                np.array(
-                    [
-                        t.curve("alignment").values[0] - t.curve("alignment_init").values[0]
-                        for t in ok
-                    ]
-                )
-            )
-            tab[a] = row
-        return tab
+    KEYS = (
+        "weight_change",
+        "kernel_change",
+        "alignment",
+        "alignment_init",
+        "test_loss",
+        "lin_test_loss",
+        "lin_error",
+        "loss_curve_error",
+    )
 
-    def compare(
-        self, cfg: LazyRichConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        metrics: list[Metric] = []
-        for w in cfg.widths:
-            mine = [t for t in trials if t.point.get("width") == w]
-            part = self._compare_width(cfg, mine)
-            if len(cfg.widths) > 1:
+    def analyze(self, cfg: LazyRichConfig, theory: list[Curve], trials: Trials) -> dict:
+        """width → α → {observable: per-seed values (seed order)}, plus the trials."""
+        out: dict[int, Any] = {}
+        for w, tw in trials.by("width").items():
+            tab: dict[float, dict[str, Any]] = {}
+            for a, ta in tw.has("weight_change").by("alpha").items():
+                row = {k: ta.last(k) for k in self.KEYS}
+                row["seeds"] = ta.seeds
+                row["align_gain"] = row["alignment"] - row["alignment_init"]
+                tab[float(a)] = row
+            out[w] = {"tab": tab, "trials": list(tw)}
+        return out
+
+    def claims(self, cfg: LazyRichConfig, s: dict) -> list[Metric]:
+        out: list[Metric] = []
+        for w, r in s.items():
+            part = self._claims_width(r["tab"], len(cfg.teacher_angles_deg))
+            if len(s) > 1:
                 for m in part:
                     m.name = f"{m.name}@m{w}"
-            metrics += part
-        missing = sum(t.status == "ok" and t.curve("weight_change") is None for t in trials)
-        metrics.append(failures_metric(trials, extra=missing))
-        return metrics
+            out += part
+        return out
 
-    def _compare_width(self, cfg: LazyRichConfig, trials: list[TrialResult]) -> list[Metric]:
-        tab = self._table(cfg, trials)
-        metrics: list[Metric] = []
+    def _claims_width(self, tab: dict[float, dict[str, Any]], teachers: int) -> list[Metric]:
+        out: list[Metric] = []
+        chance = teachers * 2 * ALIGN_DEG / 360
         lazy = [a for a in sorted(tab) if a >= 3]
         if len(lazy) >= 3:
-            # per seed (same init at every α): local slopes of log Δθ vs log α between the two
-            # largest α and the next pair; theory −1 + O(1/α), so the slope's change between
-            # the pairs estimates the remaining O(1/α) bias
-            top = lazy[-3:]
-            per_seed: dict[int, dict[float, float]] = {}
-            for t in trials:
-                if t.status == "ok" and t.point["alpha"] in top and t.curve("weight_change"):
-                    per_seed.setdefault(t.seed, {})[t.point["alpha"]] = t.curve(
-                        "weight_change"
-                    ).values[0]
-            sl = np.array(
-                [
-                    [
-                        math.log(d[top[2]] / d[top[1]]) / math.log(top[2] / top[1]),
-                        math.log(d[top[1]] / d[top[0]]) / math.log(top[1] / top[0]),
-                    ]
-                    for d in per_seed.values()
-                    if len(d) == 3
-                ]
-            )
-            if len(sl) >= 2:
-                slope, se = float(sl[:, 0].mean()), float(sl[:, 0].std(ddof=1) / math.sqrt(len(sl)))
-                trunc = abs(float((sl[:, 0] - sl[:, 1]).mean()))
-                metrics.append(
-                    Metric(
-                        "weight_change_exponent_error",
-                        abs(slope + 1),
-                        3 * se + trunc,
-                        "<=",
-                        stderr=se,
-                        description=f"|local slope of relative weight change vs α between "
-                        f"α={top[1]:g} and {top[2]:g}, + 1| (slope {slope:.4f}; theory −1, "
-                        "Chizat et al. 2019 Thm 2.2); tolerance 3 SE over seeds + the slope's "
-                        "change from the previous pair (the O(1/α) next order)",
+            t0, t1, t2 = lazy[-3:]
+            d0, d1, d2 = (tab[a]["weight_change"] for a in (t0, t1, t2))
+            if d0.size == d1.size == d2.size:
+                s_top = np.log(d2 / d1) / math.log(t2 / t1)
+                s_prev = np.log(d1 / d0) / math.log(t1 / t0)
+                out.append(
+                    within(
+                        "weight_change_exponent",
+                        Estimate.of(s_top),
+                        -1.0,
+                        1.0 / t1,
+                        level=self.level,
+                        kind="slope",
+                        description=f"local slope of the relative weight change vs α between "
+                        f"α={t1:g} and {t2:g} (theory −1, Chizat et al. 2019 Thm 2.2); "
+                        f"tolerance 1/α = {1 / t1:.3g} (the next order)",
                     )
                 )
-        if len(tab) >= 2:
-            al = np.array(sorted(tab))
-            lo, hi = al[0], al[-1]
-            big = al[al >= 1] if (al >= 1).sum() >= 2 else al
-            for key, label in (
-                ("lin_error", "linearized-prediction error"),
-                ("loss_curve_error", "train-loss curve error of the linearized prediction"),
-                ("kernel_change", "relative kernel change"),
-            ):
-                if any(key not in tab[a] for a in big):
-                    continue
-                fit = fit_power_law(
-                    big, [tab[a][key][0] for a in big], [tab[a][key][1] for a in big]
-                )
-                metrics.append(
-                    Metric(
-                        f"{key}_exponent_upper_2se",
-                        fit.exponent + 2 * fit.exponent_se,
-                        0.0,
-                        "<",
-                        description=f"{label} falls with α (α ≥ 1): slope + 2 SE < 0 "
-                        f"(slope {fit.exponent:.2f} ± {fit.exponent_se:.2f})",
+                out.append(
+                    reported(
+                        "weight_change_exponent_truncation",
+                        Estimate.of(s_top - s_prev),
+                        description="the slope's change from the previous pair of α",
                     )
                 )
-            for a_ in (hi, lo):
-                if "loss_curve_error" in tab[a_]:
-                    metrics.append(
-                        Metric(
-                            f"loss_curve_error@alpha{a_:g}",
-                            tab[a_]["loss_curve_error"][0],
-                            None,
-                            stderr=tab[a_]["loss_curve_error"][1],
-                            description="max over steps of |L_t − L_lin,t| / L_0: the train-loss "
-                            "curve against the linearized model's",
-                        )
-                    )
-            metrics.append(
-                Metric(
-                    f"lin_error@alpha{hi:g}",
-                    tab[hi]["lin_error"][0],
-                    None,
-                    stderr=tab[hi]["lin_error"][1],
-                    description="‖f_T − f_lin,T‖/‖f_lin,T‖ on test points, lazy end",
+        if len(tab) < 2:
+            return out
+        al = np.array(sorted(tab))
+        lo, hi = al[0], al[-1]
+        big = al[al >= 1] if (al >= 1).sum() >= 2 else al
+        for key, label in (
+            ("lin_error", "linearized-prediction error"),
+            ("loss_curve_error", "train-loss curve error of the linearized prediction"),
+            ("kernel_change", "relative kernel change"),
+        ):
+            v = [Estimate.of(tab[a][key]) for a in big]
+            fit = fit_slope(big, [e.value for e in v], [e.se for e in v])
+            out.append(
+                below(
+                    f"{key}_exponent",
+                    fit.exponent,
+                    0.0,
+                    level=self.level,
+                    strict=True,
+                    description=f"{label} falls with α (α ≥ 1): fitted log–log slope",
                 )
             )
-            metrics.append(
-                Metric(
-                    f"lin_error@alpha{lo:g}",
-                    tab[lo]["lin_error"][0],
-                    None,
-                    stderr=tab[lo]["lin_error"][1],
-                    description="the same at the rich end",
+        for a in (hi, lo):
+            out.append(
+                reported(
+                    f"loss_curve_error@alpha{a:g}",
+                    Estimate.of(tab[a]["loss_curve_error"]),
+                    description="max over steps of |L_t − L_lin,t| / L_0",
                 )
             )
-            g, gse = tab[lo]["align_gain"]
-            metrics.append(
-                Metric(
-                    f"alignment_gain_z@alpha{lo:g}",
-                    float(g / gse) if gse > 0 else float("inf") * np.sign(g),
-                    3.0,
-                    ">=",
-                    description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
-                    f"teacher direction, in SE (gain {g:.3f} ± {gse:.3f}); neurons align",
+            out.append(
+                reported(
+                    f"lin_error@alpha{a:g}",
+                    Estimate.of(tab[a]["lin_error"]),
+                    description="‖f_T − f_lin,T‖/‖f_lin,T‖ on test points",
                 )
             )
-            g_hi, se_hi = tab[hi]["align_gain"]
-            diff, dse = g - g_hi, math.hypot(gse, se_hi)
-            metrics.append(
-                Metric(
-                    "alignment_gain_rich_minus_lazy_z",
-                    float(diff / dse) if dse > 0 else float("inf") * np.sign(diff),
-                    3.0,
-                    ">=",
-                    description=f"alignment gain at α={lo:g} minus at α={hi:g}, in SE "
-                    f"({diff:.3f} ± {dse:.3f}; lazy gain {g_hi:.3f})",
-                )
+        out.append(
+            above(
+                f"alignment_gain@alpha{lo:g}",
+                Estimate.of(tab[lo]["align_gain"]),
+                chance,
+                level=self.level,
+                description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
+                f"teacher direction, at least the chance fraction {chance:.3f}",
             )
-        return metrics
+        )
+        if tab[lo]["seeds"] == tab[hi]["seeds"]:
+            d = Estimate.paired(tab[lo]["align_gain"], tab[hi]["align_gain"])
+        else:
+            d = Estimate.of(tab[lo]["align_gain"]) - Estimate.of(tab[hi]["align_gain"])
+        out.append(
+            above(
+                "alignment_gain_rich_minus_lazy",
+                d,
+                0.0,
+                level=self.level,
+                strict=True,
+                description=f"alignment gain at α={lo:g} minus at α={hi:g} (paired over seeds)",
+            )
+        )
+        return out
 
-    def figures(
-        self,
-        cfg: LazyRichConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
+    def figures(self, cfg: LazyRichConfig, s: dict, outdir: Path) -> list[Figure]:
         from learnmech.report import plots
 
-        w = cfg.widths[0]
-        mine = [t for t in trials if t.point.get("width") == w]
-        tab = self._table(cfg, mine)
-        if not tab:
+        r = s.get(cfg.widths[0])
+        if not r or not r["tab"]:
             return []
-        return plots.lazy_rich_figures(cfg, tab, mine, _teacher(cfg).numpy(), outdir)
+        tab = {
+            a: {k: mean_se(v) for k, v in row.items() if k != "seeds"} | {"n": len(row["seeds"])}
+            for a, row in r["tab"].items()
+        }
+        return plots.lazy_rich_figures(cfg, tab, r["trials"], _teacher(cfg).numpy(), outdir)
