@@ -19,7 +19,6 @@ LEGACY = {
     "edge-of-stability",
     "critical-batch-size",
     "lr-transfer",
-    "universality",
 }
 
 NAMES = list(_registry())
