@@ -16,7 +16,7 @@ and ε ∝ 1/√k, Malladi et al. 2022, Def. 4.3), not by η ∝ k.
   draws its own minibatch stream. The base run is repeated with a second stream: the
   floor D₀ is the distance between the two base runs, so D(k) and D₀ are paired (same
   seed, same init, independent streams). The base run also records the top Hessian
-  eigenvalue λ of the training loss at its end.
+  eigenvalue of the full training loss at every mark; λ is its largest value.
 * claims (paired over seeds, 95% bounds) — SGD: D(k) − D₀ ≤ 0.05 at the smallest k > 1
   (``below``: the curves agree to within 5% in loss beyond seed noise); at the largest k
   whose step kη₀ stays below the stability edge 2/λ, D(k) − D₀ ≥ 0.05 (``above``: the
@@ -85,9 +85,22 @@ class LinearScalingRuleConfig(StudyConfig):
         return v
 
 
+def _sharpness(model: nn.Module, X: torch.Tensor, Y: torch.Tensor) -> float:
+    """Top eigenvalue of the full-batch training loss's Hessian (Lanczos, tol 1e-3)."""
+    H = LossHessian(model, nn.functional.cross_entropy, (X, Y))
+    return float(lanczos(H.matvec, H.dim, 1, tol=1e-3).eigenvalues[0])
+
+
 def _curve(
-    cfg: LinearScalingRuleConfig, rule: str, k: int, seed: int, stream: int, device: str
-) -> tuple[np.ndarray, np.ndarray, nn.Module, torch.Tensor, torch.Tensor]:
+    cfg: LinearScalingRuleConfig,
+    rule: str,
+    k: int,
+    seed: int,
+    stream: int,
+    device: str,
+    sharpness: list[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training loss at the example marks; with ``sharpness`` also λ_max at each mark."""
     X, Y = (t.to(device) for t in digits_subset(cfg.samples, cfg.data_seed))
     n = X.shape[0]
     B = min(cfg.base_batch * k, n)
@@ -120,8 +133,10 @@ def _curve(
         while mi < marks.size and seen >= marks[mi]:
             with torch.no_grad():
                 out.append(float(nn.functional.cross_entropy(model(X), Y)))
+            if sharpness is not None:
+                sharpness.append(_sharpness(model, X, Y))
             mi += 1
-    return marks.astype(np.float64), np.array(out), model, X, Y
+    return marks.astype(np.float64), np.array(out)
 
 
 class LinearScalingRule(Study):
@@ -158,14 +173,13 @@ class LinearScalingRule(Study):
         out: dict[int, list[Curve]] = {}
         rule, k = point["rule"], int(point["k"])
         for seed in seeds:
-            e, loss, model, X, Y = _curve(cfg, rule, k, seed, 1000 * seed + k, device)
+            lam: list[float] | None = [] if k == 1 else None
+            e, loss = _curve(cfg, rule, k, seed, 1000 * seed + k, device, lam)
             curves = [Curve("loss", "examples", e, loss)]
             if k == 1:  # the same init with a second stream: the paired seed floor
-                _, l2, *_ = _curve(cfg, rule, 1, seed, 1000 * seed + 999, device)
+                _, l2 = _curve(cfg, rule, 1, seed, 1000 * seed + 999, device)
                 curves.append(Curve("loss_other_stream", "examples", e, l2))
-                H = LossHessian(model, nn.functional.cross_entropy, (X, Y))
-                lam = float(lanczos(H.matvec, H.dim, 1, tol=1e-4).eigenvalues[0])
-                curves.append(Curve("sharpness_end", "examples", [e[-1]], [lam]))
+                curves.append(Curve("sharpness", "examples", e, lam))
             if not np.all(np.isfinite(loss)):
                 raise FloatingPointError(f"{rule} diverged at k = {k}")
             out[seed] = curves
@@ -184,7 +198,8 @@ class LinearScalingRule(Study):
             seeds = base.seeds
             d0 = np.mean(np.abs(np.log(l1b) - np.log(l1)), axis=1)
             r: dict[str, Any] = {"D": {1: d0}, "excess": {}, "curves": {}, "seeds": seeds}
-            r["sharpness"] = base.has("sharpness_end").last("sharpness_end")
+            _, lam = base.stack("sharpness")
+            r["sharpness"] = lam.max(axis=1) if lam.size else np.zeros(0)
             for k, tk in ts.by("k").items():
                 x, lk = tk.stack("loss")
                 r["curves"][k] = (x, lk)
@@ -226,8 +241,8 @@ class LinearScalingRule(Study):
                     reported(
                         f"{rule}_largest_stable_k",
                         max(stable) if stable else math.nan,
-                        description=f"largest k with kη₀ < 2/λ (λ = {lam:.3g} at the base "
-                        f"run's end; 2/λ = {2 / lam:.3g})",
+                        description=f"largest k with kη₀ < 2/λ (λ = {lam:.3g}, the largest "
+                        f"top Hessian eigenvalue along the base runs; 2/λ = {2 / lam:.3g})",
                     )
                 )
                 if rule == "sgd_linear" and stable and stable[-1] != ks[0]:
