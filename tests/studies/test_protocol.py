@@ -17,7 +17,6 @@ LEGACY = {
     "deep-linear",
     "scaling-laws",
     "edge-of-stability",
-    "critical-batch-size",
     "lr-transfer",
 }
 

@@ -57,6 +57,13 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # finding (power): the init NNGP exponent is −0.980 ± 0.028 at quick scale, its 95%
     # bound 0.069 just outside the a-priori 4/w_min = 0.0625
     "universality": ({"init_nngp_exponent"}, lambda res, m: m["init_cross_seed_exponent"].passed),
+    # findings: S(B) is not a hyperbola within its errors (χ²/dof ≈ 30); B_noise explodes
+    # near the target loss, so its maximum is too uncertain to bound B_crit from above,
+    # and the step-weighted B_noise overshoots B_crit ≈ 90 by a factor of ≈ 70
+    "critical-batch-size": (
+        {"hyperbola_fit", "b_crit_below_max_b_noise", "b_crit_vs_b_noise"},
+        lambda res, m: m["b_crit_above_min_b_noise"].passed,
+    ),
 }
 
 #: per control, extra checks that it fails for the right reason
@@ -122,7 +129,6 @@ LEGACY_CHECKS = {
     "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
     "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
-    "critical-batch-size": ["b_crit_outside_noise_scale_range"],
     "lr-transfer": [
         "mlp_mup_shift_log2",
         "mlp_sp_shift_log2",

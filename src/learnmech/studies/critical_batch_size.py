@@ -14,9 +14,26 @@ the gradient noise scale B_noise = tr(HΣ)/(GᵀHG) (eq. 2.8).
   fewest steps to the target training loss over a learning-rate grid (the model assumes
   the best rate per B; the loss is checked every ≈ n/(8B) steps); B_noise and B_simple
   at log-spaced losses along a full-batch run from init to the target.
-* compare — fit S = S_min + E_min/B (weighted by the seeds' spread), B_crit with its
-  delta-method SE; B_crit must lie in [min B_noise − 2 SE, max B_noise + 2 SE]; the fit's
-  R² and the B_simple/B_noise ratio are reported.
+* analyze — fit S = S_min + E_min/B (weighted by the seeds' spread, floored at the step
+  resolution), B_crit = E_min/S_min with its delta-method SE from the stated errors only
+  (not inflated by the fit's χ²: lack of fit is its own claim).
+
+Claims (95% bounds; degrees of freedom: seeds − 1):
+
+* B_crit lies inside the range of B_noise along the run: B_crit − min B_noise > 0 and
+  max B_noise − B_crit > 0 (``above``; a noisy run can no longer pass by widening);
+* McCandlish et al.'s prediction B_crit ≈ B_noise, with B_noise averaged over the run
+  weighted by full-batch steps (≈ ∫B_noise dS_min / S_min): |log(B_crit / B̄_noise)| ≤
+  log 2 (``within``, agreement to a factor of two; their Fig. 4 shows the spread across
+  tasks);
+* the hyperbola fits the measured S(B) within its errors (``lack_of_fit``).
+
+Reported: B_crit, the fit's R², the B_simple/B_noise ratio.
+
+Negative control ``fixed-lr``: one small learning rate (0.05) for every B. The S–E
+hyperbola with B_crit ≈ B_noise assumes the best rate per batch (McCandlish et al. §2.2:
+ε_opt(B) = ε_max/(1 + B_noise/B)); at a fixed small rate large batches stop saving
+steps far below B_noise, so the B_crit ≈ B̄_noise claim must fail.
 """
 
 from __future__ import annotations
@@ -30,10 +47,12 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from learnmech.claims import Estimate, above, lack_of_fit, reported, within
 from learnmech.data.real import digits_subset
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.gradients import noise_scale
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.records import Curve, Figure, Metric
+from learnmech.report.plots import save_png, subplots
+from learnmech.studies.base import Control, Study, StudyConfig, Trials
 
 __all__ = ["CriticalBatchSize", "CriticalBatchSizeConfig"]
 
@@ -82,13 +101,13 @@ def _eval_every(batch: int, n: int) -> int:
 def _steps_to_target(
     cfg: CriticalBatchSizeConfig, X: torch.Tensor, Y: torch.Tensor, batch: int, lr: float, seed: int
 ) -> float:
-    model = _model(cfg, seed)
+    model = _model(cfg, seed).to(X.device)
     opt = torch.optim.SGD(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = X.shape[0]
     every = _eval_every(batch, n)
     for step in range(1, cfg.max_steps + 1):
-        b = torch.randint(0, n, (batch,), generator=gen) if batch < n else slice(None)
+        b = torch.randint(0, n, (batch,), generator=gen).to(X.device) if batch < n else slice(None)
         opt.zero_grad(set_to_none=True)
         nn.functional.cross_entropy(model(X[b]), Y[b]).backward()
         opt.step()
@@ -110,9 +129,16 @@ class CriticalBatchSize(Study):
     pillar = "empirical laws"
     Config = CriticalBatchSizeConfig
     sweep_fields = frozenset({"batch_sizes"})
-    analysis_fields = frozenset()
+    controls = (
+        Control(
+            "fixed-lr",
+            {"lrs": [0.05]},
+            ("b_crit_vs_b_noise",),
+            "one small rate for every B: the best rate per batch is what makes B_crit ≈ B_noise",
+        ),
+    )
     scales: ClassVar[dict[str, dict[str, Any]]] = {
-        "quick": {"seeds": 2},
+        "quick": {"seeds": 3},
         "full": {
             "seeds": 5,
             "batch_sizes": [2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
@@ -132,7 +158,7 @@ class CriticalBatchSize(Study):
     def measure(
         self, cfg: CriticalBatchSizeConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        X, Y = _data(cfg)
+        X, Y = (t.to(device) for t in _data(cfg))
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             if point["kind"] == "sweep":
@@ -147,7 +173,7 @@ class CriticalBatchSize(Study):
                 ]
                 continue
             # reference full-batch run: noise scales at log-spaced losses down to the target
-            model = _model(cfg, seed)
+            model = _model(cfg, seed).to(device)
             opt = torch.optim.SGD(model.parameters(), lr=max(cfg.lrs[len(cfg.lrs) // 2], 0.1))
             with torch.no_grad():
                 l0 = float(nn.functional.cross_entropy(model(X), Y))
@@ -186,167 +212,110 @@ class CriticalBatchSize(Study):
             ]
         return out
 
-    # ----------------------------------------------------------------------------------
-    def _fit(self, trials: list[TrialResult]) -> dict[str, Any] | None:
-        tab: dict[int, list[float]] = {}
-        for t in trials:
-            if t.status == "ok" and t.point.get("kind") == "sweep":
-                tab.setdefault(int(t.point["batch"]), []).append(
-                    t.curve("steps_to_target").values[0]
-                )
-        tab = {b: v for b, v in tab.items() if len(v) >= 1}
-        if len(tab) < 3:
-            return None
-        B = np.array(sorted(tab), dtype=np.float64)
-        S = np.array([np.mean(tab[int(b)]) for b in B])
-        se = np.array(
-            [
-                np.std(tab[int(b)], ddof=1) / math.sqrt(len(tab[int(b)]))
-                if len(tab[int(b)]) > 1
-                else 0.0
-                for b in B
-            ]
+    def analyze(self, cfg: CriticalBatchSizeConfig, theory: list[Curve], trials: Trials) -> dict:
+        """The S(B) hyperbola fit and the noise scale along the full-batch runs."""
+        out: dict[str, Any] = {"fit": None, "noise": None}
+        sweep = trials.where(kind="sweep")
+        tab = {int(b): ts.last("steps_to_target") for b, ts in sweep.by("batch").items()}
+        if len(tab) >= 3:
+            out["fit"] = _fit_hyperbola(tab, cfg.samples)
+        noise = trials.where(kind="noise").has("b_noise")
+        if noise:
+            curves = {k: noise.stack(k)[1] for k in ("b_noise", "b_noise_se", "b_simple")}
+            curves["steps"] = noise.stack("step_at_level")[1]
+            curves["loss"] = noise.stack("b_noise")[0]
+            out["noise"] = curves
+        return out
+
+    def claims(self, cfg: CriticalBatchSizeConfig, s: dict) -> list[Metric]:
+        out: list[Metric] = []
+        fit, nz = s["fit"], s["noise"]
+        if fit is None:
+            return out
+        bc = Estimate(fit["b_crit"], fit["b_crit_se"], fit["df"])
+        out.append(
+            reported(
+                "b_crit",
+                bc,
+                description=f"E_min/S_min from S = S_min + E_min/B: S_min = {fit['s_min']:.1f}, "
+                f"E_min = {fit['e_min']:.0f}",
+            )
         )
-        # weights: 1/variance of the mean, floored at the step resolution k/√12
-        n = int(trials[0].point.get("samples", 1000)) if trials else 1000
-        res = np.array([_eval_every(int(b), n) / math.sqrt(12) for b in B])
-        w = 1 / np.maximum(se, np.maximum(res, 1.0)) ** 2
-        A = np.stack([np.ones_like(B), 1 / B], 1)
-        cov = np.linalg.inv(A.T @ (A * w[:, None]))
-        coef = cov @ (A.T @ (w * S))
-        resid = S - A @ coef
-        chi2 = float(np.sum(w * resid**2)) / max(B.size - 2, 1)
-        cov = cov * max(chi2, 1.0)
-        s_min, e_min = float(coef[0]), float(coef[1])
-        bc = e_min / s_min
-        grad = np.array([-e_min / s_min**2, 1 / s_min])
-        bc_se = float(math.sqrt(grad @ cov @ grad))
-        ss = float(np.sum(w * (S - np.average(S, weights=w)) ** 2))
-        r2 = 1 - float(np.sum(w * resid**2)) / ss if ss > 0 else 1.0
-        return {
-            "B": B,
-            "S": S,
-            "se": se,
-            "s_min": s_min,
-            "e_min": e_min,
-            "b_crit": bc,
-            "b_crit_se": bc_se,
-            "r2": r2,
-        }
+        out.append(reported("hyperbola_fit_r2", fit["r2"], description="weighted R²"))
+        out.append(
+            lack_of_fit(
+                "hyperbola_fit",
+                fit["chi2"],
+                fit["dof"],
+                level=self.level,
+                description="S = S_min + E_min/B fits the measured steps within their errors",
+            )
+        )
+        if nz is None:
+            return out
+        bn, bn_se = nz["b_noise"], nz["b_noise_se"]
+        n_seeds = bn.shape[0]
+        mean_bn = bn.mean(0)
+        # SE of each level's mean: the spread over seeds and the Hessian-sampling SE
+        level_se = np.sqrt(bn.var(0, ddof=1) / n_seeds + (bn_se**2).mean(0) / n_seeds)
+        lo, hi = int(np.argmin(mean_bn)), int(np.argmax(mean_bn))
+        df = n_seeds - 1
+        b_lo = Estimate(mean_bn[lo], level_se[lo], df)
+        b_hi = Estimate(mean_bn[hi], level_se[hi], df)
+        out.append(
+            above(
+                "b_crit_above_min_b_noise",
+                bc - b_lo,
+                0.0,
+                level=self.level,
+                description=f"B_crit − the smallest B_noise along the run ({mean_bn[lo]:.0f})",
+            )
+        )
+        out.append(
+            above(
+                "b_crit_below_max_b_noise",
+                b_hi - bc,
+                0.0,
+                level=self.level,
+                description=f"the largest B_noise along the run ({mean_bn[hi]:.0f}) − B_crit",
+            )
+        )
+        # the model's own estimate: B_noise averaged over the run, weighted by the
+        # full-batch steps spent at each level (a proxy for dS_min: fixed-rate GD steps)
+        seg = np.diff(nz["steps"], axis=1)
+        mid = 0.5 * (bn[:, 1:] + bn[:, :-1])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_seed = (seg * mid).sum(1) / seg.sum(1)
+        weighted = Estimate.of(per_seed)
+        out.append(
+            within(
+                "b_crit_vs_b_noise",
+                bc.log() - weighted.log(),
+                0.0,
+                math.log(2),
+                level=self.level,
+                description=f"log(B_crit / B̄_noise), B̄_noise = {weighted.value:.0f} (step-"
+                "weighted over the run): agreement to a factor of 2",
+            )
+        )
+        out.append(
+            reported(
+                "b_simple_over_b_noise",
+                float(np.median(nz["b_simple"].mean(0) / mean_bn)),
+                description="median over the run of B_simple/B_noise (1 if the Hessian ∝ I)",
+            )
+        )
+        return out
 
-    def compare(
-        self, cfg: CriticalBatchSizeConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        metrics: list[Metric] = []
-        fit = self._fit(trials)
-        noise = [
-            t
-            for t in trials
-            if t.status == "ok"
-            and t.point.get("kind") == "noise"
-            and t.curve("b_noise") is not None
-            and t.curve("b_noise").values.size
-        ]
-        if fit is not None:
-            metrics.append(
-                Metric(
-                    "b_crit",
-                    fit["b_crit"],
-                    None,
-                    stderr=fit["b_crit_se"],
-                    description=f"E_min/S_min from S = S_min + E_min/B: S_min "
-                    f"= {fit['s_min']:.1f}, E_min = {fit['e_min']:.0f}",
-                )
-            )
-            metrics.append(
-                Metric(
-                    "hyperbola_fit_r2",
-                    fit["r2"],
-                    None,
-                    description="weighted R² of S = S_min + E_min/B",
-                )
-            )
-        if fit is not None and noise:
-            bn = np.array([t.curve("b_noise").values for t in noise], dtype=object)
-            bse = [t.curve("b_noise_se").values for t in noise]
-            n_pts = min(len(v) for v in bn)
-            m = np.array([[v[i] for v in bn] for i in range(n_pts)], dtype=np.float64)
-            mse = np.array([[v[i] for v in bse] for i in range(n_pts)], dtype=np.float64)
-            mean_bn = m.mean(1)
-            # SE of each level's mean: spread over seeds and the Hessian-sampling SE
-            level_se = (
-                np.sqrt(m.var(1, ddof=1) / m.shape[1] + (mse**2).mean(1) / m.shape[1])
-                if m.shape[1] > 1
-                else np.nanmean(mse, 1)
-            )
-            lo_i, hi_i = int(np.argmin(mean_bn)), int(np.argmax(mean_bn))
-            lo = float(mean_bn[lo_i] - 2 * level_se[lo_i])
-            hi = float(mean_bn[hi_i] + 2 * level_se[hi_i])
-            bc, bse_c = fit["b_crit"], fit["b_crit_se"]
-            dist = max(lo - (bc + 2 * bse_c), (bc - 2 * bse_c) - hi, 0.0)
-            metrics.append(
-                Metric(
-                    "b_crit_outside_noise_scale_range",
-                    dist,
-                    0.0,
-                    "<=",
-                    description=f"B_crit = {bc:.0f} ± {bse_c:.0f} vs B_noise along the run "
-                    f"{mean_bn[0]:.0f} (init) … {mean_bn[-1]:.0f} (target), range [{lo:.0f}, "
-                    f"{hi:.0f}] with 2 SE: distance from the range, 2 SE of B_crit allowed",
-                )
-            )
-            # the model's own estimate: B_noise averaged over the run, weighted by the
-            # full-batch steps spent at each level (a proxy for dS_min: fixed-rate GD steps)
-            steps = np.array(
-                [[t.curve("step_at_level").values[i] for t in noise] for i in range(n_pts)]
-            ).mean(1)
-            seg = np.diff(steps)
-            pred = (
-                float(np.sum(seg * 0.5 * (mean_bn[1:] + mean_bn[:-1])) / seg.sum())
-                if seg.sum() > 0
-                else math.nan
-            )
-            metrics.append(
-                Metric(
-                    "b_noise_step_weighted",
-                    pred,
-                    None,
-                    description="B_noise averaged over the full-batch run, weighted by steps "
-                    f"(≈ ∫B_noise dS_min / S_min): {pred:.0f} vs measured B_crit {bc:.0f}",
-                )
-            )
-            bs = np.array([[t.curve("b_simple").values[i] for t in noise] for i in range(n_pts)])
-            metrics.append(
-                Metric(
-                    "b_simple_over_b_noise",
-                    float(np.median(bs.mean(1) / mean_bn)),
-                    None,
-                    description="median over the run of B_simple/B_noise "
-                    "(1 if the Hessian were ∝ I)",
-                )
-            )
-        metrics.append(failures_metric(trials))
-        return metrics
-
-    def figures(
-        self,
-        cfg: CriticalBatchSizeConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
-        from learnmech.report.plots import _plt, save_png
-
-        fit = self._fit(trials)
-        plt = _plt()
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    def figures(self, cfg: CriticalBatchSizeConfig, s: dict, outdir: Path) -> list[Figure]:
+        fit, nz = s["fit"], s["noise"]
+        fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.8))
         if fit is not None:
             S, B = fit["S"], fit["B"]
             a1.errorbar(
                 S * B,
                 S,
-                yerr=2 * fit["se"],
+                2 * fit["se"],
                 marker="o",
                 ls="none",
                 capsize=3,
@@ -354,47 +323,62 @@ class CriticalBatchSize(Study):
             )
             bb = np.geomspace(B.min() / 2, B.max() * 2, 200)
             ss = fit["s_min"] + fit["e_min"] / bb
-            a1.plot(
-                ss * bb,
-                ss,
-                "k--",
-                lw=1,
-                label=f"(S/S_min−1)(E/E_min−1)=1, B_crit={fit['b_crit']:.0f}",
-            )
-            a1.set(
-                xscale="log",
-                yscale="log",
-                xlabel="examples E",
-                ylabel="steps S",
-                title=f"to training loss {cfg.target_loss:g}",
-            )
+            lab = f"(S/S_min−1)(E/E_min−1)=1, B_crit={fit['b_crit']:.0f}"
+            a1.plot(ss * bb, ss, "k--", lw=1, label=lab)
+            a1.set(xscale="log", yscale="log", xlabel="examples E", ylabel="steps S")
+            a1.set_title(f"to training loss {cfg.target_loss:g}")
             a1.legend(fontsize=7)
-        for t in trials:
-            if t.status == "ok" and t.point.get("kind") == "noise" and t.curve("b_noise"):
-                c = t.curve("b_noise")
-                a2.plot(c.coords, c.values, "o-", color="C0", alpha=0.6)
-                cs = t.curve("b_simple")
-                a2.plot(cs.coords, cs.values, "s:", color="C1", alpha=0.6)
-        if fit is not None:
-            a2.axhline(fit["b_crit"], color="k", ls="--", lw=1)
-        a2.plot([], [], "o-", color="C0", label="B_noise = tr(HΣ)/GᵀHG")
-        a2.plot([], [], "s:", color="C1", label="B_simple = tr Σ/|G|²")
-        a2.plot([], [], "k--", label="measured B_crit")
-        a2.set(
-            xscale="log",
-            yscale="log",
-            xlabel="training loss (full-batch run)",
-            ylabel="batch size",
-            title="noise scale along the run",
-        )
+            a2.axhline(fit["b_crit"], color="k", ls="--", lw=1, label="measured B_crit")
+        if nz is not None:
+            for i in range(nz["b_noise"].shape[0]):
+                lab = ("B_noise = tr(HΣ)/GᵀHG", "B_simple = tr Σ/|G|²") if i == 0 else ("", "")
+                a2.plot(nz["loss"], nz["b_noise"][i], "o-", color="C0", alpha=0.6, label=lab[0])
+                a2.plot(nz["loss"], nz["b_simple"][i], "s:", color="C1", alpha=0.6, label=lab[1])
+        a2.set(xscale="log", yscale="log", xlabel="training loss (full-batch run)")
+        a2.set(ylabel="batch size", title="noise scale along the run")
         a2.invert_xaxis()
-        a2.legend(fontsize=7)
-        p = save_png(fig, outdir / "critical-batch-size.png")
-        return [
-            Figure(
-                p,
-                "Left: steps vs examples to the target loss over batch sizes, with "
-                "the fitted hyperbola (McCandlish et al. 2018, Fig. 1). Right: the "
-                "gradient noise scale along a full-batch run, and the measured B_crit.",
-            )
+        if a2.get_legend_handles_labels()[0]:
+            a2.legend(fontsize=7)
+        caption = (
+            "Left: steps vs examples to the target loss over batch sizes, with the fitted "
+            "hyperbola (McCandlish et al. 2018, Fig. 1). Right: the gradient noise scale "
+            "along a full-batch run, and the measured B_crit."
+        )
+        return [Figure(save_png(fig, outdir / "critical-batch-size.png"), caption)]
+
+
+def _fit_hyperbola(tab: dict[int, np.ndarray], n: int) -> dict[str, Any]:
+    """Weighted fit of S = S_min + E_min/B; B_crit = E_min/S_min with its delta-method SE
+    from the stated errors (1/variance of each mean, floored at the step resolution
+    k/√12)."""
+    B = np.array(sorted(tab), dtype=np.float64)
+    S = np.array([tab[int(b)].mean() for b in B])
+    se = np.array(
+        [
+            tab[int(b)].std(ddof=1) / math.sqrt(tab[int(b)].size) if tab[int(b)].size > 1 else 0.0
+            for b in B
         ]
+    )
+    res = np.array([_eval_every(int(b), n) / math.sqrt(12) for b in B])
+    w = 1 / np.maximum(se, np.maximum(res, 1.0)) ** 2
+    A = np.stack([np.ones_like(B), 1 / B], 1)
+    cov = np.linalg.inv(A.T @ (A * w[:, None]))
+    coef = cov @ (A.T @ (w * S))
+    resid = S - A @ coef
+    s_min, e_min = float(coef[0]), float(coef[1])
+    grad = np.array([-e_min / s_min**2, 1 / s_min])
+    ss = float(np.sum(w * (S - np.average(S, weights=w)) ** 2))
+    chi2 = float(np.sum(w * resid**2))
+    return {
+        "B": B,
+        "S": S,
+        "se": se,
+        "s_min": s_min,
+        "e_min": e_min,
+        "b_crit": e_min / s_min,
+        "b_crit_se": float(math.sqrt(grad @ cov @ grad)),
+        "df": max(min(v.size for v in tab.values()) - 1, 1),
+        "chi2": chi2,
+        "dof": B.size - 2,
+        "r2": 1 - chi2 / ss if ss > 0 else 1.0,
+    }
