@@ -16,7 +16,6 @@ LEGACY = {
     "learning-curves",
     "deep-linear",
     "scaling-laws",
-    "edge-of-stability",
     "lr-transfer",
 }
 

@@ -64,6 +64,7 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"hyperbola_fit", "b_crit_below_max_b_noise", "b_crit_vs_b_noise"},
         lambda res, m: m["b_crit_above_min_b_noise"].passed,
     ),
+    "edge-of-stability": (set(), lambda res, m: m["gd_lr0.4_plateau_ratio"].kind == "within"),
 }
 
 #: per control, extra checks that it fails for the right reason
@@ -128,7 +129,6 @@ LEGACY_CHECKS = {
     "learning-curves": ["synthetic_max_error_over_tolerance", "digits_max_error_over_tolerance"],
     "deep-linear": ["aligned_max_error_vs_discrete_theory", "runs_learning_modes_in_order_of_s"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
-    "edge-of-stability": ["gd_lr0.4_plateau_ratio_low", "gd_lr0.4_plateau_ratio_high"],
     "lr-transfer": [
         "mlp_mup_shift_log2",
         "mlp_sp_shift_log2",

@@ -21,9 +21,21 @@ Finding: the probe costs more than the training it watches here (``probe_time_sh
 Hessian-vector products for a 1e-3 residual, and a full-batch step of this small network
 costs about one product. ``benchmarks/bench_sharpness_probe.py`` measures the whole
 accuracy/cost frontier; no setting with a useful accuracy reaches 30%.
-* compare — for each optimizer and η: every seed reaches 0.95 of the threshold; the mean
-  ratio after reaching it lies in [0.95, 1.15]; loss increases occur after, not before.
-  Reported: time to the threshold, the fraction of loss increases, the probe's cost.
+
+Claims, for each optimizer and η (95% bounds over seeds):
+
+* every seed reaches 0.95 of the threshold (``exact``, progressive sharpening);
+* the mean ratio after reaching it lies in [0.95, 1.15], i.e. within 0.10 of 1.05
+  (``within``: the whole confidence interval inside the band);
+* before the threshold the loss falls on (almost) every step — GD with η < 2/λ descends
+  (the descent lemma) — at most 1% of steps rise (``below``); after it the loss rises on
+  a positive fraction of steps (``above`` 0).
+
+Reported: time to the threshold, the probe's cost.
+
+Negative control ``minibatch``: SGD with batches of 16 of the 300 images at η = 0.4.
+Minibatch noise keeps the sharpness well below 2/η (Jastrzębski et al. 2020; Cohen et al.
+2021, §5): the threshold claims must fail.
 """
 
 from __future__ import annotations
@@ -38,17 +50,19 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
+from learnmech.claims import Estimate, above, below, exact, reported, within
 from learnmech.data.real import digits_subset
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.measure.hessian import SharpnessProbe
-from learnmech.stats import mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
+from learnmech.records import Curve, Figure, Metric, TrialResult
+from learnmech.report.plots import save_png, subplots
+from learnmech.studies.base import Control, Study, StudyConfig, Trials, subset_of
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
 
-BAND = (0.95, 1.15)
+BAND = (0.95, 1.15)  # "at, or just above" the threshold (Cohen et al. 2021, §3)
 REACHED = 0.95
+MONOTONE = 0.01  # at most 1% of steps may raise the loss before the threshold
 
 
 def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
@@ -97,6 +111,7 @@ class EdgeOfStabilityConfig(StudyConfig):
     gd_lrs: list[float] = Field(default_factory=lambda: [0.4, 0.8])
     adam_lrs: list[float] = Field(default_factory=lambda: [2e-3])
     steps: int = Field(800, ge=20, le=1_000_000)
+    batch: int = Field(0, ge=0, le=100_000, description="minibatch size (0: full batch)")
     probe_every: int = Field(10, ge=1, le=10_000)
     samples: int = Field(300, ge=20, le=1797)
     width: int = Field(64, ge=4, le=4096)
@@ -122,8 +137,16 @@ class EdgeOfStability(Study):
     pillar = "empirical laws"
     Config = EdgeOfStabilityConfig
     sweep_fields = frozenset({"models", "gd_lrs", "adam_lrs", "cnn_gd_lrs"})
+    controls = (
+        Control(
+            "minibatch",
+            {"batch": 16, "gd_lrs": [0.4], "adam_lrs": []},
+            ("gd_lr0.4_seeds_not_reaching_threshold", "gd_lr0.4_plateau_ratio"),
+            "minibatch SGD (16 of 300): noise keeps the sharpness well below 2/η",
+        ),
+    )
     scales: ClassVar[dict[str, dict[str, Any]]] = {
-        "quick": {"seeds": 2},
+        "quick": {"seeds": 3},
         "full": {
             "models": ["mlp", "cnn"],
             "seeds": 4,
@@ -148,7 +171,7 @@ class EdgeOfStability(Study):
     def measure(
         self, cfg: EdgeOfStabilityConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        X, lab = digits_subset(cfg.samples, cfg.data_seed)
+        X, lab = (t.to(device) for t in digits_subset(cfg.samples, cfg.data_seed))
         T = nn.functional.one_hot(lab, 10).float()
 
         def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -157,7 +180,8 @@ class EdgeOfStability(Study):
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             torch.manual_seed(seed)
-            model = _model(point.get("model", "mlp"), cfg.width)
+            model = _model(point.get("model", "mlp"), cfg.width).to(device)
+            gen = torch.Generator().manual_seed(seed)
             lr = float(point["lr"])
             opt = (
                 torch.optim.SGD(model.parameters(), lr=lr)
@@ -171,8 +195,14 @@ class EdgeOfStability(Study):
                 for step in range(1, cfg.steps + 1):
                     t0 = time.perf_counter()
                     opt.zero_grad(set_to_none=True)
-                    loss = loss_fn(model(X), T)
-                    loss.backward()
+                    if cfg.batch and cfg.batch < X.shape[0]:
+                        b = torch.randint(0, X.shape[0], (cfg.batch,), generator=gen)
+                        loss_fn(model(X[b.to(device)]), T[b.to(device)]).backward()
+                        with torch.no_grad():
+                            loss = loss_fn(model(X), T)
+                    else:
+                        loss = loss_fn(model(X), T)
+                        loss.backward()
                     opt.step()
                     t1 = time.perf_counter()
                     losses.append(float(loss.detach()))
@@ -211,125 +241,115 @@ class EdgeOfStability(Study):
             "increase_after": float(inc[k - 1 :].mean()) if k - 1 < inc.size else 0.0,
         }
 
-    def compare(
-        self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        metrics: list[Metric] = []
+    def analyze(self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: Trials) -> dict:
+        """Per grid point: each seed's summary, and its first trial's curves."""
+        out: dict[str, Any] = {}
         for p in self.grid(cfg):
-            ts = [t for t in trials if t.status == "ok" and _same(t.point, p)]
+            ts = [t for t in trials if _same(t.point, p)]
             sums = [s for s in (self._summary(t) for t in ts) if s is not None]
             if not sums:
                 continue
             tag = ("" if p["model"] == "mlp" else f"{p['model']}_") + (
                 f"{p['optimizer']}_lr{p['lr']:g}"
             )
+            out[tag] = {"point": p, "sums": sums, "first": ts[0]}
+        out["probe_time_share"] = [
+            t.curve("probe_time_share").values[0] for t in trials.has("probe_time_share")
+        ]
+        return out
+
+    def claims(self, cfg: EdgeOfStabilityConfig, s: dict) -> list[Metric]:
+        out: list[Metric] = []
+        for tag, r in s.items():
+            if tag == "probe_time_share":
+                continue
+            p, sums = r["point"], r["sums"]
             thr = "38/η (preconditioned)" if p["optimizer"] == "adam" else "2/η"
-            reached = [s for s in sums if s["reached"]]
-            metrics.append(
-                Metric(
+            reached = [x for x in sums if x["reached"]]
+            out.append(
+                exact(
                     f"{tag}_seeds_not_reaching_threshold",
                     len(sums) - len(reached),
                     0,
-                    "<=",
                     description=f"seeds whose sharpness never reached {REACHED}·{thr} "
                     f"in {cfg.steps} steps (progressive sharpening)",
                 )
             )
             if not reached:
                 continue
-            pr = np.array([s["plateau_ratio"] for s in reached])
-            m, se = mean_se(pr)
-            for bound, comp in ((BAND[0], ">="), (BAND[1], "<=")):
-                metrics.append(
-                    Metric(
-                        f"{tag}_plateau_ratio_{'low' if comp == '>=' else 'high'}",
-                        float(m),
-                        bound,
-                        comp,
-                        stderr=float(se),
-                        description=f"mean sharpness/{thr} after first reaching it: {m:.3f} ± "
-                        f"{se:.3f} (seeds); band {BAND} — 'at, or just above' the threshold "
-                        "(Cohen et al. 2021, §3)",
-                    )
-                )
-            before = float(np.mean([s["increase_before"] for s in reached]))
-            after = float(np.mean([s["increase_after"] for s in reached]))
-            metrics.append(
-                Metric(
-                    f"{tag}_loss_increase_fraction_after",
-                    after,
-                    0.0,
-                    ">",
-                    description=f"fraction of steps where the loss rises, after reaching the "
-                    f"threshold ({after:.3f}; before: {before:.3f})",
+            lo, hi = BAND
+            out.append(
+                within(
+                    f"{tag}_plateau_ratio",
+                    Estimate.of([x["plateau_ratio"] for x in reached]),
+                    (lo + hi) / 2,
+                    (hi - lo) / 2,
+                    level=self.level,
+                    description=f"mean sharpness/{thr} after first reaching it; band {BAND}: "
+                    "'at, or just above' the threshold (Cohen et al. 2021, §3)",
                 )
             )
-            metrics.append(
-                Metric(
+            out.append(
+                below(
+                    f"{tag}_loss_increase_fraction_before",
+                    Estimate.of([x["increase_before"] for x in reached]),
+                    MONOTONE,
+                    level=self.level,
+                    description="fraction of steps where the loss rises before the threshold "
+                    "(descent lemma: none while η < 2/λ)",
+                )
+            )
+            out.append(
+                above(
+                    f"{tag}_loss_increase_fraction_after",
+                    Estimate.of([x["increase_after"] for x in reached]),
+                    0.0,
+                    level=self.level,
+                    strict=True,
+                    description="fraction of steps where the loss rises after the threshold",
+                )
+            )
+            out.append(
+                reported(
                     f"{tag}_time_to_threshold",
-                    float(np.mean([s["time_to_threshold"] for s in reached])),
-                    None,
+                    Estimate.of([x["time_to_threshold"] for x in reached]),
                     description="steps until sharpness first reaches 0.95 of the threshold",
                 )
             )
-        shares = [
-            t.curve("probe_time_share").values[0]
-            for t in trials
-            if t.status == "ok" and t.curve("probe_time_share") is not None
-        ]
-        if shares:
-            metrics.append(
-                Metric(
+        if s.get("probe_time_share"):
+            out.append(
+                reported(
                     "probe_time_share",
-                    float(np.mean(shares)),
-                    None,
+                    Estimate.of(s["probe_time_share"]),
                     description=f"sharpness-probe time / training time (probe every "
                     f"{cfg.probe_every} steps, Lanczos to 1e-3)",
                 )
             )
-        metrics.append(failures_metric(trials))
-        return metrics
+        return out
 
-    def figures(
-        self,
-        cfg: EdgeOfStabilityConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
-        from learnmech.report.plots import _plt, save_png
-
-        plt = _plt()
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        for p in self.grid(cfg):
-            t = next((t for t in trials if t.status == "ok" and _same(t.point, p)), None)
-            if t is None:
+    def figures(self, cfg: EdgeOfStabilityConfig, s: dict, outdir: Path) -> list[Figure]:
+        fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.8))
+        for tag, r in s.items():
+            if tag == "probe_time_share":
                 continue
+            p, t = r["point"], r["first"]
             lr = float(p["lr"])
             label = f"{p['model']} {'GD' if p['optimizer'] == 'gd' else 'Adam'} η={lr:g}"
             thr = 2 / lr if p["optimizer"] == "gd" else 38 / lr
-            r = t.curve("sharpness_ratio")
-            line = a2.plot(r.coords, r.values * thr, label=label)[0]
+            rr = t.curve("sharpness_ratio")
+            line = a2.plot(rr.coords, rr.values * thr, label=label)[0]
             a2.axhline(thr, color=line.get_color(), ls="--", lw=1)
             lo = t.curve("loss")
             a1.plot(lo.coords, lo.values, color=line.get_color(), label=label)
-        a1.set(yscale="log", xlabel="step", ylabel="training loss", title="loss (seed 0)")
-        a2.set(
-            yscale="log",
-            xlabel="step",
-            ylabel="sharpness (dashed: 2/η or 38/η)",
-            title="sharpness rises to the threshold and hovers",
-        )
+        a1.set(yscale="log", xlabel="step", ylabel="training loss", title="loss (first seed)")
+        a2.set(yscale="log", xlabel="step", ylabel="sharpness (dashed: 2/η or 38/η)")
+        a2.set_title("sharpness rises to the threshold and hovers")
         if a1.lines:
             a1.legend(fontsize=7)
             a2.legend(fontsize=7)
-        p = save_png(fig, outdir / "edge-of-stability.png")
-        return [
-            Figure(
-                p,
-                "Full-batch GD and Adam on digits: training loss (left) and top "
-                "Hessian eigenvalue — preconditioned for Adam — with its stability "
-                "threshold (right, dashed), as in Cohen et al. 2021, Fig. 1.",
-            )
-        ]
+        caption = (
+            "Full-batch GD and Adam on digits: training loss (left) and top Hessian "
+            "eigenvalue — preconditioned for Adam — with its stability threshold (right, "
+            "dashed), as in Cohen et al. 2021, Fig. 1."
+        )
+        return [Figure(save_png(fig, outdir / "edge-of-stability.png"), caption)]
