@@ -18,6 +18,16 @@ alignment phase. The loss is a staircase that sharpens as the initialisation shr
   of the linear early phase (Saxe et al. 2014, §3), reported with the relative error;
   (iv) modes are learned in order of decreasing s.
 
+Claims (deterministic — float64 training against exact or bounded theory — so
+``exact``): (i) against the discrete map, within 100·steps·eps; (ii) learning times
+within the Euler bound; (iv) every run learns its modes in order of s, and at every
+depth the staircase sharpens as u₀ shrinks. Reported: the gradient-flow error, R², the
+random-init learning-time errors.
+
+Negative control ``unwhitened``: input scales spread by a factor 4 (Σ_xx ≠ I). Saxe et
+al.'s decoupling needs whitened inputs; the modes then interact and the aligned
+trajectories leave the exact map, so claim (i) must fail.
+
 Regime of validity: whitened inputs, squared loss, small learning rate (η·L·s^{2−2/L} < 1
 for stability). From random init at depth ≥ 3 the early phase is non-linear and the
 learning times are reported without a theory value.
@@ -25,7 +35,6 @@ learning times are reported without a theory value.
 
 from __future__ import annotations
 
-import functools
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,9 +43,10 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
+from learnmech.claims import Estimate, exact, reported
 from learnmech.nets.deep_linear import DeepLinear
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.records import Curve, Figure, Metric
+from learnmech.studies.base import Control, Study, StudyConfig, Trials
 from learnmech.theory import deep_linear as dl
 
 __all__ = ["DeepLinearConfig", "DeepLinearStudy"]
@@ -58,6 +68,9 @@ class DeepLinearConfig(StudyConfig):
     samples: int = Field(64, ge=1, le=100_000)
     lr: float = Field(0.02, gt=0, le=1)
     max_steps: int = Field(50_000, ge=10, le=1_000_000)
+    input_anisotropy: float = Field(
+        1.0, ge=1, le=1000, description="spread of the input scales (1: whitened; control)"
+    )
     data_seed: int = Field(0, ge=0)
 
     @field_validator("depths")
@@ -89,12 +102,14 @@ def _random_u0(cfg: DeepLinearConfig, depth: int, scale: float) -> float:
     return max(scale**depth / math.sqrt(cfg.in_dim), 1e-12)
 
 
-@functools.lru_cache(maxsize=4)
-def _task(cfg_json: str) -> dict[str, np.ndarray]:
-    cfg = DeepLinearConfig.model_validate_json(cfg_json)
-    return dl.whitened_task(
+def _task(cfg: DeepLinearConfig) -> dict[str, np.ndarray]:
+    task = dl.whitened_task(
         cfg.singular_values, cfg.in_dim, cfg.out_dim, cfg.samples, seed=cfg.data_seed
     )
+    if cfg.input_anisotropy != 1.0:  # the control: Σ_xx ≠ I
+        scales = np.geomspace(1.0, cfg.input_anisotropy, cfg.in_dim) ** 0.5
+        task = dict(task, X=task["X"] * scales / np.sqrt(np.mean(scales**2)))
+    return task
 
 
 def _record(steps: int, n: int = 400) -> np.ndarray:
@@ -136,6 +151,14 @@ class DeepLinearStudy(Study):
     pillar = "solvable settings"
     Config = DeepLinearConfig
     sweep_fields = frozenset({"depths", "aligned_u0", "random_scales"})
+    controls = (
+        Control(
+            "unwhitened",
+            {"input_anisotropy": 4.0, "random_scales": [0.3], "depths": [2]},
+            ("aligned_max_error_vs_discrete_theory",),
+            "input scales spread 4×: without whitened inputs the modes do not decouple",
+        ),
+    )
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 2, "depths": [2, 3], "aligned_u0": [1e-2, 1e-4]},
         "full": {
@@ -152,6 +175,9 @@ class DeepLinearStudy(Study):
             pts += [{"depth": d, "init": "aligned", "scale": u} for u in cfg.aligned_u0]
             pts += [{"depth": d, "init": "random", "scale": s} for s in cfg.random_scales]
         return pts
+
+    def setup(self, cfg: DeepLinearConfig) -> dict[str, np.ndarray]:
+        return _task(cfg)
 
     def _point_steps(self, cfg: DeepLinearConfig, point: dict[str, Any]) -> int:
         d, scale = int(point["depth"]), float(point["scale"])
@@ -179,7 +205,7 @@ class DeepLinearStudy(Study):
     def measure(
         self, cfg: DeepLinearConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        task = _task(cfg.model_dump_json())
+        task = self.state(cfg)
         depth, init, scale = int(point["depth"]), point["init"], float(point["scale"])
         steps = self._point_steps(cfg, point)
         rec = _record(steps)
@@ -192,7 +218,7 @@ class DeepLinearStudy(Study):
         dims = [cfg.in_dim] + [cfg.hidden] * (depth - 1) + [cfg.out_dim]
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
-            net = DeepLinear(dims, init_scale=scale, seed=1000 * seed + depth)
+            net = DeepLinear(dims, init_scale=scale, seed=1000 * seed + depth).double()
             if init == "aligned":
                 net.align_(U, V, scale, seed=seed)
             net = net.to(dev)
@@ -224,12 +250,12 @@ class DeepLinearStudy(Study):
         return out
 
     # -- compare ------------------------------------------------------------------------
-    def _analysis(self, cfg: DeepLinearConfig, trials: list[TrialResult]) -> list[dict[str, Any]]:
+    def analyze(self, cfg: DeepLinearConfig, theory: list[Curve], trials: Trials) -> list[dict]:
+        """One row per trial: mode strengths, measured and predicted learning times, and
+        the errors against the discrete map and gradient flow."""
         s = np.array(cfg.singular_values)
         rows = []
         for t in trials:
-            if t.status != "ok":
-                continue
             d, init, scale = int(t.point["depth"]), t.point["init"], float(t.point["scale"])
             steps = t.curve("loss").coords
             S = np.stack([t.curve("mode_strength", f"mode{k}").values for k in range(s.size)], 1)
@@ -269,10 +295,7 @@ class DeepLinearStudy(Study):
             rows.append(row)
         return rows
 
-    def compare(
-        self, cfg: DeepLinearConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        rows = self._analysis(cfg, trials)
+    def claims(self, cfg: DeepLinearConfig, rows: list[dict]) -> list[Metric]:
         s = np.array(cfg.singular_values)
         metrics: list[Metric] = []
         aligned = [r for r in rows if r["init"] == "aligned"]
@@ -281,21 +304,19 @@ class DeepLinearStudy(Study):
             nmax = max(int(r["steps"][-1]) for r in aligned)
             eps = np.finfo(np.float64).eps
             metrics.append(
-                Metric(
+                exact(
                     "aligned_max_error_vs_discrete_theory",
                     worst,
                     100 * nmax * eps,
-                    "<=",
                     description="max over steps, modes, depths and u₀ of |u_meas − u_theory|/s "
                     "against the exact discrete-GD map; tolerance 100·steps·eps (rounding of "
                     "float64 training accumulated over the run)",
                 )
             )
             metrics.append(
-                Metric(
+                reported(
                     "aligned_max_error_vs_gradient_flow",
                     max(r["flow_err"] for r in aligned),
-                    None,
                     description="the same against the gradient-flow ODE: the discrete-step "
                     "correction, O(η·s)",
                 )
@@ -308,38 +329,34 @@ class DeepLinearStudy(Study):
                 ratios += ratio[np.isfinite(ratio)].tolist()
             missed = int(sum(np.sum(~np.isfinite(r["t_meas"])) for r in rows))
             metrics.append(
-                Metric(
+                reported(
                     "modes_not_reaching_half_strength",
                     missed,
-                    None,
                     description="modes (over all runs) that did not reach s/2 within max_steps; "
                     "they are left out of the learning-time metrics",
                 )
             )
             metrics.append(
-                Metric(
+                exact(
                     "aligned_learning_time_error_over_bound",
                     float(np.max(ratios)) if ratios else float("nan"),
                     1.0,
-                    "<=",
                     description="max |t_meas − t_flow| / (η·s·t_flow + 1 step): learning times "
                     "(u = s/2) against gradient flow, within the first-order Euler bound",
                 )
             )
             metrics.append(
-                Metric(
+                reported(
                     "aligned_min_r2_vs_discrete_theory",
                     min(r["r2"] for r in aligned),
-                    None,
                     description="R² of the exact discrete-GD curves for the measured mode "
                     "strengths (worst run)",
                 )
             )
             metrics.append(
-                Metric(
+                reported(
                     "aligned_min_r2_vs_gradient_flow",
                     min(r["r2_flow"] for r in aligned),
-                    None,
                     description="R² of the gradient-flow curves (worst run)",
                 )
             )
@@ -355,10 +372,9 @@ class DeepLinearStudy(Study):
                         sh = [float(np.mean(by_u0[u])) for u in u0s]
                         for u, v in zip(u0s, sh, strict=True):
                             metrics.append(
-                                Metric(
+                                reported(
                                     f"staircase_sharpness@L{d},u0={u:g}",
                                     v,
-                                    None,
                                     description="(t½ of mode 2 − t½ of mode 1) / 10–90% rise "
                                     "time of mode 1",
                                 )
@@ -366,7 +382,7 @@ class DeepLinearStudy(Study):
                         sharper.append(sh[0] > sh[-1])
                 if sharper:
                     metrics.append(
-                        Metric(
+                        exact(
                             "depths_whose_staircase_sharpens_as_u0_shrinks",
                             float(np.mean(sharper)),
                             1.0,
@@ -383,22 +399,17 @@ class DeepLinearStudy(Study):
             r2s = [r["r2"] for r in rr if "r2" in r]
             if r2s:
                 metrics.append(
-                    Metric(
+                    reported(
                         f"random_init_L2_min_r2@scale{scale:g}",
                         float(min(r2s)),
-                        None,
                         description="R² of the aligned-theory curves with u₀,eff (worst seed)",
                     )
                 )
             if rel.size:
                 metrics.append(
-                    Metric(
+                    reported(
                         f"random_init_L2_learning_time_rel_error@scale{scale:g}",
-                        float(np.mean(rel)),
-                        None,
-                        stderr=float(rel.std(ddof=1) / math.sqrt(rel.size))
-                        if rel.size > 1
-                        else None,
+                        Estimate.of(rel),
                         description="mean over modes and seeds of |t_meas/t_theory − 1| with "
                         "u₀,eff from the linear early phase",
                     )
@@ -407,7 +418,7 @@ class DeepLinearStudy(Study):
             bool(np.all(np.diff(r["t_meas"]) > 0)) for r in rows if np.all(np.isfinite(r["t_meas"]))
         ]
         metrics.append(
-            Metric(
+            exact(
                 "runs_learning_modes_in_order_of_s",
                 float(np.mean(ordered)) if ordered else 0.0,
                 1.0,
@@ -416,20 +427,11 @@ class DeepLinearStudy(Study):
                 "decreasing singular value",
             )
         )
-        metrics.append(failures_metric(trials))
         return metrics
 
-    def figures(
-        self,
-        cfg: DeepLinearConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
+    def figures(self, cfg: DeepLinearConfig, rows: list[dict], outdir: Path) -> list[Figure]:
         from learnmech.report import plots
 
-        rows = self._analysis(cfg, trials)
         if not rows:
             return []
         return plots.deep_linear_figures(cfg, rows, outdir)
