@@ -13,7 +13,6 @@ from learnmech.studies.base import Study
 
 #: studies still on the v1 protocol (they override ``compare``); shrink it, never grow it
 LEGACY = {
-    "learning-curves",
     "scaling-laws",
     "lr-transfer",
 }

@@ -134,7 +134,6 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
 
 LEGACY_CHECKS = {
     # study: claims that must be present and pass (the verdict must be "pass")
-    "learning-curves": ["synthetic_max_error_over_tolerance", "digits_max_error_over_tolerance"],
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
     "lr-transfer": [
         "mlp_mup_shift_log2",

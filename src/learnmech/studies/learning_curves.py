@@ -29,11 +29,26 @@ Measured (not assumed): it shrinks more slowly than a network's own kernel fluct
 finite-width corrections; at width 4,096 and 2,000 steps the ensemble-mean deviation is
 still ~5%.
 
-Tolerance of the learning-curve comparison at each (n, δ): 3 standard errors of the mean
-over draws, plus a finite-n deterministic-equivalent bound of 1/n relative for Gaussian
-design (Cheng & Montanari 2022) — and, for real data whose eigenfunctions are not Gaussian,
-1/√n relative (the concentration rate of the empirical kernel operator, e.g. Rosasco,
-Belkin & De Vito 2010). The per-n relative errors are reported for every ridge.
+Claims (95% bounds over draws, Student t):
+
+* at every (n, δ) the measured mean test MSE equals the prediction within a tolerance
+  fixed before the run: the finite-n deterministic-equivalent bound — 1/n relative for
+  Gaussian design (Cheng & Montanari 2022) and, for real data whose eigenfunctions are
+  not Gaussian, 1/√n relative (the concentration rate of the empirical kernel operator,
+  e.g. Rosasco, Belkin & De Vito 2010) — or 5% relative where that is larger (the
+  accuracy at which a learning curve is used: reading an exponent or a sample size off a
+  log–log plot; a 1/n margin at n = 1024 would need ~10⁴ draws to resolve)
+  (``within``; the cell with the largest bound/tolerance is shown, and every cell must
+  pass — an intersection–union test). The standard error enters the bound, not the
+  tolerance. Small training sets are cheap and noisy, so they get more draws: seeds ·
+  min(16, max(1, 256/n)). The per-n relative errors are reported for every ridge.
+* the trained network approaches its kernel's prediction as width grows (fitted
+  exponent of the per-network deviation ``below`` 0).
+
+Negative control ``finite-population``: digits with n up to 90% of the 1,797-image
+population. The theory assumes i.i.d. samples from a continuum; a large fraction of a
+finite population, tested on that population, is not that (the interpolant recalls most
+test images), so the digits claim must fail.
 """
 
 from __future__ import annotations
@@ -47,10 +62,12 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from learnmech.claims import Estimate, below, fit_slope, reported, within
 from learnmech.errors import UserError
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
-from learnmech.stats import fit_power_law, jackknife, mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig
+from learnmech.records import Curve, Figure, Metric
+from learnmech.report.plots import colors, save_png, subplots
+from learnmech.stats import jackknife, mean_se
+from learnmech.studies.base import Control, Study, StudyConfig, Trials
 from learnmech.theory import eigenlearning
 from learnmech.theory.spectra import gram_matrix, power_law_spectrum, spectrum_from_gram
 
@@ -78,6 +95,9 @@ class LearningCurvesConfig(StudyConfig):
         default_factory=lambda: [512, 2048], description="digits net: hidden widths (≥ 2)"
     )
     net_steps: int = Field(500, ge=1, le=1_000_000)
+    digits_max_fraction: float = Field(
+        0.25, gt=0, le=0.95, description="digits: largest n as a fraction of the 1,797 images"
+    )
     data_seed: int = Field(0, ge=0)
 
     @field_validator("n_values", "net_n")
@@ -123,6 +143,7 @@ def _synthetic(cfg: LearningCurvesConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 DIGITS_N = 1797
+PRACTICAL_MARGIN = 0.05  # relative: the accuracy at which a learning curve is used
 
 
 def _ns(cfg: LearningCurvesConfig, task: str) -> list[int]:
@@ -130,7 +151,7 @@ def _ns(cfg: LearningCurvesConfig, task: str) -> list[int]:
     theory assumes samples from a continuum; a large fraction of a finite population is
     not that — see the module docstring)."""
     if task == "digits":
-        return [n for n in cfg.n_values if n <= DIGITS_N // 4]
+        return [n for n in cfg.n_values if n <= int(cfg.digits_max_fraction * DIGITS_N)]
     return list(cfg.n_values)
 
 
@@ -145,10 +166,31 @@ class LearningCurves(Study):
     pillar = "solvable settings"
     Config = LearningCurvesConfig
     sweep_fields = frozenset({"tasks", "n_values", "net_n", "net_widths"})
+    controls = (
+        Control(
+            "finite-population",
+            {
+                "tasks": ["digits"],
+                "n_values": [64, 256, 1024, 1600],
+                "digits_max_fraction": 0.9,
+                "net_widths": [64, 128],
+                "net_steps": 20,
+            },
+            ("digits_learning_curve",),
+            "n up to 90% of the digits population: not i.i.d. draws from a continuum",
+        ),
+    )
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 12, "n_values": [8, 16, 32, 64, 128, 256, 512, 1024], "net_n": [64]},
         "full": {"seeds": 40, "net_n": [64], "net_widths": [512, 1024, 2048, 4096]},
     }
+
+    def seeds_for(self, cfg: LearningCurvesConfig, point: dict[str, Any]) -> list[int]:
+        """Kernel-regression draws at small n are cheap and noisy: seeds · min(16, 256/n)."""
+        if point["task"] == "digits-net":
+            return self.seed_list(cfg)
+        factor = min(16, max(1, 256 // int(point["n"])))
+        return list(range(cfg.seeds * factor))
 
     def grid(self, cfg: LearningCurvesConfig) -> list[dict[str, Any]]:
         pts = [{"task": t, "n": n} for t in cfg.tasks for n in _ns(cfg, t)]
@@ -290,165 +332,148 @@ class LearningCurves(Study):
             ]
         return out
 
-    # -- compare ------------------------------------------------------------------------
-    def _table(self, cfg: LearningCurvesConfig, trials: list[TrialResult]) -> dict[str, Any]:
+    def analyze(self, cfg: LearningCurvesConfig, theory: list[Curve], trials: Trials) -> dict:
+        """Per task, one row per (n, ridge): prediction, mean ± SE over draws; per (n, width)
+        of the trained nets, the deviation from the kernel's own prediction."""
         tab: dict[str, Any] = {}
         for task in cfg.tasks:
             p = self._theory(cfg, task)
             scale = 10.0 if task == "digits" else 1.0
             rows = []
             for j, n in enumerate(_ns(cfg, task)):
-                ok = [
-                    t
-                    for t in trials
-                    if t.status == "ok" and t.point.get("task") == task and t.point.get("n") == n
-                ]
-                if len(ok) < 2:
+                _, v = trials.where(task=task, n=n).stack("test_mse")
+                if v.shape[0] < 2:
                     continue
-                m, se = mean_se(np.stack([t.curve("test_mse").values for t in ok]))
+                m, se = mean_se(v)
                 for i, r in enumerate(cfg.ridges):
-                    pred = p.test_mse[i, j] / scale
                     rows.append(
                         {
                             "n": n,
                             "ridge": r,
-                            "pred": pred,
+                            "pred": p.test_mse[i, j] / scale,
                             "mean": m[i],
                             "se": se[i],
-                            "draws": len(ok),
+                            "draws": v.shape[0],
                         }
                     )
             tab[task] = rows
-        return tab
+        nets: dict[int, list[dict[str, Any]]] = {}
+        for n in cfg.net_n:
+            for w in cfg.net_widths:
+                mine = trials.where(task="digits-net", n=n, width=w)
+                if len(mine) < 2:
+                    continue
+                _, D = mine.stack("net_minus_kernel")
+                scale = float(mine.last("kernel_rms").mean())
 
-    def compare(
-        self, cfg: LearningCurvesConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        tab = self._table(cfg, trials)
-        metrics: list[Metric] = []
-        for task, rows in tab.items():
+                def bias_rms(d: np.ndarray, scale: float = scale) -> float:
+                    # ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S: subtract it
+                    m2 = np.mean(d.mean(0) ** 2)
+                    noise = np.mean(d.var(0, ddof=1)) / d.shape[0]
+                    return float(np.sqrt(max(m2 - noise, 0.0)) / scale)
+
+                nets.setdefault(n, []).append(
+                    {
+                        "width": w,
+                        "mean_dev": jackknife(D, bias_rms),
+                        "per_net": mine.last("net_vs_kernel_rms"),
+                    }
+                )
+        return {"curves": tab, "nets": nets}
+
+    def claims(self, cfg: LearningCurvesConfig, s: dict) -> list[Metric]:
+        out: list[Metric] = []
+        for task, rows in s["curves"].items():
             rows = [r for r in rows if np.isfinite(r["pred"]) and r["pred"] > 0]
             if not rows:
                 continue
-            worst, worst_row = -np.inf, rows[0]
+            cells = []
             for r in rows:
                 fin = 1 / r["n"] if task == "synthetic" else 1 / math.sqrt(r["n"])
-                excess = abs(r["mean"] - r["pred"]) / (3 * r["se"] + fin * r["pred"])
-                if excess > worst:
-                    worst, worst_row = excess, r
-            bound = "1/n" if task == "synthetic" else "1/√n"
-            metrics.append(
-                Metric(
-                    f"{task}_max_error_over_tolerance",
-                    float(worst),
-                    1.0,
-                    "<=",
-                    description=f"max over n and ridges of |measured − predicted| / (3 SE + "
-                    f"{bound}·predicted); worst at n={worst_row['n']}, "
-                    f"ridge={worst_row['ridge']:g}",
+                fin = max(fin, PRACTICAL_MARGIN)
+                c = within(
+                    f"{task}_learning_curve",
+                    Estimate(r["mean"], r["se"], r["draws"] - 1),
+                    r["pred"],
+                    fin * r["pred"],
+                    level=self.level,
+                    description=f"test MSE at the worst cell n={r['n']}, ridge={r['ridge']:g} "
+                    f"(of {len(rows)}; every cell must pass) vs eigenlearning; tolerance "
+                    f"max({'1/n' if task == 'synthetic' else '1/√n'}, 5%) relative",
                 )
-            )
+                ratio = c.bound / c.tolerance if math.isfinite(c.bound) else math.inf
+                cells.append((ratio, c))
+            out.append(max(cells, key=lambda rc: rc[0])[1])
             for ridge in cfg.ridges:
                 rr = [r for r in rows if r["ridge"] == ridge]
                 if rr:
                     rel = [abs(r["mean"] / r["pred"] - 1) for r in rr]
                     k = int(np.argmax(rel))
-                    metrics.append(
-                        Metric(
+                    out.append(
+                        reported(
                             f"{task}_max_rel_error@ridge{ridge:g}",
-                            float(rel[k]),
-                            None,
-                            stderr=float(rr[k]["se"] / rr[k]["pred"]),
-                            description="max over n of |measured/predicted − 1| (at n="
-                            f"{rr[k]['n']}); per-n values in the report table",
+                            Estimate(rel[k], rr[k]["se"] / rr[k]["pred"]),
+                            description=f"max over n of |measured/predicted − 1| (at n="
+                            f"{rr[k]['n']})",
                         )
                     )
-        nets = [t for t in trials if t.status == "ok" and t.point.get("task") == "digits-net"]
-        for n in cfg.net_n:
-            widths, per_m, per_se = [], [], []
-            for w in cfg.net_widths:
-                mine = [t for t in nets if t.point["n"] == n and t.point.get("width") == w]
-                if len(mine) < 2:
-                    continue
-                D = np.stack([t.curve("net_minus_kernel").values for t in mine])  # (S, P)
-                scale = float(np.mean([t.curve("kernel_rms").values[0] for t in mine]))
-
-                def bias_rms(d: np.ndarray, scale: float = scale) -> float:
-                    # ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S: subtract it (unbiased)
-                    m2 = np.mean(d.mean(0) ** 2)
-                    noise = np.mean(d.var(0, ddof=1)) / d.shape[0]
-                    return float(np.sqrt(max(m2 - noise, 0.0)) / scale)
-
-                dev, dse = jackknife(D, bias_rms)
-                metrics.append(
-                    Metric(
-                        f"net_vs_kernel_mean_rel_error@n{n},w{w}",
-                        float(dev),
-                        None,
-                        stderr=float(dse),
-                        description="RMS over images of E_draws,init[f_net − f_kernel] (same "
-                        "draw, same training time; seed noise subtracted) / RMS f_kernel",
+        for n, ws in s["nets"].items():
+            for e in ws:
+                tag = f"@n{n},w{e['width']}"
+                out.append(
+                    reported(
+                        f"net_vs_kernel_mean_rel_error{tag}",
+                        Estimate(*e["mean_dev"]),
+                        description="RMS over images of E[f_net − f_kernel] (same draw and "
+                        "training time; seed noise subtracted) / RMS f_kernel",
                     )
                 )
-                pm, ps = mean_se(np.array([t.curve("net_vs_kernel_rms").values[0] for t in mine]))
-                widths.append(w)
-                per_m.append(float(pm))
-                per_se.append(float(ps))
-                metrics.append(
-                    Metric(
-                        f"net_vs_kernel_per_network_rel_rms@n{n},w{w}",
-                        float(pm),
-                        None,
-                        stderr=float(ps),
+                out.append(
+                    reported(
+                        f"net_vs_kernel_per_network_rel_rms{tag}",
+                        Estimate.of(e["per_net"]),
                         description="RMS of f_net − f_kernel per network / RMS f_kernel",
                     )
                 )
-            if len(widths) >= 2:
-                fit = fit_power_law(np.array(widths, float), per_m, per_se)
-                metrics.append(
-                    Metric(
-                        f"net_vs_kernel_width_exponent_upper_2se@n{n}",
-                        fit.exponent + 2 * fit.exponent_se,
+            if len(ws) >= 2:
+                est = [Estimate.of(e["per_net"]) for e in ws]
+                fit = fit_slope(
+                    [e["width"] for e in ws],
+                    [x.value for x in est],
+                    [x.se for x in est],
+                    df=min(e["per_net"].size for e in ws) - 1,
+                )
+                out.append(
+                    below(
+                        f"net_vs_kernel_width_exponent@n{n}",
+                        fit.exponent,
                         0.0,
-                        "<",
-                        description="the trained network approaches its kernel's prediction as "
-                        f"width grows: slope {fit.exponent:.3f} ± {fit.exponent_se:.3f} of the "
-                        "per-network deviation vs width, + 2 SE < 0 (a network's own kernel "
-                        "fluctuation alone would give −1/2; long training along small-eigenvalue "
-                        "directions adds slower terms)",
+                        level=self.level,
+                        strict=True,
+                        description="the trained network approaches its kernel's prediction "
+                        "as width grows: fitted exponent of the per-network deviation (a "
+                        "network's own kernel fluctuation alone would give −1/2)",
                     )
                 )
-        metrics.append(failures_metric(trials))
-        return metrics
+        return out
 
-    def figures(
-        self,
-        cfg: LearningCurvesConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
-        from learnmech.report.plots import _plt, save_png
-
-        tab = self._table(cfg, trials)
+    def figures(self, cfg: LearningCurvesConfig, s: dict, outdir: Path) -> list[Figure]:
+        tab = s["curves"]
         if not tab:
             return []
-        plt = _plt()
-        fig, axes = plt.subplots(1, len(tab), figsize=(5.2 * len(tab), 4.0), squeeze=False)
-        cmap = plt.get_cmap("viridis")
+        fig, axes = subplots(1, len(tab), figsize=(5.2 * len(tab), 4.0), squeeze=False)
+        cs = colors(len(cfg.ridges))
         for ax, (task, rows) in zip(axes[0], tab.items(), strict=True):
             scale = 10.0 if task == "digits" else 1.0
             ns_fine = np.geomspace(min(_ns(cfg, task)), max(_ns(cfg, task)), 200)
             for i, ridge in enumerate(cfg.ridges):
-                c = cmap(0.1 + 0.8 * i / max(len(cfg.ridges) - 1, 1))
                 if task == "synthetic":
                     lam, v = _synthetic(cfg)
                     fine = eigenlearning.predict(lam, v, ns_fine, ridge * ns_fine, cfg.noise_var)
                 else:
                     d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
                     fine = eigenlearning.predict(d["lam"], d["v"], ns_fine, ridge * ns_fine)
-                ax.plot(ns_fine, fine.test_mse / scale, color=c, lw=1.2)
+                ax.plot(ns_fine, fine.test_mse / scale, color=cs[i], lw=1.2)
                 rr = [r for r in rows if r["ridge"] == ridge]
                 ax.errorbar(
                     [r["n"] for r in rr],
@@ -456,24 +481,17 @@ class LearningCurves(Study):
                     [2 * r["se"] for r in rr],
                     fmt="o",
                     ms=4,
-                    color=c,
+                    color=cs[i],
                     capsize=2,
                     label=f"ridge λ={ridge:g}",
                 )
-            ax.set(
-                xscale="log",
-                yscale="log",
-                xlabel="training samples n",
-                ylabel="test MSE" + (" per output" if task == "digits" else ""),
-                title=f"{task}: lines eigenlearning, dots KRR ±2 SE",
-            )
-            ax.legend(fontsize=8)
-        path = save_png(fig, outdir / "learning_curves.png")
-        return [
-            Figure(
-                path,
-                "Kernel ridge regression test MSE against n: measured over draws of "
-                "the training set (dots, ±2 SE) and predicted from the spectrum "
-                "alone (lines).",
-            )
-        ]
+            ylabel = "test MSE" + (" per output" if task == "digits" else "")
+            ax.set(xscale="log", yscale="log", xlabel="training samples n", ylabel=ylabel)
+            ax.set_title(f"{task}: lines eigenlearning, dots KRR ±2 SE")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=8)
+        caption = (
+            "Kernel ridge regression test MSE against n: measured over draws of the training "
+            "set (dots, ±2 SE) and predicted from the spectrum alone (lines)."
+        )
+        return [Figure(save_png(fig, outdir / "learning_curves.png"), caption)]
