@@ -39,6 +39,9 @@ class PowerLawFit:
     exponent: float
     exponent_se: float
     prefactor: float
+    #: weighted residual sum of squares against the stated errors (NaN without them)
+    chi2: float = float("nan")
+    dof: int = 0
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.prefactor * np.asarray(x, dtype=np.float64) ** self.exponent
@@ -46,7 +49,10 @@ class PowerLawFit:
 
 def fit_power_law(x: np.ndarray, y: np.ndarray, y_se: np.ndarray | None = None) -> PowerLawFit:
     """Fit log y = a + b log x. With ``y_se`` the points are weighted by 1/σ² of log y
-    (σ_log ≈ se/y) and the exponent's SE comes from those; without, from the residuals.
+    (σ_log ≈ se/y) and the exponent's SE comes from those stated errors alone — it is not
+    inflated by the fit's χ² (a worse fit must not buy a wider tolerance; ``chi2``/``dof``
+    report the misfit, see :func:`learnmech.claims.lack_of_fit`); without, from the
+    residuals.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -61,11 +67,9 @@ def fit_power_law(x: np.ndarray, y: np.ndarray, y_se: np.ndarray | None = None) 
             w = 1.0 / sig**2
             cov = np.linalg.inv(A.T @ (A * w[:, None]))
             coef = cov @ (A.T @ (w * ly))
-            # scale by the reduced chi² when the scatter exceeds the stated errors
-            dof = max(len(lx) - 2, 1)
-            chi2 = float(np.sum(w * (ly - A @ coef) ** 2)) / dof
-            se = math.sqrt(cov[1, 1] * max(chi2, 1.0))
-            return PowerLawFit(float(coef[1]), se, float(math.exp(coef[0])))
+            chi2 = float(np.sum(w * (ly - A @ coef) ** 2))
+            se = math.sqrt(cov[1, 1])
+            return PowerLawFit(float(coef[1]), se, float(math.exp(coef[0])), chi2, len(lx) - 2)
     coef, *_ = np.linalg.lstsq(A, ly, rcond=None)
     resid = ly - A @ coef
     dof = len(lx) - 2

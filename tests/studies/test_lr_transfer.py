@@ -34,28 +34,6 @@ def test_every_scale_validates(scale):
     assert {p["arm"] for p in pts} == {"mlp", "gpt", "depth"}
 
 
-def test_a_tiny_depth_sweep_runs_and_reports_exponents(store_path):
-    """The depth arm alone at a tiny budget: the metrics exist and carry standard errors
-    (the quick scale of every arm is scored in the lab test)."""
-    res = run_study(
-        "lr-transfer",
-        scale="quick",
-        overrides={
-            "arms": ["depth"],
-            "depths": [2, 3, 4],
-            "depth_steps": 5,
-            "lr_log2": [-8, -7, -6, -5, -4],
-        },
-        seeds=2,
-        store=store_path,
-        report=False,
-    )
-    m = {x.name: x for x in res.metrics}
-    for name in ("depth_none_exponent", "depth_depth-mup_exponent"):
-        assert m[name].stderr is not None and m[name].stderr >= 0
-    assert m["failed_or_diverged_trials"].value == 0
-
-
 @pytest.mark.slow
 def test_full_scale(store_path):
     res = run_study("lr-transfer", scale="full", store=store_path, report=True)

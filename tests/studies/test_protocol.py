@@ -14,7 +14,6 @@ from learnmech.studies.base import Study
 #: studies still on the v1 protocol (they override ``compare``); shrink it, never grow it
 LEGACY = {
     "scaling-laws",
-    "lr-transfer",
 }
 
 NAMES = list(_registry())

@@ -132,16 +132,8 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
     assert page.count("failed as it must") == len(st.controls)
 
 
-LEGACY_CHECKS = {
-    # study: claims that must be present and pass (the verdict must be "pass")
+LEGACY_CHECKS: dict[str, list[str]] = {
     "scaling-laws": ["data_exponent_error", "model_exponent_error"],
-    "lr-transfer": [
-        "mlp_mup_shift_log2",
-        "mlp_sp_shift_log2",
-        "gpt_mup_shift_log2",
-        "gpt_transfer_gap_sp_minus_mup_z",
-        "depth_depth-mup_shift_log2",
-    ],
 }
 
 

@@ -16,16 +16,22 @@ depth-μP branch multiplier 1/√L (Yang et al. 2023, "Tensor Programs VI"; Bord
     known in closed form), held-out loss, widths 16 … 64 (quick) or 16 … 256 (full);
   - ``depth``: a residual MLP (:class:`~learnmech.nets.ResMLP`) on digits at a fixed
     width, depths 2 … 8 (quick) or 2 … 16 (full), with and without depth-μP.
-* compare — per arm and scheme, η* per seed by parabolic interpolation on the grid
+* analyze — per arm and scheme, η* per seed by parabolic interpolation on the grid
   (:func:`~learnmech.hparams.optimal_lr`), then c ± SE by weighted least squares
-  (:func:`~learnmech.hparams.transfer_exponent`); scored: μP's fitted shift ≤ 1 grid step;
-  SP's shift below −1 grid step (it drifts by more than the tolerance μP is given); the loss
-  of the narrowest width's η* used at the widest width (in log loss), SP's gap above μP's by
-  > 3 SE paired over seeds; under μP the widest GPT beats the narrowest at its best rate by
-  > 3 SE (for the MLP this is reported, not scored: at the tuned rate the digits training
-  loss is set by minibatch noise — seed spread 0.016–0.037 at every width — and the width
-  effect, clear at rates below the optimum, is z = 2.1 at full scale); depth: depth-μP's
-  shift ≤ 1 step and the unscaled network's shift below −1 step.
+  (:func:`~learnmech.hparams.transfer_exponent`, SE from the seeds' spread only).
+* claims (95% bounds, df = seeds − 1) — μP's (and depth-μP's) fitted shift of log₂ η*
+  over the size range lies within ±1 grid step (``equivalent``, TOST: a "no effect"
+  claim); an optimum at the edge of the grid is censored, so a μP claim with one fails
+  (the true optimum is unknown); SP's (and the unscaled depth arm's) shift lies below
+  −1 step (``below``; an edge optimum there only hides drift, so it is conservative);
+  the loss of the narrowest width's best rate used at the widest width is higher under
+  SP than μP (paired over seeds, ``above`` 0); under μP the widest GPT beats the
+  narrowest at its best rate (``above`` 0; for the MLP reported, not scored: at the tuned
+  rate the digits training loss is set by minibatch noise — seed spread 0.016–0.037 at
+  every width — and the width effect is z = 2.1 at full scale).
+
+Negative control ``sp-as-mup``: the MLP arm's "μP" scheme is replaced by SP. SP's
+optimum drifts, so the μP no-shift claim must fail.
 
 Quick-scale results (3 seeds): η* ∝ width^c with c = −0.72 ± 0.04 (SP) vs −0.01 ± 0.03 (μP)
 for the MLP over widths 32 → 512 and −0.92 ± 0.03 vs 0.06 ± 0.03 for the GPT over 16 → 64;
@@ -40,20 +46,21 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 from torch.nn import functional as F
 
+from learnmech.claims import Estimate, above, below, equivalent, reported
 from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.data.real import digits_subset
 from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
-from learnmech.lab.records import Curve, Metric, TrialResult, failures_metric
 from learnmech.nets import GPT, MLP, ResMLP
-from learnmech.stats import mean_se
-from learnmech.studies.base import Figure, Study, StudyConfig, subset_of
+from learnmech.records import Curve, Figure, Metric
+from learnmech.report.plots import colors, save_png, subplots
+from learnmech.studies.base import Control, Study, StudyConfig, Trials, subset_of
 
 __all__ = ["LRTransfer", "LRTransferConfig"]
 
@@ -92,6 +99,9 @@ class LRTransferConfig(StudyConfig):
     batch: int = Field(32, ge=1, le=4096)
     mlp_batch: int = Field(64, ge=1, le=1797)
     data_seed: int = Field(0, ge=0)
+    mup_scheme: Literal["mup", "sp"] = Field(
+        "mup", description="what the 'mup' arms really use (control: sp)"
+    )
 
     @field_validator("arms")
     @classmethod
@@ -155,20 +165,22 @@ def _train(
 
 
 def _sweep(
-    cfg: LRTransferConfig, arm: str, scheme: str, size: int, seed: int
+    cfg: LRTransferConfig, arm: str, scheme: str, size: int, seed: int, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Final loss for each learning rate of the grid."""
+    if scheme == "mup":
+        scheme = cfg.mup_scheme
     lrs = [2.0**k for k in (cfg.gpt_lr_log2 if arm == "gpt" else cfg.lr_log2)]
     losses = []
     if arm in ("mlp", "depth"):
-        X, Y = digits_subset(1797, cfg.data_seed)
+        X, Y = (t.to(device) for t in digits_subset(1797, cfg.data_seed))
         n = X.shape[0]
 
         def data(gen: torch.Generator) -> Any:
             if arm == "depth":  # full batch: the optimum is not blurred by minibatch noise
                 return lambda _s: (X, Y)
             return lambda _s: (lambda i: (X[i], Y[i]))(
-                torch.randint(0, n, (cfg.mlp_batch,), generator=gen)
+                torch.randint(0, n, (cfg.mlp_batch,), generator=gen).to(device)
             )
 
         def evaluate(m: torch.nn.Module) -> float:
@@ -178,13 +190,13 @@ def _sweep(
         loss_fn = F.cross_entropy
     else:
         lang = ZipfMarkov(cfg.vocab, cfg.order, cfg.zipf, seed=cfg.data_seed)
-        train = lang.sample(8192, cfg.context + 1, seed=cfg.data_seed + 1)
-        test = lang.sample(512, cfg.context + 1, seed=cfg.data_seed + 2)
+        train = lang.sample(8192, cfg.context + 1, seed=cfg.data_seed + 1).to(device)
+        test = lang.sample(512, cfg.context + 1, seed=cfg.data_seed + 2).to(device)
         o = cfg.order
 
         def data(gen: torch.Generator) -> Any:
             def draw(_s: int) -> Any:
-                b = train[torch.randint(0, train.shape[0], (cfg.batch,), generator=gen)]
+                b = train[torch.randint(0, train.shape[0], (cfg.batch,), generator=gen).to(device)]
                 return b[:, :-1], b[:, 1:]
 
             return draw
@@ -218,6 +230,7 @@ def _sweep(
             )
         steps = {"mlp": cfg.mlp_steps, "gpt": cfg.gpt_steps, "depth": cfg.depth_steps}[arm]
         gen = torch.Generator().manual_seed(seed + 7919)
+        model.to(device)
         ok = _train(model, p.optimizer(), steps, data(gen), loss_fn)
         losses.append(_capped(evaluate(model)) if ok else LOSS_CAP)
     return np.array(lrs), np.array(losses)
@@ -230,6 +243,14 @@ class LRTransfer(Study):
     pillar = "hyperparameter theories"
     Config = LRTransferConfig
     sweep_fields = frozenset({"arms", "mlp_widths", "gpt_widths", "depths"})
+    controls = (
+        Control(
+            "sp-as-mup",
+            {"arms": ["mlp"], "mup_scheme": "sp"},
+            ("mlp_mup_shift_log2",),
+            "the 'μP' MLP arm is really SP: its optimum drifts with width",
+        ),
+    )
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 3},
         "full": {
@@ -283,198 +304,165 @@ class LRTransfer(Study):
     ) -> dict[int, list[Curve]]:
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
-            lrs, loss = _sweep(cfg, point["arm"], point["scheme"], int(point["size"]), seed)
+            lrs, loss = _sweep(cfg, point["arm"], point["scheme"], int(point["size"]), seed, device)
             out[seed] = [
                 Curve("loss", "lr", lrs, loss),
                 Curve("diverged", "lr", lrs, (loss >= LOSS_CAP).astype(float)),
             ]
         return out
 
-    # ----------------------------------------------------------------------------------
-    @staticmethod
-    def _curves(trials: list[TrialResult], arm: str, scheme: str) -> dict[int, dict[int, Curve]]:
-        """size → seed → loss-vs-lr curve."""
-        tab: dict[int, dict[int, Curve]] = {}
-        for t in trials:
-            if t.status == "ok" and t.point["arm"] == arm and t.point["scheme"] == scheme:
-                tab.setdefault(int(t.point["size"]), {})[t.seed] = t.curve("loss")
-        return tab
+    def analyze(self, cfg: LRTransferConfig, theory: list[Curve], trials: Trials) -> dict:
+        """(arm, scheme) → size → (lrs, losses[seed, lr]) with each seed's optimum."""
+        out: dict[tuple[str, str], Any] = {}
+        for t_arm in trials.by("arm").items():
+            arm, ta = t_arm
+            for scheme, ts in ta.by("scheme").items():
+                tab = {}
+                for size, tz in ts.by("size").items():
+                    lrs, loss = tz.stack("loss")
+                    opts = [optimal_lr(lrs, row) for row in loss]
+                    tab[int(size)] = {"lrs": lrs, "loss": loss, "seeds": tz.seeds, "opts": opts}
+                out[(arm, scheme)] = tab
+        return out
 
-    @staticmethod
-    def _optima(
-        tab: dict[int, dict[int, Curve]],
-    ) -> tuple[list[int], list[float], list[float], bool]:
-        sizes, mean, se, edge = [], [], [], False
-        for size in sorted(tab):
-            opts = [optimal_lr(c.coords, c.values) for c in tab[size].values()]
-            edge |= any(o.at_edge for o in opts)
-            m, s = mean_se(np.array([o.log2_lr for o in opts]))
-            sizes.append(size)
-            mean.append(float(m))
-            se.append(float(s) if np.isfinite(s) else 0.0)
-        return sizes, mean, se, edge
-
-    def compare(
-        self, cfg: LRTransferConfig, theory: list[Curve], trials: list[TrialResult]
-    ) -> list[Metric]:
-        metrics: list[Metric] = []
-        fits: dict[tuple[str, str], Any] = {}
-        arms = [(a, WIDTH_SCHEMES) for a in ("mlp", "gpt") if a in cfg.arms]
-        if "depth" in cfg.arms:
-            arms.append(("depth", DEPTH_ARMS))
-        for arm, schemes in arms:
-            for scheme in schemes:
-                tab = self._curves(trials, arm, scheme)
-                if len(tab) < 3:
-                    continue
-                sizes, m, se, edge = self._optima(tab)
-                # seeds' spread sets the SE; with one seed the fit's residuals do
-                fit = transfer_exponent(sizes, m, se if all(s > 0 for s in se) else None)
-                fits[(arm, scheme)] = fit
-                what = "depth" if arm == "depth" else "width"
-                metrics.append(
-                    Metric(
-                        f"{arm}_{scheme}_exponent",
-                        fit.exponent,
-                        None,
-                        stderr=fit.exponent_se,
-                        description=f"c in η* ∝ {what}^c ("
-                        + ", ".join(f"{s}: 2^{v:.2f}" for s, v in zip(sizes, m, strict=True))
-                        + ")"
-                        + ("; an optimum sits at the grid's edge" if edge else ""),
-                    )
+    def claims(self, cfg: LRTransferConfig, s: dict) -> list[Metric]:
+        out: list[Metric] = []
+        for (arm, scheme), tab in s.items():
+            if len(tab) < 3:
+                continue
+            sizes = sorted(tab)
+            m = [float(np.mean([o.log2_lr for o in tab[z]["opts"]])) for z in sizes]
+            se = [Estimate.of([o.log2_lr for o in tab[z]["opts"]]).se for z in sizes]
+            edge = any(o.at_edge for z in sizes for o in tab[z]["opts"])
+            fit = transfer_exponent(sizes, m, se if all(x > 0 for x in se) else None)
+            n = min(len(tab[z]["opts"]) for z in sizes)
+            span = math.log2(max(sizes) / min(sizes))
+            what = "depth" if arm == "depth" else "width"
+            out.append(
+                reported(
+                    f"{arm}_{scheme}_exponent",
+                    Estimate(fit.exponent, fit.exponent_se, n - 1),
+                    description=f"c in η* ∝ {what}^c ("
+                    + ", ".join(f"{z}: 2^{v:.2f}" for z, v in zip(sizes, m, strict=True))
+                    + ")"
+                    + ("; an optimum sits at the grid's edge" if edge else ""),
                 )
-                stable = scheme in ("mup", "depth-mup")
-                rng = f"{max(sizes) // min(sizes)}× {what} range"
-                metrics.append(
-                    Metric(
+            )
+            shift = Estimate(fit.shift_log2, fit.exponent_se * span, n - 1)
+            rng = f"{max(sizes) // min(sizes)}× {what} range"
+            if scheme in ("mup", "depth-mup"):
+                if edge:  # censored: the optimum lies somewhere beyond the grid
+                    shift = Estimate(math.nan, math.nan, n - 1)
+                out.append(
+                    equivalent(
                         f"{arm}_{scheme}_shift_log2",
-                        fit.shift_log2 if not stable else abs(fit.shift_log2),
-                        1.0 if stable else -1.0,
-                        "<=",
-                        stderr=fit.exponent_se * math.log2(max(sizes) / min(sizes)),
-                        description=(
-                            f"|fitted shift of log₂ η*| over the {rng}: within one grid step"
-                            if stable
-                            else f"fitted shift of log₂ η* over the {rng}: drifts down by more "
-                            "than one grid step"
-                        ),
+                        shift,
+                        1.0,
+                        level=self.level,
+                        description=f"fitted shift of log₂ η* over the {rng}: within one grid "
+                        "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
                     )
                 )
-            if arm in ("mlp", "gpt"):
-                metrics += self._transfer_metrics(cfg, trials, arm)
-        metrics.append(failures_metric(trials))
-        return metrics
+            else:
+                out.append(
+                    below(
+                        f"{arm}_{scheme}_shift_log2",
+                        shift,
+                        -1.0,
+                        level=self.level,
+                        description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
+                        "more than one grid step",
+                    )
+                )
+        for arm in ("mlp", "gpt"):
+            out += self._transfer_claims(s, arm)
+        return out
 
-    def _transfer_metrics(
-        self, cfg: LRTransferConfig, trials: list[TrialResult], arm: str
-    ) -> list[Metric]:
+    def _transfer_claims(self, s: dict, arm: str) -> list[Metric]:
         """Log-loss gaps (losses span decades across the grid), paired over seeds."""
         out: list[Metric] = []
         gaps: dict[str, np.ndarray] = {}
         for scheme in WIDTH_SCHEMES:
-            tab = self._curves(trials, arm, scheme)
+            tab = s.get((arm, scheme), {})
             if len(tab) < 2:
                 return out
-            small, large = min(tab), max(tab)
-            seeds = sorted(set(tab[small]) & set(tab[large]))
-            g, better = [], []
-            for s in seeds:
-                cs, cl = np.log(tab[small][s].values), np.log(tab[large][s].values)
-                i = int(np.argmin(cs))  # the narrowest width's best grid rate
-                g.append(cl[i] - cl.min())
-                better.append(cs.min() - cl.min())
-            gaps[scheme] = np.array(g)
-            m, se = mean_se(np.array(g))
+            small, large = tab[min(tab)], tab[max(tab)]
+            if small["seeds"] != large["seeds"]:
+                return out
+            cs, cl = np.log(small["loss"]), np.log(large["loss"])
+            i = np.argmin(cs, axis=1)  # the narrowest width's best grid rate, per seed
+            gaps[scheme] = cl[np.arange(len(i)), i] - cl.min(1)
             out.append(
-                Metric(
+                reported(
                     f"{arm}_{scheme}_transfer_gap",
-                    float(m),
-                    None,
-                    stderr=float(se) if np.isfinite(se) else None,
-                    description=f"log loss at width {large} with width {small}'s best grid "
-                    f"rate, minus width {large}'s best log loss",
+                    Estimate.of(gaps[scheme]),
+                    description=f"log loss at width {max(tab)} with width {min(tab)}'s best "
+                    f"grid rate, minus width {max(tab)}'s best log loss",
                 )
             )
-            if scheme == "mup" and len(better) >= 2:
-                bm, bse = mean_se(np.array(better))
-                # scored on the language task; on digits the best training loss is set by
-                # minibatch noise (seed spread 0.016–0.037 at every width, full scale), which
-                # swamps the width effect at the tuned rate (z = 2.1 at full scale, 4.3 quick)
-                scored = arm == "gpt"
-                out.append(
-                    Metric(
-                        f"{arm}_mup_wider_is_better_z",
-                        float(bm / bse) if bse > 0 else math.inf * np.sign(bm),
-                        3.0 if scored else None,
-                        ">=",
-                        description=f"best log loss at width {small} minus at width {large}: "
-                        f"{bm:.3f} ± {bse:.3f} (μP: wider is better at its tuned rate)"
-                        + ("" if scored else "; reported: minibatch noise dominates here"),
-                    )
+            if scheme == "mup":
+                better = Estimate.of(cs.min(1) - cl.min(1))
+                desc = (
+                    f"best log loss at width {min(tab)} minus at width {max(tab)} (μP: wider "
+                    "is better at its tuned rate)"
                 )
-        if set(gaps) == set(WIDTH_SCHEMES) and len(gaps["sp"]) >= 2:
-            d = gaps["sp"] - gaps["mup"]
-            m, se = mean_se(d)
+                if arm == "gpt":
+                    out.append(
+                        above(
+                            f"{arm}_mup_wider_is_better",
+                            better,
+                            0.0,
+                            level=self.level,
+                            strict=True,
+                            description=desc,
+                        )
+                    )
+                else:
+                    out.append(
+                        reported(
+                            f"{arm}_mup_wider_is_better",
+                            better,
+                            description=desc + "; reported: minibatch noise dominates here",
+                        )
+                    )
+        if set(gaps) == set(WIDTH_SCHEMES):
             out.append(
-                Metric(
-                    f"{arm}_transfer_gap_sp_minus_mup_z",
-                    float(m / se) if se > 0 else math.inf * np.sign(m),
-                    3.0,
-                    ">=",
-                    description=f"the transferred rate costs SP more than μP: {m:.3f} ± "
-                    f"{se:.3f} in log loss (paired over seeds)",
+                above(
+                    f"{arm}_transfer_gap_sp_minus_mup",
+                    Estimate.paired(gaps["sp"], gaps["mup"]),
+                    0.0,
+                    level=self.level,
+                    strict=True,
+                    description="the transferred rate costs SP more than μP (log loss, paired "
+                    "over seeds)",
                 )
             )
         return out
 
-    def figures(
-        self,
-        cfg: LRTransferConfig,
-        theory: list[Curve],
-        trials: list[TrialResult],
-        metrics: list[Metric],
-        outdir: Path,
-    ) -> list[Figure]:
-        from learnmech.report.plots import _plt, save_png
-
-        plt = _plt()
+    def figures(self, cfg: LRTransferConfig, s: dict, outdir: Path) -> list[Figure]:
         rows = [(a, WIDTH_SCHEMES) for a in ("mlp", "gpt") if a in cfg.arms]
         if "depth" in cfg.arms:
             rows.append(("depth", DEPTH_ARMS))
-        fig, axes = plt.subplots(len(rows), 2, figsize=(8.0, 3.2 * len(rows)), squeeze=False)
-        cmap = plt.get_cmap("viridis")
+        fig, axes = subplots(len(rows), 2, figsize=(8.0, 3.2 * len(rows)), squeeze=False)
         for r, (arm, schemes) in enumerate(rows):
             for c, scheme in enumerate(schemes):
                 ax = axes[r, c]
-                tab = self._curves(trials, arm, scheme)
-                sizes = sorted(tab)
-                for i, size in enumerate(sizes):
-                    curves = list(tab[size].values())
-                    y = np.mean([cv.values for cv in curves], axis=0)
-                    x = curves[0].coords
-                    col = cmap(0.1 + 0.8 * i / max(len(sizes) - 1, 1))
-                    ax.plot(
-                        x,
-                        y,
-                        "o-",
-                        ms=3,
-                        color=col,
-                        label=f"{'depth' if arm == 'depth' else 'width'} {size}",
-                    )
-                    o = optimal_lr(x, y)
-                    ax.axvline(o.lr, color=col, lw=0.8, ls=":")
+                tab = s.get((arm, scheme), {})
+                cs = colors(len(tab))
+                for i, size in enumerate(sorted(tab)):
+                    x, y = tab[size]["lrs"], tab[size]["loss"].mean(0)
+                    what = "depth" if arm == "depth" else "width"
+                    ax.plot(x, y, "o-", ms=3, color=cs[i], label=f"{what} {size}")
+                    ax.axvline(optimal_lr(x, y).lr, color=cs[i], lw=0.8, ls=":")
                 ax.set(xscale="log", yscale="log", xlabel="learning rate (Adam)", ylabel="loss")
                 ax.set_title(f"{arm}: {scheme}", fontsize=9)
                 ax.set_ylim(top=min(ax.get_ylim()[1], LOSS_CAP))
-                ax.legend(fontsize=6)
-        p = save_png(fig, outdir / "lr-transfer.png")
-        return [
-            Figure(
-                p,
-                "Loss against learning rate, coloured by width (rows: MLP on digits, GPT on a "
-                "Zipfian Markov chain) or depth (residual MLP), mean over seeds; dotted lines "
-                "mark each curve's interpolated optimum. Left: SP (or no depth scaling); "
-                "right: μP (or depth-μP).",
-            )
-        ]
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=6)
+        caption = (
+            "Loss against learning rate, coloured by width (rows: MLP on digits, GPT on a "
+            "Zipfian Markov chain) or depth (residual MLP), mean over seeds; dotted lines mark "
+            "each curve's interpolated optimum. Left: SP (or no depth scaling); right: μP "
+            "(or depth-μP)."
+        )
+        return [Figure(save_png(fig, outdir / "lr-transfer.png"), caption)]
