@@ -1,10 +1,9 @@
 """Every study at quick scale, one test each, so a failure names its study.
 
-Studies on the v2 protocol: the quick verdict with its documented findings (the exact
-set of claims that fail), every negative control failing on the claims it targets, and
-the claim set's hash unchanged when every measured value is perturbed (no tolerance is
-computed from the data it judges). Studies still on v1: the claims that carry their
-verdict.
+For each: the quick verdict with its documented findings (the exact set of claims that
+fail), every negative control failing on the claims it targets, and the claim set's hash
+unchanged when every measured value is perturbed (no tolerance is computed from the data
+it judges).
 """
 
 from __future__ import annotations
@@ -86,6 +85,14 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"depth_none_shift_log2"},
         lambda res, m: m["gpt_mup_shift_log2"].kind == "equivalence",
     ),
+    # findings (16 seeds): the random-projection deterministic equivalent under-predicts
+    # the model sweep by ≈ 18% at its worst size and its slope is off by 0.024 (tolerance
+    # 0.030 with the SE in the bound); the data sweep's slope (0.008 off) and level at
+    # large n (test error 0.012 ± 0.002 vs 0.010) are not resolved to their tolerances
+    "scaling-laws": (
+        {"data_exponent", "data_curve", "model_exponent", "model_curve"},
+        lambda res, m: m["grid_extrapolation_mean_abs_rel_error"].kind == "reported",
+    ),
 }
 
 #: per control, extra checks that it fails for the right reason
@@ -120,7 +127,7 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
     assert failing == findings, [m[n].as_dict() for n in failing ^ findings if n in m]
     assert res.verdict == ("fail" if findings else "pass")
     assert res.device == "cpu" and res.claims_hash
-    check(res, m)
+    assert check(res, m) is not False, study
 
     # tolerances are fixed before the run: perturbing every measured value changes the
     # values but not the claim set
@@ -143,22 +150,3 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
         page = render_report(s, res.run_id).read_text()
     assert "Can this test fail?" in page and "did NOT fail" not in page
     assert page.count("failed as it must") == len(st.controls)
-
-
-LEGACY_CHECKS: dict[str, list[str]] = {
-    "scaling-laws": ["data_exponent_error", "model_exponent_error"],
-}
-
-
-def test_every_legacy_study_is_covered():
-    assert set(LEGACY_CHECKS) == LEGACY
-
-
-@pytest.mark.parametrize("study", sorted(LEGACY_CHECKS))
-def test_legacy_quick_scale(study, store_path):
-    res = run_study(study, store=store_path, report=True)
-    m = {x.name: x for x in res.metrics}
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics if x.passed is False]
-    for name in LEGACY_CHECKS[study]:
-        assert m[name].passed is True, (study, name)
-    assert res.report is not None and "data:image/png;base64" in res.report.read_text()

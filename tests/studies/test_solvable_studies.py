@@ -93,7 +93,7 @@ def test_scaling_laws_gpt_arm_small_run(store_path):
     res = run_study("scaling-laws", store=store_path, report=True, seeds=3, overrides=GPT_TINY)
     m = {x.name: x for x in res.metrics}
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
-    assert m["gpt_min_excess_over_bayes_z"].passed
+    assert m["gpt_excess_over_bayes"].passed and m["gpt_excess_over_bayes"].kind == "above"
     assert res.trials_run == 4 * 2  # widths × gpt_seeds, not × seeds
     for name in (
         "gpt_fitted_E_minus_bayes",
