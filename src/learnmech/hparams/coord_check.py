@@ -161,15 +161,17 @@ class CoordCheck:
     def plot(
         self, path: str | Path, *, title: str = "", steps: Sequence[int] | None = None
     ) -> Path:
-        """log-log panels of mean |h_t| (top) and mean |h_t − h_0| (bottom) vs width."""
-        from learnmech.report.plots import _plt, save_png
+        """log-log panels of mean |h_t| (top) and mean |h_t − h_0| (bottom) vs width,
+        written to ``path`` (no pyplot state is touched: a notebook keeps its backend)."""
+        import matplotlib
 
-        plt = _plt()
+        from learnmech.report.plots import save_png, subplots
+
         steps = (
             list(steps) if steps is not None else sorted({1, max(self.steps // 2, 1), self.steps})
         )
-        fig, axes = plt.subplots(2, len(steps), figsize=(3.4 * len(steps), 6.0), squeeze=False)
-        cmap = plt.get_cmap("tab20")
+        fig, axes = subplots(2, len(steps), figsize=(3.4 * len(steps), 6.0), squeeze=False)
+        cmap = matplotlib.colormaps["tab20"]
         for qi, q in enumerate(("act", "delta")):
             tab = self.table(q)
             for si, t in enumerate(steps):

@@ -34,7 +34,7 @@ from torch.func import functional_call, grad, vmap
 
 from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian
-from learnmech.train.recorder import Probe
+from learnmech.measure.probe import Probe
 
 __all__ = [
     "GradientNoiseProbe",

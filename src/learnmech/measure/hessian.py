@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.train.recorder import Probe
+from learnmech.measure.probe import Probe
 
 __all__ = [
     "LanczosResult",

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from learnmech.measure.probe import Probe
+
 __all__ = [
     "ActivationRMS",
     "GradNorm",
@@ -37,24 +39,6 @@ class Row:
     step: int
     observable: str
     value: float
-
-
-class Probe:
-    """Base class: ``attach`` once, ``read`` at every recorded step."""
-
-    every: int = 1
-
-    def attach(self, model: nn.Module) -> None:
-        pass
-
-    def read(self, model: nn.Module, step: int) -> dict[str, float]:
-        raise NotImplementedError
-
-    def detach(self) -> None:
-        pass
-
-    def pause(self, paused: bool) -> None:
-        """Called around other probes' work (e.g. NTK passes) that must not be observed."""
 
 
 def _rms(t: torch.Tensor) -> float:
