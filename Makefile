@@ -17,16 +17,20 @@ else
 TORCH_SPEC ?= torch==2.13.0
 endif
 EXTRAS ?= dev,ray
+MUP_VERSION ?= 1.0.0
 SCALE ?= quick
 
 .PHONY: demo test test-all lint bench clean venv
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	# the outside μP oracle for the cross-checks; its metadata pulls torchvision and a CUDA
+	# torch, and it needs neither, so it goes in without its dependencies
+	$(BIN)/python -m pip install --quiet --no-deps "mup==$(MUP_VERSION)"
 	@touch $@
 
 demo: venv
