@@ -144,8 +144,8 @@ def run_study(
             progress(f"{name}: {len(done)} trials already done", 0, total)
         try:
             for results in ex.map(jobs):
+                st.add_trials(run_id, name, results, device)
                 for r in results:
-                    st.add_trial(run_id, name, r, device)
                     if r.status == "error":
                         failed.append(f"{r.point} seed {r.seed}: {(r.error or '').splitlines()[0]}")
                 finished += len(results)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -234,25 +234,42 @@ class Store:
 
     def add_trial(self, run_id: str, study: str, result: TrialResult, device: str) -> None:
         """Commit one trial with all its records atomically (replacing an earlier error)."""
-        table = _curves_table(result.curves, None, result.key, "experiment")
+        self.add_trials(run_id, study, [result], device)
+
+    def add_trials(
+        self, run_id: str, study: str, results: Sequence[TrialResult], device: str
+    ) -> None:
+        """Commit a job's trials with all their records in one transaction (replacing
+        earlier errors): a killed sweep loses no finished job and leaves no half-written
+        one. One transaction per job, not per trial, keeps many-seed sweeps fast."""
+        if not results:
+            return
+        keys = [r.key for r in results]
+        tables = [_curves_table(r.curves, None, r.key, "experiment") for r in results]
+        table = pa.concat_tables(tables)
+        rows = [
+            [
+                r.key,
+                study,
+                json.dumps(r.point, sort_keys=True),
+                r.seed,
+                r.status,
+                r.error,
+                r.duration,
+                r.device or device,
+                run_id,
+                _now(),
+            ]
+            for r in results
+        ]
         with self._transaction():
-            self.con.execute("DELETE FROM records WHERE trial_key = ?", [result.key])
-            self.con.execute("DELETE FROM trials WHERE key = ?", [result.key])
             self.con.execute(
-                "INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    result.key,
-                    study,
-                    json.dumps(result.point, sort_keys=True),
-                    result.seed,
-                    result.status,
-                    result.error,
-                    result.duration,
-                    result.device or device,
-                    run_id,
-                    _now(),
-                ],
+                "DELETE FROM records WHERE trial_key IN (SELECT unnest(?::VARCHAR[]))", [keys]
             )
+            self.con.execute(
+                "DELETE FROM trials WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
+            )
+            self.con.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if table.num_rows:
                 self.con.register("_new_records", table)
                 self.con.execute("INSERT INTO records SELECT * FROM _new_records")
