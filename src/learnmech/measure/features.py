@@ -39,7 +39,7 @@ def agop(
     if not bool(torch.isfinite(X).all()):
         raise UserError("x contains NaN or inf")
     d = X.shape[1]
-    total = torch.zeros(d, d, dtype=X.dtype)
+    total = torch.zeros(d, d, dtype=X.dtype, device=X.device)
     for i in range(0, X.shape[0], batch_size):
         xb = X[i : i + batch_size].detach().clone().requires_grad_(True)
         with torch.enable_grad():
@@ -84,7 +84,7 @@ def matrix_correlation_null(
     g = torch.Generator().manual_seed(seed)
     vals = []
     for _ in range(permutations):
-        p = torch.randperm(A.shape[0], generator=g)
+        p = torch.randperm(A.shape[0], generator=g).to(B.device)
         vals.append(matrix_correlation(A, B[p][:, p], centered=centered))
     v = np.array(vals)
     return float(v.mean()), float(v.std(ddof=1))

@@ -104,6 +104,7 @@ class LossHessian:
         if not self.params:
             raise UserError("the model has no parameters that require grad")
         self.dim = sum(p.numel() for p in self.params)
+        self.device = self.params[0].device
         sizes = [b[0].shape[0] for b in self.batches]
         self._w = [s / sum(sizes) for s in sizes]
         self.calls = 0
@@ -111,7 +112,7 @@ class LossHessian:
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         out, i = [], 0
         for p in self.params:
-            out.append(v[i : i + p.numel()].view_as(p).to(p.dtype))
+            out.append(v[i : i + p.numel()].view_as(p).to(device=p.device, dtype=p.dtype))
             i += p.numel()
         return out
 
@@ -124,8 +125,8 @@ class LossHessian:
         )
 
     def gradient(self) -> torch.Tensor:
-        """The flat gradient of the mean loss."""
-        total = torch.zeros(self.dim, dtype=self.dtype)
+        """The flat gradient of the mean loss (on the parameters' device)."""
+        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         with torch.enable_grad():
             for (x, y), w in zip(self.batches, self._w, strict=True):
                 g = torch.autograd.grad(
@@ -144,11 +145,13 @@ class LossHessian:
             )
 
     def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        """H·v for a flat vector on any device; the product comes back on ``v``'s device
+        (the model's parameters may live on a GPU while Lanczos runs on the CPU)."""
         if v.shape != (self.dim,):
             raise UserError(f"vector must have shape ({self.dim},), got {tuple(v.shape)}")
         self.calls += 1
         vs = self._split(v)
-        total = torch.zeros(self.dim, dtype=self.dtype)
+        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         with torch.enable_grad():
             for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True)):
                 if self.kind == "hessian":
@@ -174,7 +177,7 @@ class LossHessian:
                 else:
                     hv = self._gauss_newton(x, y, vs)
                 total += w * self._flat(hv)
-        return total
+        return total.to(v.device)  # the caller's device: Lanczos may keep its basis on the CPU
 
     def _gauss_newton(
         self, x: torch.Tensor, y: torch.Tensor, vs: list[torch.Tensor]
@@ -194,7 +197,7 @@ class LossHessian:
 
     def dense(self) -> torch.Tensor:
         """The full matrix (dim × dim) by dim matvecs — for tests and small models."""
-        eye = torch.eye(self.dim, dtype=self.dtype)
+        eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
         return torch.stack([self.matvec(eye[i]) for i in range(self.dim)], 1)
 
 
@@ -560,7 +563,7 @@ class SharpnessProbe(Probe):
         if P is None:
             mv = H.matvec
         else:
-            s = P.rsqrt()
+            s = P.rsqrt().cpu()  # Lanczos keeps its vectors on the CPU
 
             def mv(u: torch.Tensor) -> torch.Tensor:
                 return s * H.matvec(s * u)
