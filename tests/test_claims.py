@@ -21,6 +21,7 @@ from learnmech.claims import (
     reported,
     slope,
     within,
+    within_every,
 )
 from learnmech.records import Metric, verdict_of
 
@@ -173,3 +174,17 @@ def test_claims_hash_sees_tolerances_not_values():
     c = [within("w", Estimate(1.0, 0.1, 5), 1.0, 0.25), below("b", 0.3, 1.0)]
     assert claims_hash(a) == claims_hash(b)
     assert claims_hash(a) != claims_hash(c)
+
+
+def test_within_every_is_one_claim_over_all_cells_with_a_stable_claim_set():
+    cells = [("n=8", Estimate(1.02, 0.01, 9), 1.0, 0.1), ("n=16", Estimate(0.5, 0.01, 9), 0.6, 0.2)]
+    m = within_every("curve", cells)
+    q = stats.t.ppf(0.95, 9)
+    worst = max((0.02 + q * 0.01) / 0.1, (0.1 + q * 0.01) / 0.2)
+    assert m.passed and m.value == pytest.approx(worst) and "n=16" in m.description
+    moved = [("n=8", Estimate(1.09, 0.01, 9), 1.0, 0.1), cells[1]]
+    m2 = within_every("curve", moved)
+    assert not m2.passed and "n=8" in m2.description
+    assert claims_hash([m]) == claims_hash([m2])  # the worst cell does not enter the hash
+    assert not within_every("curve", []).passed
+    assert not within_every("curve", [*cells, ("n=32", Estimate.of([1.0]), 1.0, 0.1)]).passed

@@ -57,6 +57,7 @@ __all__ = [
     "reported",
     "slope",
     "within",
+    "within_every",
 ]
 
 #: default one-sided confidence level of every claim
@@ -231,6 +232,46 @@ def within(
         level=level,
         expected=float(expected),
         description=_describe(e, description, level),
+    )
+
+
+def within_every(
+    name: str,
+    cells: Sequence[tuple[str, Estimate | float, float, float]],
+    *,
+    level: float = LEVEL,
+    description: str = "",
+) -> Metric:
+    """Every cell's prediction is right: for each (label, estimate, expected, tol),
+    |v − expected| + q·SE ≤ tol. One claim whose value and bound are the largest
+    (|v − expected| + q·SE)/tol over the cells, against tolerance 1 — the intersection–
+    union test over cells, with a claim set that does not depend on which cell is worst.
+    The description names the worst cell. No cells, or a non-finite one, fails."""
+    worst: tuple[float, str] = (math.nan, "no cells")
+    ratios = []
+    for label, est, expected, tol in cells:
+        m = within(name, est, expected, tol, level=level)
+        r = m.bound / m.tolerance if math.isfinite(m.bound) and m.tolerance > 0 else math.nan
+        ratios.append(r)
+        e = _as_est(est)
+        text = f"worst cell {label}: {e:.4g} vs {expected:.4g} (tolerance {tol:.3g})"
+        if not math.isfinite(r) or math.isnan(worst[0]) or r > worst[0]:
+            worst = (r, text)
+            if not math.isfinite(r):
+                break
+    bad = not ratios or any(not math.isfinite(r) for r in ratios)
+    value = math.nan if bad else max(ratios)
+    return Metric(
+        name,
+        value,
+        1.0,
+        "<=",
+        stderr=0.0,
+        kind="within",
+        bound=value,
+        level=level,
+        description=f"{description}; {len(ratios)} cells, value = max (|v − expected| + "
+        f"q·SE)/tolerance; {worst[1]}",
     )
 
 
