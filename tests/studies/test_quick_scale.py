@@ -85,10 +85,10 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"depth_none_shift_log2"},
         lambda res, m: m["gpt_mup_shift_log2"].kind == "equivalence",
     ),
-    # findings (16 seeds): the random-projection deterministic equivalent under-predicts
-    # the model sweep by ≈ 18% at its worst size and its slope is off by 0.024 (tolerance
-    # 0.030 with the SE in the bound); the data sweep's slope (0.008 off) and level at
-    # large n (test error 0.012 ± 0.002 vs 0.010) are not resolved to their tolerances
+    # findings (16 seeds): the model sweep's slope is −1.632 ± 0.018 against the
+    # random-projection prediction's −1.600 (tolerance 0.030), and its level misses by up
+    # to ≈ 18%; the data sweep's slope (−2.588 ± 0.031 vs −2.570) and its level at large n
+    # are not resolved to their tolerances
     "scaling-laws": (
         {"data_exponent", "data_curve", "model_exponent", "model_curve"},
         lambda res, m: m["grid_extrapolation_mean_abs_rel_error"].kind == "reported",
