@@ -38,3 +38,15 @@ def test_every_scale_validates(scale):
 def test_full_scale(store_path):
     res = run_study("lr-transfer", scale="full", store=store_path, report=True)
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
+
+
+def test_the_control_reuses_every_trial_but_the_mup_arms():
+    """``mup_scheme`` (the sp-as-mup control) is hashed into the "mup" arms only."""
+    st = get_study("lr-transfer")
+    a, b = st.config("quick"), st.config("quick", {"arms": ["mlp"], "mup_scheme": "sp"})
+    sp, mup = (
+        {"arm": "mlp", "scheme": "sp", "size": 32},
+        {"arm": "mlp", "scheme": "mup", "size": 32},
+    )
+    assert st.trial_config(a, sp) == st.trial_config(b, sp)
+    assert st.trial_config(a, mup) != st.trial_config(b, mup)

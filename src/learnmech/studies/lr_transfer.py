@@ -265,6 +265,13 @@ class LRTransfer(Study):
         },
     }
 
+    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """``mup_scheme`` changes only the "mup" arms: the others' trials are re-used."""
+        full = super().trial_config(cfg, point)
+        if point.get("scheme") != "mup":
+            full.pop("mup_scheme", None)
+        return full
+
     def grid(self, cfg: LRTransferConfig) -> list[dict[str, Any]]:
         pts: list[dict[str, Any]] = []
         if "mlp" in cfg.arms:
