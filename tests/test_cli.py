@@ -78,18 +78,15 @@ def _learnmech(*args: str, timeout: int) -> subprocess.CompletedProcess:
     )
 
 
-def _check_wide_nets(out: dict) -> None:
+def _check_wide_nets_full(out: dict) -> None:
+    """Full scale (widths 64 … 4096, 32 seeds; run on an H200, 2026-11-30): every claim
+    passes — the per-network deviation decays as width^−0.47 ± 0.02 there, so the quick
+    scale's −0.42 was a small-width effect — except one finding: the kernel change is not
+    one power law of width within its errors (χ²/dof 2.96 against the 95% limit 2.21)."""
     m = out["metrics"]
-    # The NTK of a finite net fluctuates around its limit as width^{-1/2} (a CLT)
-    assert m["ntk_init_error_exponent"]["passed"] is True, m["ntk_init_error_exponent"]
-    # the ensemble mean and the loss curve agree with the analytic prediction
-    for name, claim in m.items():
-        if name.startswith(("mean_output_rel_bias_sq@", "test_loss_curve_max_rel_error@")):
-            assert claim["passed"] is True, (name, claim)
-    # Finding (kept failing): the per-network deviation from the linearization decays
-    # more slowly than width^{-1/2} over these widths (quick: −0.42 ± 0.02)
-    assert m["output_deviation_exponent"]["passed"] is False
-    assert out["verdict"] == "fail"
+    failed = {k for k, v in m.items() if v["passed"] is False}
+    assert failed == {"kernel_change_power_law_fit"}, failed
+    assert m["output_deviation_exponent"]["passed"] is True
 
 
 def test_lab_runs_studies_and_their_controls(tmp_path):
@@ -132,7 +129,7 @@ def test_wide_nets_full_scale(tmp_path):
         timeout=5400,
     )
     assert res.returncode == 0, res.stderr
-    _check_wide_nets(json.loads(res.stdout))
+    _check_wide_nets_full(json.loads(res.stdout))
 
 
 @pytest.mark.parametrize(
