@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 
 from learnmech.errors import ConfigError
-from learnmech.lab.runner import run_study
 from learnmech.studies import get_study
 
 
@@ -30,12 +29,6 @@ def test_every_scale_validates(scale):
     get_study("edge-of-stability").config(scale)
 
 
-@pytest.mark.slow
-def test_full_scale(store_path):
-    res = run_study("edge-of-stability", scale="full", store=store_path, report=True)
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
-
-
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
@@ -52,12 +45,6 @@ def test_critical_batch_size_bad_config(overrides, match):
 @pytest.mark.parametrize("scale", ["quick", "full"])
 def test_critical_batch_size_every_scale_validates(scale):
     get_study("critical-batch-size").config(scale)
-
-
-@pytest.mark.slow
-def test_critical_batch_size_full_scale(store_path):
-    res = run_study("critical-batch-size", scale="full", store=store_path, report=True)
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
 
 
 @pytest.mark.parametrize(
@@ -78,13 +65,3 @@ def test_linear_scaling_rule_every_scale_validates(scale):
         for p in get_study("linear-scaling-rule").grid(cfg)
         if p["rule"] not in ("sgd_linear", "sgd_none")
     )
-
-
-@pytest.mark.slow
-def test_linear_scaling_rule_full_scale(store_path):
-    """Full scale: k up to 125 (full batch), 6 seeds, 30 epochs (a few minutes on 2 cores).
-    Finding: every k whose step stays below 2/λ (k ≤ 16) follows the rule; the breaks at
-    k = 32–125 all lie past the stability edge, so none is credited to B_crit."""
-    res = run_study("linear-scaling-rule", scale="full", store=store_path, report=True)
-    failed = {x.name for x in res.metrics if x.passed is False}
-    assert failed == {"sgd_linear_large_k_break"}, [x.as_dict() for x in res.metrics]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from learnmech.errors import ConfigError
-from learnmech.lab.runner import run_study
 from learnmech.studies import get_study
 
 
@@ -32,12 +31,6 @@ def test_every_scale_validates(scale):
     cfg = study.config(scale)
     pts = study.grid(cfg)
     assert {p["arm"] for p in pts} == {"mlp", "gpt", "depth"}
-
-
-@pytest.mark.slow
-def test_full_scale(store_path):
-    res = run_study("lr-transfer", scale="full", store=store_path, report=True)
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
 
 
 def test_the_control_reuses_every_trial_but_the_mup_arms():

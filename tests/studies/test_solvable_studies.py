@@ -67,15 +67,6 @@ def test_conservation_small_run(store_path):
     assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "study", ["learning-curves", "deep-linear", "conservation", "lazy-rich", "scaling-laws"]
-)
-def test_full_scale(study, store_path):
-    res = run_study(study, scale="full", store=store_path, report=True)
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
-
-
 GPT_TINY = {
     "arms": ["gpt"],
     "gpt_widths": [8, 12, 16, 24],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from learnmech.errors import ConfigError
-from learnmech.lab.runner import run_study
 from learnmech.studies import get_study
 
 
@@ -27,23 +26,6 @@ from learnmech.studies import get_study
 def test_bad_config_names_the_field(study, overrides, match):
     with pytest.raises(ConfigError, match=match):
         get_study(study).config("quick", overrides)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("study", ["universality", "feature-ansatz", "data-spectra"])
-def test_full_scale(study, store_path):
-    res = run_study(study, scale="full", store=store_path, report=True)
-    assert res.verdict == "pass", [x.as_dict() for x in res.metrics]
-
-
-@pytest.mark.slow
-def test_neural_collapse_full_scale_finding(store_path):
-    """Every MSE metric and every cross-entropy metric but one collapse; the spread of the
-    cross-entropy class-mean cosines does not shrink in 600 epochs (the documented
-    finding). If that changes, the docs and this test must change with it."""
-    res = run_study("neural-collapse", scale="full", store=store_path, report=True)
-    failed = sorted(x.name for x in res.metrics if x.passed is False)
-    assert failed == ["ce_nc2_equiangular_decrease"], failed
 
 
 @pytest.mark.parametrize(
