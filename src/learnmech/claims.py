@@ -287,6 +287,30 @@ def equivalent(
     return within(name, est, 0.0, margin, level=level, description=description, kind="equivalence")
 
 
+def _one_sided(
+    kind: str,
+    name: str,
+    est: Estimate | float,
+    threshold: float,
+    level: float,
+    description: str,
+    strict: bool,
+) -> Metric:
+    e = _as_est(est)
+    up = kind == "below"
+    return Metric(
+        name,
+        e.value,
+        _check_tol(name, threshold, "threshold"),
+        ("<" if strict else "<=") if up else (">" if strict else ">="),
+        stderr=e.se,
+        kind=kind,
+        bound=_bound(e, level, +1.0 if up else -1.0),
+        level=level,
+        description=_describe(e, description, level),
+    )
+
+
 def below(
     name: str,
     est: Estimate | float,
@@ -297,18 +321,7 @@ def below(
     strict: bool = False,
 ) -> Metric:
     """The upper confidence bound v + q·SE is at most ``threshold``."""
-    e = _as_est(est)
-    return Metric(
-        name,
-        e.value,
-        _check_tol(name, threshold, "threshold"),
-        "<" if strict else "<=",
-        stderr=e.se,
-        kind="below",
-        bound=_bound(e, level, +1.0),
-        level=level,
-        description=_describe(e, description, level),
-    )
+    return _one_sided("below", name, est, threshold, level, description, strict)
 
 
 def above(
@@ -321,18 +334,7 @@ def above(
     strict: bool = False,
 ) -> Metric:
     """The lower confidence bound v − q·SE is at least ``threshold``."""
-    e = _as_est(est)
-    return Metric(
-        name,
-        e.value,
-        _check_tol(name, threshold, "threshold"),
-        ">" if strict else ">=",
-        stderr=e.se,
-        kind="above",
-        bound=_bound(e, level, -1.0),
-        level=level,
-        description=_describe(e, description, level),
-    )
+    return _one_sided("above", name, est, threshold, level, description, strict)
 
 
 def exact(
