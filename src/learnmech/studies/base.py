@@ -343,6 +343,9 @@ class Study(ABC):
         return None
 
     def state(self, cfg: Any) -> Any:
+        """:meth:`setup`'s result for ``cfg``, built once per process (four configs kept)."""
+        if not hasattr(self, "_state"):  # a subclass whose __init__ skipped ours
+            self._state = {}
         key = cfg.model_dump_json()
         if key not in self._state:
             if len(self._state) >= 4:
