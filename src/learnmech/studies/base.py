@@ -42,7 +42,7 @@ from typing import Any, ClassVar, get_origin
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from learnmech.claims import LEVEL, Estimate
+from learnmech.claims import LEVEL
 from learnmech.errors import ConfigError
 from learnmech.records import FAILURES, Curve, Figure, Metric, TrialResult, failures_metric
 
@@ -215,10 +215,6 @@ class Trials:
             return x, np.zeros(0), np.zeros(0)
         se = v.std(axis=0, ddof=1) / np.sqrt(v.shape[0]) if v.shape[0] > 1 else v[0] * np.nan
         return x, v.mean(axis=0), se
-
-    def estimate(self, values: np.ndarray) -> Estimate:
-        """Seed mean of per-seed values (helper for claims)."""
-        return Estimate.of(values)
 
 
 # ------------------------------------------------------------------------------------------

@@ -222,17 +222,12 @@ class LinearScalingRule(Study):
                 continue
             if rule in ("sgd_linear", "sgd_none", "adam_sqrt"):
                 k1 = ks[0]
-                claim = below if rule in SGD_RULES else _reported_below
-                out.append(
-                    claim(
-                        f"{rule}_small_k_excess",
-                        Estimate.of(r["excess"][k1]),
-                        MARGIN,
-                        level=self.level,
-                        description=f"D(k={k1}) − D₀, paired over seeds: the rule holds at "
-                        "small k (≤ 0.05)",
-                    )
-                )
+                name, excess = f"{rule}_small_k_excess", Estimate.of(r["excess"][k1])
+                desc = f"D(k={k1}) − D₀, paired over seeds: the rule holds at small k (≤ 0.05)"
+                if rule in SGD_RULES:
+                    out.append(below(name, excess, MARGIN, level=self.level, description=desc))
+                else:  # the square-root rule's small-k excess is a finding, not scored
+                    out.append(reported(name, excess, description=desc + " — reported (finding)"))
             if rule in SGD_RULES and r["sharpness"].size:
                 lam = float(np.max(r["sharpness"]))
                 lr = cfg.sgd_lr
@@ -295,9 +290,3 @@ class LinearScalingRule(Study):
             "part at large k."
         )
         return [Figure(save_png(fig, outdir / "linear-scaling-rule.png"), caption)]
-
-
-def _reported_below(name: str, est: Estimate, threshold: float, **kw: Any) -> Metric:
-    """The square-root rule's small-k excess is a finding, shown but not scored."""
-    kw.pop("level", None)
-    return reported(name, est, description=kw.get("description", "") + " — reported (finding)")
