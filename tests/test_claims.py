@@ -188,3 +188,33 @@ def test_within_every_is_one_claim_over_all_cells_with_a_stable_claim_set():
     assert claims_hash([m]) == claims_hash([m2])  # the worst cell does not enter the hash
     assert not within_every("curve", []).passed
     assert not within_every("curve", [*cells, ("n=32", Estimate.of([1.0]), 1.0, 0.1)]).passed
+
+
+def test_claims_list_methods_equal_the_builders():
+    from learnmech.claims import Claims
+
+    c = Claims()
+    e = Estimate(0.1, 0.02, 7)
+    got = [
+        c.within("w", e, 0.0, 0.2),
+        c.equivalent("q", e, 0.2),
+        c.below("b", e, 0.5, strict=True),
+        c.above("a", e, 0.0),
+        c.exact("x", 3, 5),
+        c.reported("r", e, description="context"),
+        c.within_every("every", [("k=1", e, 0.1, 0.1)]),
+        c.lack_of_fit("fit", 3.0, 4),
+    ]
+    want = [
+        within("w", e, 0.0, 0.2),
+        equivalent("q", e, 0.2),
+        below("b", e, 0.5, strict=True),
+        above("a", e, 0.0),
+        exact("x", 3, 5),
+        reported("r", e, description="context"),
+        within_every("every", [("k=1", e, 0.1, 0.1)]),
+        lack_of_fit("fit", 3.0, 4),
+    ]
+    assert list(c) == got
+    assert [m.as_dict() for m in c] == [m.as_dict() for m in want]
+    assert isinstance(c, list) and claims_hash(c) == claims_hash(want)

@@ -37,6 +37,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as _st
@@ -45,6 +46,7 @@ from learnmech.records import Metric
 
 __all__ = [
     "LEVEL",
+    "Claims",
     "Estimate",
     "above",
     "below",
@@ -486,3 +488,39 @@ def claims_hash(metrics: Iterable[Metric]) -> str:
         if m.scored
     )
     return hashlib.sha256(json.dumps(spec, default=str).encode()).hexdigest()[:16]
+
+
+class Claims(list[Metric]):
+    """A study's list of claims with one method per builder: ``c.within(...)`` appends
+    ``within(...)`` and returns it. A plain list of :class:`Metric` otherwise."""
+
+    def _add(self, m: Metric) -> Metric:
+        self.append(m)
+        return m
+
+    def within(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(within(*args, **kw))
+
+    def within_every(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(within_every(*args, **kw))
+
+    def equivalent(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(equivalent(*args, **kw))
+
+    def below(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(below(*args, **kw))
+
+    def above(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(above(*args, **kw))
+
+    def slope(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(slope(*args, **kw))
+
+    def lack_of_fit(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(lack_of_fit(*args, **kw))
+
+    def exact(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(exact(*args, **kw))
+
+    def reported(self, *args: Any, **kw: Any) -> Metric:
+        return self._add(reported(*args, **kw))

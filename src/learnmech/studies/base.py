@@ -33,6 +33,7 @@ from __future__ import annotations
 import fnmatch
 import itertools
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -40,9 +41,16 @@ from pathlib import Path
 from typing import Any, ClassVar, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from learnmech.claims import LEVEL
 from learnmech.errors import ConfigError
 from learnmech.records import FAILURES, Curve, Figure, Metric, TrialResult, failures_metric
 
@@ -55,25 +63,105 @@ __all__ = [
     "StudyConfig",
     "Sweep",
     "Trials",
+    "Values",
+    "check_list",
     "subset_of",
 ]
 
 
-def Sweep(default: Any, *, key: str, **kw: Any) -> Any:
-    """A list field whose values span one grid axis; each point holds one value as ``key``."""
-    extra = {"learnmech_role": "sweep", "learnmech_key": key}
-    factory = (lambda d=default: list(d)) if isinstance(default, list) else None
-    if factory is not None:
-        return Field(default_factory=factory, json_schema_extra=extra, **kw)
+def _list_field(default: Any, extra: dict[str, Any], kw: dict[str, Any]) -> Any:
+    if "learnmech_list" in extra:
+        kw = kw | {"validate_default": True}
+    if isinstance(default, list):
+        return Field(default_factory=lambda d=default: list(d), json_schema_extra=extra, **kw)
     return Field(default, json_schema_extra=extra, **kw)
+
+
+def _spec(n: int, order: str | None, choices: Any, bounds: dict[str, Any]) -> dict[str, Any]:
+    bad = set(bounds) - {"gt", "ge", "lt", "le"}
+    if bad:
+        raise TypeError(f"unknown list bound(s) {sorted(bad)}")
+    spec = {"n": n, "order": order, "choices": choices, **bounds}
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def Sweep(
+    default: Any,
+    *,
+    key: str,
+    n: int = 1,
+    order: str | None = "asc",
+    choices: tuple[str, ...] | None = None,
+    description: str | None = None,
+    **bounds: float,
+) -> Any:
+    """A list field whose values span one grid axis; each point holds one value as ``key``.
+
+    Checked like :func:`Values`: at least ``n`` distinct finite values within ``bounds``
+    (``gt``/``ge``/``lt``/``le``), kept sorted by ``order`` ("asc", "desc", or None for the
+    given order); or, with ``choices``, a non-empty subset of those names.
+    """
+    spec = _spec(n, order, choices, bounds)
+    extra = {"learnmech_role": "sweep", "learnmech_key": key, "learnmech_list": spec}
+    return _list_field(default, extra, {"description": description})
+
+
+def Values(
+    default: list[Any],
+    *,
+    n: int = 1,
+    order: str | None = "asc",
+    choices: tuple[str, ...] | None = None,
+    description: str | None = None,
+    **bounds: float,
+) -> Any:
+    """A checked list field that is not a grid axis (see :func:`Sweep` for the checks)."""
+    extra = {"learnmech_list": _spec(n, order, choices, bounds)}
+    return _list_field(default, extra, {"description": description})
 
 
 def Analysis(default: Any, **kw: Any) -> Any:
     """A field read only by analyze/claims/figures: changing it re-uses stored trials."""
-    extra = {"learnmech_role": "analysis"}
-    if isinstance(default, list):
-        return Field(default_factory=lambda d=default: list(d), json_schema_extra=extra, **kw)
-    return Field(default, json_schema_extra=extra, **kw)
+    return _list_field(default, {"learnmech_role": "analysis"}, kw)
+
+
+_SIGN = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
+_TEST = {
+    "gt": lambda x, b: x > b,
+    "ge": lambda x, b: x >= b,
+    "lt": lambda x, b: x < b,
+    "le": lambda x, b: x <= b,
+}
+
+
+def check_list(values: list[Any], name: str, spec: dict[str, Any]) -> list[Any]:
+    """Apply a :func:`Sweep`/:func:`Values` spec to ``values`` (raises ``ValueError``)."""
+    if "choices" in spec:
+        if len(set(values)) != len(values):
+            raise ValueError(f"{name} must not repeat a value; got {values}")
+        return subset_of(values, spec["choices"], name)
+    bounds = {k: b for k, b in spec.items() if k in _TEST}
+
+    def ok(x: Any) -> bool:
+        if isinstance(x, str) and not bounds:  # names: only non-empty and distinct
+            return True
+        real = isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+        return real and all(_TEST[k](x, b) for k, b in bounds.items())
+
+    n = spec.get("n", 1)
+    if len(set(values)) < n or not all(ok(x) for x in values):
+        need = f"at least {n} distinct values" if n > 1 else "at least one value"
+        each = " and ".join(f"{_SIGN[k]} {b:g}" for k, b in bounds.items())
+        raise ValueError(f"{name} needs {need}, each finite{' and ' + each if each else ''}")
+    order = spec.get("order")
+    if order is None and len(set(values)) != len(values):
+        raise ValueError(f"{name} must not repeat a value; got {values}")
+    return list(values) if order is None else sorted(set(values), reverse=order == "desc")
+
+
+def _extra(field_info: Any) -> dict[str, Any]:
+    extra = field_info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
 
 
 def _role(field_info: Any) -> tuple[str | None, str | None]:
@@ -102,6 +190,12 @@ class StudyConfig(BaseModel):
                     out[name] = [out[name]]
         return out
 
+    @field_validator("*")
+    @classmethod
+    def _checked_lists(cls, v: Any, info: ValidationInfo) -> Any:
+        spec = _extra(cls.model_fields[info.field_name or ""]).get("learnmech_list")
+        return v if spec is None else check_list(v, info.field_name or "", spec)
+
     @model_validator(mode="after")
     def _sweeps_are_non_empty_and_distinct(self) -> StudyConfig:
         for name, f in type(self).model_fields.items():
@@ -109,7 +203,7 @@ class StudyConfig(BaseModel):
             if role != "sweep":
                 continue
             v = getattr(self, name)
-            if not v:
+            if not v and _extra(f).get("learnmech_list", {}).get("n", 1) > 0:
                 raise ValueError(f"{name} must not be empty")
             if len({json.dumps(x, sort_keys=True, default=str) for x in v}) != len(v):
                 raise ValueError(f"{name} must not repeat a value; got {v}")
@@ -246,8 +340,6 @@ class Study(ABC):
     pillar: ClassVar[str]
     Config: ClassVar[type[StudyConfig]]
     scales: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
-    #: one-sided confidence level of this study's claims (see :mod:`learnmech.claims`)
-    level: ClassVar[float] = LEVEL
     #: negative controls (at least one per study)
     controls: ClassVar[tuple[Control, ...]] = ()
     #: legacy declarations; new studies mark fields with :func:`Sweep` / :func:`Analysis`
@@ -350,9 +442,10 @@ class Study(ABC):
         return self._state[key]
 
     # -- the loop ----------------------------------------------------------------------
-    @abstractmethod
     def predict(self, cfg: Any) -> list[Curve]:
-        """Theory curves from the configuration and cheap statistics (no training)."""
+        """Theory curves from the configuration and cheap statistics (no training); a
+        study whose predictions are closed forms inside its claims returns none."""
+        return []
 
     @abstractmethod
     def measure(

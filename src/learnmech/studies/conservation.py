@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from learnmech.claims import Estimate, above, exact, reported, within
 from learnmech.measure.invariants import balancedness, neuron_balance
@@ -46,15 +46,15 @@ from learnmech.nets.mlp import MLP
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import save_png, subplots
 from learnmech.stats import mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 
 __all__ = ["Conservation", "ConservationConfig"]
 
 
 class ConservationConfig(StudyConfig):
-    nets: list[Literal["linear", "relu"]] = Field(default_factory=lambda: ["linear", "relu"])
-    lrs: list[float] = Field(default_factory=lambda: [0.08, 0.04, 0.02, 0.01])
-    batch_sizes: list[int] = Field(default_factory=lambda: [4, 8, 16, 32])
+    nets: list[Literal["linear", "relu"]] = Sweep(["linear", "relu"], key="net", order=None)
+    lrs: list[float] = Sweep([0.08, 0.04, 0.02, 0.01], key="lr", n=2, gt=0, le=1)
+    batch_sizes: list[int] = Sweep([4, 8, 16, 32], key="batch", ge=1)
     sgd_lr: float = Field(0.02, gt=0, le=1)
     time: float = Field(2.0, gt=0, le=1000, description="training time t = η·steps")
     samples: int = Field(64, ge=2, le=100_000)
@@ -62,27 +62,6 @@ class ConservationConfig(StudyConfig):
     width: int = Field(16, ge=1, le=4096)
     weight_decay: float = Field(0.0, ge=0, le=1, description="breaks the symmetry (control)")
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("nets")
-    @classmethod
-    def _nets(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("nets must be a non-empty list without repeats")
-        return v
-
-    @field_validator("lrs")
-    @classmethod
-    def _lrs(cls, v: list[float]) -> list[float]:
-        if len(v) < 2 or any(not (math.isfinite(x) and 0 < x <= 1) for x in v):
-            raise ValueError("need at least two learning rates in (0, 1]")
-        return sorted(v)
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _bs(cls, v: list[int]) -> list[int]:
-        if any(b < 1 for b in v):
-            raise ValueError("batch sizes must be positive")
-        return sorted(v)
 
 
 def _data(cfg: ConservationConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,7 +126,6 @@ class Conservation(Study):
     summary = "balancedness and per-neuron invariants: drift ∝ η at fixed time, more at small batch"
     pillar = "solvable settings"
     Config = ConservationConfig
-    sweep_fields = frozenset({"nets", "lrs", "batch_sizes"})
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 4},
         "full": {"seeds": 16, "lrs": [0.16, 0.08, 0.04, 0.02, 0.01, 0.005]},
@@ -262,7 +240,6 @@ class Conservation(Study):
                         Estimate.of(p3),
                         1.0,
                         float(lrs.max()),
-                        level=self.level,
                         description="per seed, fit log D = c + p·log η + q·η; mean p vs "
                         "theory 1, tolerance η_max (the O(η²) remainder)",
                     )
@@ -287,7 +264,6 @@ class Conservation(Study):
                         f"{net}_sgd_drift_slope_in_1_over_B",
                         slope,
                         0.0,
-                        level=self.level,
                         strict=True,
                         description="weighted fit drift = a + b/B at fixed η: noise makes b > 0",
                     )

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from learnmech.claims import Estimate, above, lack_of_fit, reported, within
@@ -52,14 +52,14 @@ from learnmech.data.real import digits_subset
 from learnmech.measure.gradients import noise_scale
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import save_png, subplots
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 
 __all__ = ["CriticalBatchSize", "CriticalBatchSizeConfig"]
 
 
 class CriticalBatchSizeConfig(StudyConfig):
-    batch_sizes: list[int] = Field(default_factory=lambda: [8, 32, 128, 1000])
-    lrs: list[float] = Field(default_factory=lambda: [0.1, 0.2, 0.4, 0.8, 1.6])
+    batch_sizes: list[int] = Sweep([8, 32, 128, 1000], key="batch", n=3, ge=1)
+    lrs: list[float] = Values([0.1, 0.2, 0.4, 0.8, 1.6], gt=0, le=100)
     target_loss: float = Field(0.05, gt=0, lt=3)
     max_steps: int = Field(6000, ge=10, le=10_000_000)
     samples: int = Field(1000, ge=50, le=1797)
@@ -67,20 +67,6 @@ class CriticalBatchSizeConfig(StudyConfig):
     noise_points: int = Field(6, ge=2, le=50)
     hessian_samples: int = Field(40, ge=2, le=10_000)
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("batch_sizes")
-    @classmethod
-    def _bs(cls, v: list[int]) -> list[int]:
-        if len(v) < 3 or any(b < 1 for b in v):
-            raise ValueError("need at least three positive batch sizes")
-        return sorted(set(v))
-
-    @field_validator("lrs")
-    @classmethod
-    def _lrs(cls, v: list[float]) -> list[float]:
-        if not v or any(not (math.isfinite(x) and 0 < x <= 100) for x in v):
-            raise ValueError("learning rates must be in (0, 100]")
-        return sorted(set(v))
 
 
 def _data(cfg: CriticalBatchSizeConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,7 +114,6 @@ class CriticalBatchSize(Study):
     summary = "steps and examples to a target loss over batch sizes; B_crit vs B_noise"
     pillar = "empirical laws"
     Config = CriticalBatchSizeConfig
-    sweep_fields = frozenset({"batch_sizes"})
     controls = (
         Control(
             "fixed-lr",
@@ -247,7 +232,6 @@ class CriticalBatchSize(Study):
                 "hyperbola_fit",
                 fit["chi2"],
                 fit["dof"],
-                level=self.level,
                 description="S = S_min + E_min/B fits the measured steps within their errors",
             )
         )
@@ -267,7 +251,6 @@ class CriticalBatchSize(Study):
                 "b_crit_above_min_b_noise",
                 bc - b_lo,
                 0.0,
-                level=self.level,
                 description=f"B_crit − the smallest B_noise along the run ({mean_bn[lo]:.0f})",
             )
         )
@@ -276,7 +259,6 @@ class CriticalBatchSize(Study):
                 "b_crit_below_max_b_noise",
                 b_hi - bc,
                 0.0,
-                level=self.level,
                 description=f"the largest B_noise along the run ({mean_bn[hi]:.0f}) − B_crit",
             )
         )
@@ -293,7 +275,6 @@ class CriticalBatchSize(Study):
                 bc.log() - weighted.log(),
                 0.0,
                 math.log(2),
-                level=self.level,
                 description=f"log(B_crit / B̄_noise), B̄_noise = {weighted.value:.0f} (step-"
                 "weighted over the run): agreement to a factor of 2",
             )

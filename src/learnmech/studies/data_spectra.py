@@ -48,7 +48,7 @@ from learnmech.measure.spectra import (
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import save_png, subplots
 from learnmech.stats import fit_power_law, mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory.exponents import asymptotic_exponent, local_exponent
 from learnmech.theory.spectra import gram_matrix, spectrum_from_gram
 
@@ -69,14 +69,7 @@ class DataSpectraConfig(StudyConfig):
     patches: int = Field(5000, ge=100, le=200_000)
     kernel_samples: int = Field(1000, ge=100, le=1797)
     kernel_fit_range: tuple[int, int] = Field((5, 200))
-    curve_ns: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 250])
-
-    @field_validator("curve_ns")
-    @classmethod
-    def _ns(cls, v: list[int]) -> list[int]:
-        if len(v) < 2 or any(n < 2 for n in v):
-            raise ValueError("curve_ns needs at least two sample sizes >= 2")
-        return sorted(set(v))
+    curve_ns: list[int] = Values([16, 32, 64, 128, 250], n=2, ge=2)
 
     @model_validator(mode="after")
     def _fits(self) -> DataSpectraConfig:
@@ -243,7 +236,6 @@ class DataSpectra(Study):
                     e,
                     expected,
                     PLANTED_REL_TOL * cfg.planted_exponent,
-                    level=self.level,
                     description=f"fitted exponent vs planted {cfg.planted_exponent:g} with "
                     f"Anderson's first-order sample bias ({expected:.4f}); tolerance 1%",
                 )

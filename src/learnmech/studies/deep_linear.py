@@ -41,25 +41,28 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from learnmech.claims import Estimate, exact, reported
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.records import Curve, Figure, Metric
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import deep_linear as dl
 
 __all__ = ["DeepLinearConfig", "DeepLinearStudy"]
 
 
 class DeepLinearConfig(StudyConfig):
-    depths: list[int] = Field(default_factory=lambda: [2, 3, 4])
-    singular_values: list[float] = Field(default_factory=lambda: [3.0, 1.5, 0.75])
-    aligned_u0: list[float] = Field(
-        default_factory=lambda: [1e-2, 1e-4], description="initial strengths (aligned init)"
+    depths: list[int] = Sweep([2, 3, 4], key="depth", ge=1, le=12)
+    singular_values: list[float] = Values([3.0, 1.5, 0.75], order="desc", gt=0)
+    aligned_u0: list[float] = Sweep(
+        [1e-2, 1e-4], key="scale", order="desc", gt=0, description="initial strengths (aligned)"
     )
-    random_scales: list[float] = Field(
-        default_factory=lambda: [0.3, 0.1],
+    random_scales: list[float] = Sweep(
+        [0.3, 0.1],
+        key="scale",
+        order="desc",
+        gt=0,
         description="per-layer init scales σ (entries N(0, σ²/fan_in)) for random init",
     )
     in_dim: int = Field(8, ge=1, le=512)
@@ -72,20 +75,6 @@ class DeepLinearConfig(StudyConfig):
         1.0, ge=1, le=1000, description="spread of the input scales (1: whitened; control)"
     )
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("depths")
-    @classmethod
-    def _depths(cls, v: list[int]) -> list[int]:
-        if not v or any(d < 1 or d > 12 for d in v):
-            raise ValueError("depths must be in 1..12")
-        return sorted(set(v))
-
-    @field_validator("singular_values", "aligned_u0", "random_scales")
-    @classmethod
-    def _positive(cls, v: list[float]) -> list[float]:
-        if any(not (math.isfinite(x) and x > 0) for x in v):
-            raise ValueError("values must be positive and finite")
-        return sorted(v, reverse=True)
 
 
 def _steps(cfg: DeepLinearConfig, depth: int, u0: float) -> int:
@@ -150,7 +139,6 @@ class DeepLinearStudy(Study):
     summary = "mode strengths, learning times and staircase losses vs the exact solution"
     pillar = "solvable settings"
     Config = DeepLinearConfig
-    sweep_fields = frozenset({"depths", "aligned_u0", "random_scales"})
     controls = (
         Control(
             "unwhitened",

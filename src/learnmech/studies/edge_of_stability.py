@@ -47,7 +47,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 from torch import nn
 
 from learnmech.claims import Estimate, above, below, exact, reported, within
@@ -55,7 +55,7 @@ from learnmech.data.real import digits_subset
 from learnmech.measure.hessian import SharpnessProbe
 from learnmech.records import Curve, Figure, Metric, TrialResult
 from learnmech.report.plots import save_png, subplots
-from learnmech.studies.base import Control, Study, StudyConfig, Trials, subset_of
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
@@ -102,32 +102,24 @@ def _model(kind: str, width: int) -> nn.Module:
 
 
 class EdgeOfStabilityConfig(StudyConfig):
-    models: list[str] = Field(default_factory=lambda: ["mlp"])
-    cnn_gd_lrs: list[float] = Field(
-        default_factory=lambda: [0.05, 0.1],
+    models: list[str] = Sweep(["mlp"], key="model", order=None, choices=("mlp", "cnn"))
+    cnn_gd_lrs: list[float] = Sweep(
+        [0.05, 0.1],
+        key="lr",
+        n=0,
+        gt=0,
+        le=100,
         description="GD step sizes for the CNN (its sharpness is higher; at 0.2 and 0.3 "
         "full-batch GD diverged within 3,000 steps instead of self-stabilising)",
     )
-    gd_lrs: list[float] = Field(default_factory=lambda: [0.4, 0.8])
-    adam_lrs: list[float] = Field(default_factory=lambda: [2e-3])
+    gd_lrs: list[float] = Sweep([0.4, 0.8], key="lr", n=0, gt=0, le=100)
+    adam_lrs: list[float] = Sweep([2e-3], key="lr", n=0, gt=0, le=100)
     steps: int = Field(800, ge=20, le=1_000_000)
     batch: int = Field(0, ge=0, le=100_000, description="minibatch size (0: full batch)")
     probe_every: int = Field(10, ge=1, le=10_000)
     samples: int = Field(300, ge=20, le=1797)
     width: int = Field(64, ge=4, le=4096)
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("models")
-    @classmethod
-    def _models(cls, v: list[str]) -> list[str]:
-        return subset_of(v, ("mlp", "cnn"), "models")
-
-    @field_validator("gd_lrs", "adam_lrs", "cnn_gd_lrs")
-    @classmethod
-    def _lrs(cls, v: list[float]) -> list[float]:
-        if any(not (math.isfinite(x) and 0 < x <= 100) for x in v):
-            raise ValueError("learning rates must be in (0, 100]")
-        return sorted(set(v))
 
 
 class EdgeOfStability(Study):
@@ -136,7 +128,6 @@ class EdgeOfStability(Study):
     summary = "full-batch GD and Adam on digits: λ_max vs the stability threshold over training"
     pillar = "empirical laws"
     Config = EdgeOfStabilityConfig
-    sweep_fields = frozenset({"models", "gd_lrs", "adam_lrs", "cnn_gd_lrs"})
     controls = (
         Control(
             "minibatch",
@@ -284,7 +275,6 @@ class EdgeOfStability(Study):
                     Estimate.of([x["plateau_ratio"] for x in reached]),
                     (lo + hi) / 2,
                     (hi - lo) / 2,
-                    level=self.level,
                     description=f"mean sharpness/{thr} after first reaching it; band {BAND}: "
                     "'at, or just above' the threshold (Cohen et al. 2021, §3)",
                 )
@@ -294,7 +284,6 @@ class EdgeOfStability(Study):
                     f"{tag}_loss_increase_fraction_before",
                     Estimate.of([x["increase_before"] for x in reached]),
                     MONOTONE,
-                    level=self.level,
                     description="fraction of steps where the loss rises before the threshold "
                     "(descent lemma: none while η < 2/λ)",
                 )
@@ -304,7 +293,6 @@ class EdgeOfStability(Study):
                     f"{tag}_loss_increase_fraction_after",
                     Estimate.of([x["increase_after"] for x in reached]),
                     0.0,
-                    level=self.level,
                     strict=True,
                     description="fraction of steps where the loss rises after the threshold",
                 )

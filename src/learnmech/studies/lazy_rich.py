@@ -55,7 +55,7 @@ from pydantic import Field, field_validator
 from learnmech.claims import Estimate, above, below, fit_slope, reported, within
 from learnmech.records import Curve, Figure, Metric
 from learnmech.stats import mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 
 __all__ = ["LazyRich", "LazyRichConfig"]
 
@@ -63,10 +63,8 @@ ALIGN_DEG = 10.0
 
 
 class LazyRichConfig(StudyConfig):
-    alphas: list[float] = Field(default_factory=lambda: [0.1, 0.3, 1.0, 3.0, 10.0, 30.0])
-    widths: list[int] = Field(
-        default_factory=lambda: [200], description="student neurons m (even), one sweep each"
-    )
+    alphas: list[float] = Sweep([0.1, 0.3, 1.0, 3.0, 10.0, 30.0], key="alpha", n=2, gt=0)
+    widths: list[int] = Sweep([200], key="width", ge=2, description="student neurons m (even)")
     n_train: int = Field(64, ge=2, le=100_000)
     n_test: int = Field(512, ge=2, le=100_000)
     teacher_angles_deg: list[float] = Field(default_factory=lambda: [20.0, 140.0, 250.0])
@@ -74,19 +72,12 @@ class LazyRichConfig(StudyConfig):
     steps: int = Field(2000, ge=1, le=1_000_000, description="steps at α ≥ 1 (time η·steps)")
     data_seed: int = Field(0, ge=0)
 
-    @field_validator("alphas")
-    @classmethod
-    def _alphas(cls, v: list[float]) -> list[float]:
-        if len(v) < 2 or any(not (math.isfinite(a) and a > 0) for a in v):
-            raise ValueError("need at least two positive alphas")
-        return sorted(set(v))
-
     @field_validator("widths")
     @classmethod
     def _even(cls, v: list[int]) -> list[int]:
-        if not v or any(w < 2 or w % 2 for w in v):
-            raise ValueError("widths must be even and ≥ 2 (neurons come in ± pairs)")
-        return sorted(set(v))
+        if any(w % 2 for w in v):
+            raise ValueError("widths must be even (neurons come in ± pairs)")
+        return v
 
 
 def _teacher(cfg: LazyRichConfig) -> torch.Tensor:
@@ -124,7 +115,6 @@ class LazyRich(Study):
     summary = "two-layer ReLU student–teacher: weight/kernel change, alignment, NTK error vs α"
     pillar = "solvable settings"
     Config = LazyRichConfig
-    sweep_fields = frozenset({"alphas", "widths"})
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 3, "alphas": [0.1, 0.3, 1.0, 3.0, 10.0, 30.0]},
         "full": {
@@ -141,9 +131,6 @@ class LazyRich(Study):
             "the smallest α is already lazy: no end of the sweep is rich",
         ),
     )
-
-    def grid(self, cfg: LazyRichConfig) -> list[dict[str, Any]]:
-        return [{"alpha": a, "width": w} for w in cfg.widths for a in cfg.alphas]
 
     def setup(self, cfg: LazyRichConfig) -> dict[str, torch.Tensor]:
         return _data(cfg)
@@ -283,7 +270,6 @@ class LazyRich(Study):
                         Estimate.of(s_top),
                         -1.0,
                         1.0 / t1,
-                        level=self.level,
                         kind="slope",
                         description=f"local slope of the relative weight change vs α between "
                         f"α={t1:g} and {t2:g} (theory −1, Chizat et al. 2019 Thm 2.2); "
@@ -314,7 +300,6 @@ class LazyRich(Study):
                     f"{key}_exponent",
                     fit.exponent,
                     0.0,
-                    level=self.level,
                     strict=True,
                     description=f"{label} falls with α (α ≥ 1): fitted log–log slope",
                 )
@@ -339,7 +324,6 @@ class LazyRich(Study):
                 f"alignment_gain@alpha{lo:g}",
                 Estimate.of(tab[lo]["align_gain"]),
                 chance,
-                level=self.level,
                 description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
                 f"teacher direction, at least the chance fraction {chance:.3f}",
             )
@@ -353,7 +337,6 @@ class LazyRich(Study):
                 "alignment_gain_rich_minus_lazy",
                 d,
                 0.0,
-                level=self.level,
                 strict=True,
                 description=f"alignment gain at α={lo:g} minus at α={hi:g} (paired over seeds)",
             )

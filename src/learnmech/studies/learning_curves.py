@@ -60,14 +60,14 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from learnmech.claims import Estimate, below, fit_slope, reported, within_every
 from learnmech.errors import UserError
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
 from learnmech.stats import jackknife, mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning
 from learnmech.theory.spectra import gram_matrix, power_law_spectrum, spectrum_from_gram
 
@@ -77,10 +77,11 @@ Task = Literal["synthetic", "digits"]
 
 
 class LearningCurvesConfig(StudyConfig):
-    tasks: list[Task] = Field(default_factory=lambda: ["synthetic", "digits"])
-    n_values: list[int] = Field(default_factory=lambda: [8, 16, 32, 64, 128, 256, 512, 1024])
-    ridges: list[float] = Field(
-        default_factory=lambda: [0.0, 1e-4, 1e-3],
+    tasks: list[Task] = Sweep(["synthetic", "digits"], key="task", order=None)
+    n_values: list[int] = Sweep([8, 16, 32, 64, 128, 256, 512, 1024], key="n", ge=1)
+    ridges: list[float] = Values(
+        [0.0, 1e-4, 1e-3],
+        ge=0,
         description="normalised ridges λ (δ = n·λ in f̂ = K(K + δI)⁻¹y)",
     )
     modes: int = Field(2000, ge=2, le=1_000_000, description="synthetic: number of modes M")
@@ -90,36 +91,15 @@ class LearningCurvesConfig(StudyConfig):
     kernel_depth: int = Field(1, ge=1, le=6, description="digits: hidden layers of the NTK")
     w_std: float = Field(1.4, gt=0, le=10)
     b_std: float = Field(0.1, ge=0, le=10)
-    net_n: list[int] = Field(default_factory=lambda: [64], description="digits net: sample sizes")
-    net_widths: list[int] = Field(
-        default_factory=lambda: [512, 2048], description="digits net: hidden widths (≥ 2)"
+    net_n: list[int] = Sweep([64], key="n", ge=1, description="digits net: sample sizes")
+    net_widths: list[int] = Sweep(
+        [512, 2048], key="width", n=2, ge=8, description="digits net: hidden widths"
     )
     net_steps: int = Field(500, ge=1, le=1_000_000)
     digits_max_fraction: float = Field(
         0.25, gt=0, le=0.95, description="digits: largest n as a fraction of the 1,797 images"
     )
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("n_values", "net_n")
-    @classmethod
-    def _ns(cls, v: list[int]) -> list[int]:
-        if any(n < 1 for n in v):
-            raise ValueError("sample sizes must be positive")
-        return sorted(set(v))
-
-    @field_validator("net_widths")
-    @classmethod
-    def _widths(cls, v: list[int]) -> list[int]:
-        if len(set(v)) < 2 or any(w < 8 for w in v):
-            raise ValueError("need at least two distinct widths ≥ 8 to see the trend")
-        return sorted(set(v))
-
-    @field_validator("ridges")
-    @classmethod
-    def _ridges(cls, v: list[float]) -> list[float]:
-        if not v or any(not (math.isfinite(r) and r >= 0) for r in v):
-            raise ValueError("ridges must be non-negative and finite")
-        return sorted(set(v))
 
 
 @functools.lru_cache(maxsize=2)
@@ -165,7 +145,6 @@ class LearningCurves(Study):
     summary = "KRR test MSE vs n and ridge, synthetic power law and real digits with the NTK"
     pillar = "solvable settings"
     Config = LearningCurvesConfig
-    sweep_fields = frozenset({"tasks", "n_values", "net_n", "net_widths"})
     controls = (
         Control(
             "finite-population",
@@ -398,7 +377,6 @@ class LearningCurves(Study):
                 within_every(
                     f"{task}_learning_curve",
                     cells,
-                    level=self.level,
                     description=f"test MSE vs eigenlearning at every (n, ridge); tolerance "
                     f"max({bound}, 5%) relative",
                 )
@@ -447,7 +425,6 @@ class LearningCurves(Study):
                         f"net_vs_kernel_width_exponent@n{n}",
                         fit.exponent,
                         0.0,
-                        level=self.level,
                         strict=True,
                         description="the trained network approaches its kernel's prediction "
                         "as width grows: fitted exponent of the per-network deviation (a "

@@ -49,7 +49,7 @@ from learnmech.data.real import digits_subset
 from learnmech.measure.hessian import LossHessian, lanczos
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
-from learnmech.studies.base import Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 
 __all__ = ["LinearScalingRule", "LinearScalingRuleConfig"]
 
@@ -59,8 +59,8 @@ MARGIN = 0.05  # mean |Δ log L|: the curves agree to within 5% beyond seed nois
 
 
 class LinearScalingRuleConfig(StudyConfig):
-    ks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 125])
-    rules: list[Rule] = Field(default_factory=lambda: ["sgd_linear", "adam_sqrt", "adam_linear"])
+    ks: list[int] = Sweep([1, 2, 4, 8, 125], key="k", n=3, ge=1, description="1 and two k > 1")
+    rules: list[Rule] = Sweep(["sgd_linear", "adam_sqrt", "adam_linear"], key="rule", order=None)
     base_batch: int = Field(8, ge=1, le=1000)
     sgd_lr: float = Field(0.05, gt=0, le=10)
     adam_lr: float = Field(1e-3, gt=0, le=1)
@@ -72,16 +72,9 @@ class LinearScalingRuleConfig(StudyConfig):
 
     @field_validator("ks")
     @classmethod
-    def _ks(cls, v: list[int]) -> list[int]:
-        if 1 not in v or len(v) < 3 or any(k < 1 for k in v):
-            raise ValueError("ks must include 1 (the base run) and at least two k > 1")
-        return sorted(set(v))
-
-    @field_validator("rules")
-    @classmethod
-    def _rules(cls, v: list[str]) -> list[str]:
-        if not v or len(set(v)) != len(v):
-            raise ValueError("rules must be a non-empty list without repeats")
+    def _has_base(cls, v: list[int]) -> list[int]:
+        if v[0] != 1:
+            raise ValueError("ks must include 1 (the base run)")
         return v
 
 
@@ -145,7 +138,6 @@ class LinearScalingRule(Study):
     summary = "(η, B) → (kη, kB) keeps the loss-vs-examples curve below B_crit; Adam needs √k"
     pillar = "hyperparameter theories"
     Config = LinearScalingRuleConfig
-    sweep_fields = frozenset({"ks", "rules"})
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 3},
         "full": {"seeds": 6, "ks": [1, 2, 4, 8, 16, 32, 64, 125], "epochs": 30.0},
@@ -163,9 +155,6 @@ class LinearScalingRule(Study):
         # the square-root rule needs 1 − k(1 − β₁) > 0: k < 10 at β₁ = 0.9; Adam's linear
         # arm uses the same ks for a like-for-like comparison
         return [{"rule": r, "k": k} for r in cfg.rules for k in cfg.ks if r in SGD_RULES or k < 10]
-
-    def predict(self, cfg: LinearScalingRuleConfig) -> list[Curve]:
-        return []
 
     def measure(
         self, cfg: LinearScalingRuleConfig, point: dict[str, Any], seeds: list[int], device: str
@@ -225,7 +214,7 @@ class LinearScalingRule(Study):
                 name, excess = f"{rule}_small_k_excess", Estimate.of(r["excess"][k1])
                 desc = f"D(k={k1}) − D₀, paired over seeds: the rule holds at small k (≤ 0.05)"
                 if rule in SGD_RULES:
-                    out.append(below(name, excess, MARGIN, level=self.level, description=desc))
+                    out.append(below(name, excess, MARGIN, description=desc))
                 else:  # the square-root rule's small-k excess is a finding, not scored
                     out.append(reported(name, excess, description=desc + " — reported (finding)"))
             if rule in SGD_RULES and r["sharpness"].size:
@@ -247,7 +236,6 @@ class LinearScalingRule(Study):
                             f"{rule}_large_k_break",
                             Estimate.of(r["excess"][kl]),
                             MARGIN,
-                            level=self.level,
                             description=f"D(k={kl}) − D₀ at B = "
                             f"{min(cfg.base_batch * kl, cfg.samples)}, the largest k whose "
                             "step stays below 2/λ: the rule breaks above the critical batch",
@@ -263,7 +251,6 @@ class LinearScalingRule(Study):
                         "adam_sqrt_closer_than_linear",
                         d,
                         0.0,
-                        level=self.level,
                         strict=True,
                         description=f"at k = {k}: D(linear) − D(√), paired over seeds",
                     )

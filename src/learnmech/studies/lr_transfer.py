@@ -43,7 +43,6 @@ depth 2 → 16, −0.65 ± 0.10 without scaling vs 0.02 ± 0.06 with depth-μP.
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -60,7 +59,7 @@ from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
 from learnmech.nets import GPT, MLP, ResMLP
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
-from learnmech.studies.base import Control, Study, StudyConfig, Trials, subset_of
+from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 
 __all__ = ["LRTransfer", "LRTransferConfig"]
 
@@ -71,20 +70,14 @@ DEPTH_ARMS = ("none", "depth-mup")
 LOSS_CAP = 10.0
 
 
-def _sizes(v: list[int], name: str) -> list[int]:
-    if len(set(v)) < 3 or min(v) < 1:
-        raise ValueError(f"{name} needs at least three distinct positive values")
-    return sorted(set(v))
-
-
 class LRTransferConfig(StudyConfig):
-    arms: list[str] = Field(default_factory=lambda: list(ARMS))
-    lr_log2: list[int] = Field(default_factory=lambda: list(range(-11, -2)))
-    gpt_lr_log2: list[int] = Field(default_factory=lambda: list(range(-9, -2)))
-    mlp_widths: list[int] = Field(default_factory=lambda: [32, 128, 512])
+    arms: list[str] = Sweep(list(ARMS), key="arm", order=None, choices=ARMS)
+    lr_log2: list[int] = Values(list(range(-11, -2)), n=5, ge=-30, le=2)
+    gpt_lr_log2: list[int] = Values(list(range(-9, -2)), n=5, ge=-30, le=2)
+    mlp_widths: list[int] = Sweep([32, 128, 512], key="size", n=3, ge=1)
     mlp_base: int = Field(32, ge=1)
     mlp_steps: int = Field(60, ge=1, le=100_000)
-    gpt_widths: list[int] = Field(default_factory=lambda: [16, 32, 64])
+    gpt_widths: list[int] = Sweep([16, 32, 64], key="size", n=3, ge=1)
     gpt_base: int = Field(16, ge=4)
     gpt_steps: int = Field(100, ge=1, le=100_000)
     gpt_depth: int = Field(2, ge=1, le=64)
@@ -93,7 +86,7 @@ class LRTransferConfig(StudyConfig):
     order: int = Field(2, ge=1, le=4)
     zipf: float = Field(1.5, ge=0, le=10)
     context: int = Field(16, ge=4, le=1024)
-    depths: list[int] = Field(default_factory=lambda: [2, 4, 8])
+    depths: list[int] = Sweep([2, 4, 8], key="size", n=3, ge=1)
     depth_width: int = Field(64, ge=4, le=8192)
     depth_steps: int = Field(20, ge=1, le=100_000)
     batch: int = Field(32, ge=1, le=4096)
@@ -103,35 +96,12 @@ class LRTransferConfig(StudyConfig):
         "mup", description="what the 'mup' arms really use (control: sp)"
     )
 
-    @field_validator("arms")
-    @classmethod
-    def _arms(cls, v: list[str]) -> list[str]:
-        return subset_of(v, ARMS, "arms")
-
     @field_validator("lr_log2", "gpt_lr_log2")
     @classmethod
-    def _lrs(cls, v: list[int]) -> list[int]:
-        v = sorted(set(v))
-        if len(v) < 5 or any(b - a != 1 for a, b in itertools.pairwise(v)):
-            raise ValueError("lr_log2 must be at least 5 consecutive integers (a log2 grid)")
-        if v[-1] > 2 or v[0] < -30:
-            raise ValueError("lr_log2 must lie within [-30, 2]")
+    def _log2_grid(cls, v: list[int]) -> list[int]:
+        if v[-1] - v[0] != len(v) - 1:
+            raise ValueError("must be consecutive integers (a log2 grid)")
         return v
-
-    @field_validator("mlp_widths")
-    @classmethod
-    def _mw(cls, v: list[int]) -> list[int]:
-        return _sizes(v, "mlp_widths")
-
-    @field_validator("gpt_widths")
-    @classmethod
-    def _gw(cls, v: list[int]) -> list[int]:
-        return _sizes(v, "gpt_widths")
-
-    @field_validator("depths")
-    @classmethod
-    def _d(cls, v: list[int]) -> list[int]:
-        return _sizes(v, "depths")
 
     @model_validator(mode="after")
     def _language_size(self) -> LRTransferConfig:
@@ -242,7 +212,6 @@ class LRTransfer(Study):
     summary = "μP keeps the optimal learning rate fixed as width grows; SP's drifts"
     pillar = "hyperparameter theories"
     Config = LRTransferConfig
-    sweep_fields = frozenset({"arms", "mlp_widths", "gpt_widths", "depths"})
     controls = (
         Control(
             "sp-as-mup",
@@ -365,7 +334,6 @@ class LRTransfer(Study):
                         f"{arm}_{scheme}_shift_log2",
                         shift,
                         1.0,
-                        level=self.level,
                         description=f"fitted shift of log₂ η* over the {rng}: within one grid "
                         "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
                     )
@@ -376,7 +344,6 @@ class LRTransfer(Study):
                         f"{arm}_{scheme}_shift_log2",
                         shift,
                         -1.0,
-                        level=self.level,
                         description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
                         "more than one grid step",
                     )
@@ -419,7 +386,6 @@ class LRTransfer(Study):
                             f"{arm}_mup_wider_is_better",
                             better,
                             0.0,
-                            level=self.level,
                             strict=True,
                             description=desc,
                         )
@@ -438,7 +404,6 @@ class LRTransfer(Study):
                     f"{arm}_transfer_gap_sp_minus_mup",
                     Estimate.paired(gaps["sp"], gaps["mup"]),
                     0.0,
-                    level=self.level,
                     strict=True,
                     description="the transferred rate costs SP more than μP (log loss, paired "
                     "over seeds)",

@@ -192,7 +192,6 @@ class NeuralCollapse(Study):
                         f"{loss}_{key}_decrease",
                         est,
                         0.0,
-                        level=self.level,
                         strict=True,
                         description=f"{LABELS[key]}: log(end / TPT onset), factor "
                         f"{math.exp(est.value) if est.finite else math.nan:.3g}",
@@ -204,7 +203,6 @@ class NeuralCollapse(Study):
                     f"{loss}_nc4_change",
                     d,
                     1 / cfg.train_size,
-                    level=self.level,
                     description=f"{LABELS['nc4']}: end − TPT onset; may rise by at "
                     "most one training example",
                 )
@@ -215,7 +213,6 @@ class NeuralCollapse(Study):
                     Estimate.of(r["mean_cosine"][:, 1]),
                     ETF_COSINE,
                     ETF_TOL,
-                    level=self.level,
                     description="mean pairwise cosine of centred class means at the "
                     "end; simplex ETF: −1/(C − 1)",
                 )

@@ -66,7 +66,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from learnmech.claims import Estimate, above, reported, within, within_every
 from learnmech.data.language import ZipfMarkov, table_size_error
@@ -74,7 +74,7 @@ from learnmech.nets import GPT
 from learnmech.records import Curve, Figure, Metric, TrialResult
 from learnmech.report.plots import colors, save_png, subplots
 from learnmech.stats import jackknife, mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Trials, subset_of
+from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning
 from learnmech.theory.exponents import (
     asymptotic_exponent,
@@ -89,32 +89,26 @@ ARMS = ("rf", "gpt")
 PRACTICAL_MARGIN = 0.05  # relative: the learning-curves tolerance floor
 
 
-def _three_distinct(v: list[int], minimum: int) -> list[int]:
-    """A sorted size list of at least three distinct values, each ≥ ``minimum``."""
-    v = sorted(set(v))
-    if len(v) < 3 or any(x < minimum for x in v):
-        raise ValueError(f"need at least three distinct values, each ≥ {minimum}")
-    return v
-
-
 class ScalingLawsConfig(StudyConfig):
     modes: int = Field(3000, ge=16, le=200_000, description="data dimension M")
     a: float = Field(1.5, gt=1, le=10, description="λ_k = k^−a")
     b: float = Field(3.5, gt=1, le=20, description="v_k² ∝ k^−b")
     noise_var: float = Field(0.0, ge=0, le=10)
-    n_sweep: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256, 512, 1024])
-    p_sweep: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256, 512, 1024])
-    grid_p: list[int] = Field(default_factory=lambda: [16, 32, 64, 128, 256])
-    grid_n: list[int] = Field(default_factory=lambda: [32, 64, 128, 256, 512, 1024])
+    n_sweep: list[int] = Sweep([16, 32, 64, 128, 256, 512, 1024], key="n", n=3, ge=2)
+    p_sweep: list[int] = Sweep([16, 32, 64, 128, 256, 512, 1024], key="p", n=3, ge=2)
+    grid_p: list[int] = Sweep([16, 32, 64, 128, 256], key="p", n=3, ge=2)
+    grid_n: list[int] = Sweep([32, 64, 128, 256, 512, 1024], key="n", n=3, ge=2)
     ridge: float = Field(1e-3, gt=0, le=10, description="normalised ridge of the grid runs")
     data_sweep_p: int = Field(
         0, ge=0, le=100_000, description="features of the data sweep (0: kernel limit; control)"
     )
-    holdout: int = Field(1, ge=1, le=4, description="largest P values held out of the fit")
-    arms: list[str] = Field(default_factory=lambda: ["rf"], description="rf and/or gpt")
-    gpt_widths: list[int] = Field(default_factory=lambda: [8, 16, 32, 64])
-    gpt_steps: list[int] = Field(
-        default_factory=lambda: [128, 256, 512, 1024, 2048],
+    holdout: int = Analysis(1, ge=1, le=4, description="largest P values held out of the fit")
+    arms: list[str] = Sweep(["rf"], key="arm", order=None, choices=ARMS)
+    gpt_widths: list[int] = Sweep([8, 16, 32, 64], key="width", n=3, ge=1)
+    gpt_steps: list[int] = Values(
+        [128, 256, 512, 1024, 2048],
+        n=3,
+        ge=1,
         description="steps at which the test loss is recorded (D = step·batch·context)",
     )
     gpt_vocab: int = Field(64, ge=2, le=1024)
@@ -126,24 +120,9 @@ class ScalingLawsConfig(StudyConfig):
     gpt_depth: int = Field(2, ge=1, le=64)
     gpt_heads: int = Field(2, ge=1, le=64)
     gpt_test_sequences: int = Field(1024, ge=16, le=1_000_000)
-    gpt_holdout: int = Field(1, ge=1, le=4, description="widest widths held out of the fit")
-    gpt_seeds: int = Field(2, ge=1, le=1000, description="seeds of the gpt arm (≤ seeds)")
+    gpt_holdout: int = Analysis(1, ge=1, le=4, description="widest widths held out of the fit")
+    gpt_seeds: int = Analysis(2, ge=1, le=1000, description="seeds of the gpt arm (≤ seeds)")
     gpt_data_seed: int = Field(0, ge=0, description="seed of the chain and its test set")
-
-    @field_validator("n_sweep", "p_sweep", "grid_p", "grid_n")
-    @classmethod
-    def _sizes(cls, v: list[int]) -> list[int]:
-        return _three_distinct(v, 2)
-
-    @field_validator("arms")
-    @classmethod
-    def _arms(cls, v: list[str]) -> list[str]:
-        return subset_of(v, ARMS, "arms")
-
-    @field_validator("gpt_widths", "gpt_steps")
-    @classmethod
-    def _gpt_sizes(cls, v: list[int]) -> list[int]:
-        return _three_distinct(v, 1)
 
     @model_validator(mode="after")
     def _gpt_shapes(self) -> ScalingLawsConfig:
@@ -242,8 +221,6 @@ class ScalingLaws(Study):
     summary = "data and model-size exponents from the spectrum; leave-largest-out extrapolation"
     pillar = "empirical laws"
     Config = ScalingLawsConfig
-    sweep_fields = frozenset({"n_sweep", "p_sweep", "grid_p", "grid_n", "arms", "gpt_widths"})
-    analysis_fields = frozenset({"holdout", "gpt_holdout", "gpt_seeds"})
     controls = (
         Control(
             "finite-features",
@@ -403,7 +380,6 @@ class ScalingLaws(Study):
                     fit_exp,
                     th_exp,
                     _exp_tol([int(k) for k in x]),
-                    level=self.level,
                     kind="slope",
                     description=f"{label}: log–log slope through the seed means vs the same "
                     f"fit to the prediction (asymptotic −{asym:g}); tolerance 2/(x_min ln range)",
@@ -418,7 +394,6 @@ class ScalingLaws(Study):
                 within_every(
                     f"{series}_curve",
                     cells,
-                    level=self.level,
                     description=f"{label}: test error vs the prediction at every size; "
                     "tolerance max(1/x, 5%) relative",
                 )
@@ -495,7 +470,6 @@ class ScalingLaws(Study):
                 "gpt_excess_over_bayes",
                 Estimate(L[k] - H, SE[k]),
                 0.0,
-                level=self.level,
                 strict=True,
                 description=f"L − H at the run and checkpoint with the smallest (L − H)/SE "
                 f"(every one must pass): no test loss may fall below the chain's entropy "

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from learnmech.claims import Estimate, above, below, exact, fit_slope, reported, within
 from learnmech.data.real import digits
@@ -56,7 +56,7 @@ from learnmech.nets.mlp import MLP
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import save_png, subplots
 from learnmech.stats import mean_se
-from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Trials
+from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
 from learnmech.theory.kernels import mlp_kernels
 
 __all__ = ["Universality", "UniversalityConfig"]
@@ -65,8 +65,10 @@ _PARTNER = 100_003  # partner seed offset: each trial is a pair of independent n
 
 
 class UniversalityConfig(StudyConfig):
-    widths: list[int] = Field(default_factory=lambda: [32, 64, 128, 256])
-    init_widths: list[int] = Field(default_factory=lambda: [64, 128, 256, 512, 1024, 2048])
+    widths: list[int] = Sweep([32, 64, 128, 256], key="width", n=3, ge=4, le=16384)
+    init_widths: list[int] = Sweep(
+        [64, 128, 256, 512, 1024, 2048], key="width", n=3, ge=4, le=16384
+    )
     depth: int = Field(2, ge=1, le=6)
     steps: int = Field(200, ge=1, le=100_000)
     lr: float = Field(1.0, gt=0, le=100)
@@ -83,13 +85,6 @@ class UniversalityConfig(StudyConfig):
     w_std: float = Field(math.sqrt(2), gt=0, le=10)
     b_std: float = Field(0.1, ge=0, le=10)
     data_seed: int = Field(0, ge=0)
-
-    @field_validator("widths", "init_widths")
-    @classmethod
-    def _widths(cls, v: list[int]) -> list[int]:
-        if len(v) < 3 or any(w < 4 or w > 16384 for w in v):
-            raise ValueError("need at least three widths, each in [4, 16384]")
-        return sorted(set(v))
 
 
 def _split(cfg: UniversalityConfig) -> tuple[torch.Tensor, ...]:
@@ -121,7 +116,6 @@ class Universality(Study):
     summary = "1 − CKA ∝ 1/width at init; trained MLPs on digits agree more as width grows"
     pillar = "universality"
     Config = UniversalityConfig
-    sweep_fields = frozenset({"widths", "init_widths"})
     controls = (
         Control(
             "wrong-limit",
@@ -290,7 +284,6 @@ class Universality(Study):
                     Estimate.of(p3),
                     -1.0,
                     4 / ws.min(),
-                    level=self.level,
                     kind="slope",
                     description="1 − CKA at init vs width, per seed log y = a + p log w + b/w; "
                     f"theory −1, tolerance 4/w_min = {4 / ws.min():.3g}",
@@ -318,7 +311,6 @@ class Universality(Study):
                     f"{obs}_width_exponent",
                     fit.exponent,
                     0.0,
-                    level=self.level,
                     strict=True,
                     description=f"{what}: fitted log–log exponent",
                 )

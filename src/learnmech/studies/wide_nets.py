@@ -50,9 +50,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from learnmech.claims import (
+    LEVEL,
     Estimate,
     below,
     fit_slope,
@@ -75,7 +76,7 @@ __all__ = ["WideNets", "WideNetsConfig"]
 
 
 class WideNetsConfig(StudyConfig):
-    widths: list[int] = Sweep([64, 128, 256, 512, 1024], key="width", description="widths")
+    widths: list[int] = Sweep([64, 128, 256, 512, 1024], key="width", n=2, ge=1)
     depth: int = Field(2, ge=1, le=8, description="hidden layers")
     activation: Literal["relu", "erf", "identity"] = "relu"
     w_std: float = Field(1.4, gt=0, le=10)
@@ -98,15 +99,6 @@ class WideNetsConfig(StudyConfig):
     tolerance_factor: float = Analysis(
         2.0, gt=0, description="c in the tolerance c·√(depth/widest width)"
     )
-
-    @field_validator("widths")
-    @classmethod
-    def _widths(cls, v: list[int]) -> list[int]:
-        if len(v) < 2:
-            raise ValueError("need at least two widths to fit a trend")
-        if any(w < 1 for w in v):
-            raise ValueError("widths must be positive integers")
-        return sorted(v)
 
 
 def _record_steps(steps: int, n: int = 30) -> list[int]:
@@ -344,7 +336,6 @@ class WideNets(Study):
                 f"mean_output_rel_bias_sq@w{wmax}",
                 Estimate(*e["bias_sq"], df),
                 tol**2,
-                level=self.level,
                 description=f"(RMS of E[f_T] − μ_T over test points / RMS μ_T)², unbiased "
                 f"control-variate estimate (RMS {e['mean_err'][0]:.3g}); tolerance (2·√(L/w))²",
             )
@@ -355,14 +346,13 @@ class WideNets(Study):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             d_tl, se_tl = e["test_loss_cv"]
             rel, rel_se = np.abs(d_tl) / pred_tl, se_tl / pred_tl
-            bounds = rel + quantile(self.level, df) * rel_se
+            bounds = rel + quantile(LEVEL, df) * rel_se
         k = int(np.nanargmax(bounds)) if np.isfinite(bounds).any() else 0
         out.append(
             below(
                 f"test_loss_curve_max_rel_error@w{wmax}",
                 Estimate(float(rel[k]), float(rel_se[k]), df),
                 tol,
-                level=self.level,
                 description="|E[measured] − predicted| / predicted test loss at the step with "
                 "the largest upper bound (control-variate estimate); every step must pass",
             )
@@ -404,7 +394,6 @@ class WideNets(Study):
                         fit.exponent,
                         -0.5,
                         etol,
-                        level=self.level,
                         kind="slope",
                         description=f"{desc}; theory −1/2 (CLT, Hanin & Nica 2019)",
                     )
@@ -415,7 +404,6 @@ class WideNets(Study):
                         f"{name}_exponent",
                         fit.exponent,
                         -0.5 + etol,
-                        level=self.level,
                         description=f"{desc}; theory: at most −1/2 (Lee et al. 2019, Thm 2.1)",
                     )
                 )
@@ -425,7 +413,6 @@ class WideNets(Study):
                         f"{name}_power_law_fit",
                         fit.chi2,
                         fit.dof,
-                        level=self.level,
                         description=f"{label} follows one power law of width",
                     )
                 )
