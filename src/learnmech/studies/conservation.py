@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import Estimate, above, exact, reported, within
+from learnmech.claims import Claims, Estimate
 from learnmech.measure.invariants import balancedness, neuron_balance
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.nets.mlp import MLP
@@ -219,37 +219,32 @@ class Conservation(Study):
         return out
 
     def claims(self, cfg: ConservationConfig, s: dict) -> list[Metric]:
-        out = [
-            exact(
-                "drift_identity_gap_over_rounding_bound",
-                s["gap"],
-                1.0,
-                description="max over runs of ‖ΔC − η²Σ_steps(g_in g_inᵀ − g_outᵀg_out)‖ over "
-                "its float64 rounding bound 16·steps·eps·(‖C₀‖ + Σ‖W‖²); the largest "
-                f"relative gap is {s['rel']:.1e}",
-            )
-        ]
+        out = Claims()
+        out.exact(
+            "drift_identity_gap_over_rounding_bound",
+            s["gap"],
+            1.0,
+            description="max over runs of ‖ΔC − η²Σ_steps(g_in g_inᵀ − g_outᵀg_out)‖ over "
+            "its float64 rounding bound 16·steps·eps·(‖C₀‖ + Σ‖W‖²); the largest "
+            f"relative gap is {s['rel']:.1e}",
+        )
         for net, r in s["nets"].items():
             lrs, d = r["gd"]
             if d is not None and lrs.size >= 3 and d.shape[0] >= 2:
                 ps = [_exponents(lrs, row) for row in d]
                 p3 = np.array([a for a, _ in ps])
-                out.append(
-                    within(
-                        f"{net}_gd_drift_exponent",
-                        Estimate.of(p3),
-                        1.0,
-                        float(lrs.max()),
-                        description="per seed, fit log D = c + p·log η + q·η; mean p vs "
-                        "theory 1, tolerance η_max (the O(η²) remainder)",
-                    )
+                out.within(
+                    f"{net}_gd_drift_exponent",
+                    Estimate.of(p3),
+                    1.0,
+                    float(lrs.max()),
+                    description="per seed, fit log D = c + p·log η + q·η; mean p vs "
+                    "theory 1, tolerance η_max (the O(η²) remainder)",
                 )
-                out.append(
-                    reported(
-                        f"{net}_gd_drift_exponent_truncation",
-                        float(np.mean([abs(a - b) for a, b in ps])),
-                        description="mean change in p when an η² term is added to the fit",
-                    )
+                out.reported(
+                    f"{net}_gd_drift_exponent_truncation",
+                    float(np.mean([abs(a - b) for a, b in ps])),
+                    description="mean change in p when an η² term is added to the fit",
                 )
             bs, d = r["sgd"]
             if d is not None and bs.size >= 2:
@@ -259,14 +254,12 @@ class Conservation(Study):
                 cov = np.linalg.inv(A.T @ (A * w[:, None]))
                 coef = cov @ (A.T @ (w * m))
                 slope = Estimate(float(coef[1]), math.sqrt(cov[1, 1]), d.shape[0] - 1)
-                out.append(
-                    above(
-                        f"{net}_sgd_drift_slope_in_1_over_B",
-                        slope,
-                        0.0,
-                        strict=True,
-                        description="weighted fit drift = a + b/B at fixed η: noise makes b > 0",
-                    )
+                out.above(
+                    f"{net}_sgd_drift_slope_in_1_over_B",
+                    slope,
+                    0.0,
+                    strict=True,
+                    description="weighted fit drift = a + b/B at fixed η: noise makes b > 0",
                 )
         return out
 

@@ -47,7 +47,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from learnmech.claims import Estimate, above, lack_of_fit, reported, within
+from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits_subset
 from learnmech.measure.gradients import noise_scale
 from learnmech.records import Curve, Figure, Metric
@@ -213,27 +213,23 @@ class CriticalBatchSize(Study):
         return out
 
     def claims(self, cfg: CriticalBatchSizeConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         fit, nz = s["fit"], s["noise"]
         if fit is None:
             return out
         bc = Estimate(fit["b_crit"], fit["b_crit_se"], fit["df"])
-        out.append(
-            reported(
-                "b_crit",
-                bc,
-                description=f"E_min/S_min from S = S_min + E_min/B: S_min = {fit['s_min']:.1f}, "
-                f"E_min = {fit['e_min']:.0f}",
-            )
+        out.reported(
+            "b_crit",
+            bc,
+            description=f"E_min/S_min from S = S_min + E_min/B: S_min = {fit['s_min']:.1f}, "
+            f"E_min = {fit['e_min']:.0f}",
         )
-        out.append(reported("hyperbola_fit_r2", fit["r2"], description="weighted R²"))
-        out.append(
-            lack_of_fit(
-                "hyperbola_fit",
-                fit["chi2"],
-                fit["dof"],
-                description="S = S_min + E_min/B fits the measured steps within their errors",
-            )
+        out.reported("hyperbola_fit_r2", fit["r2"], description="weighted R²")
+        out.lack_of_fit(
+            "hyperbola_fit",
+            fit["chi2"],
+            fit["dof"],
+            description="S = S_min + E_min/B fits the measured steps within their errors",
         )
         if nz is None:
             return out
@@ -246,21 +242,17 @@ class CriticalBatchSize(Study):
         df = n_seeds - 1
         b_lo = Estimate(mean_bn[lo], level_se[lo], df)
         b_hi = Estimate(mean_bn[hi], level_se[hi], df)
-        out.append(
-            above(
-                "b_crit_above_min_b_noise",
-                bc - b_lo,
-                0.0,
-                description=f"B_crit − the smallest B_noise along the run ({mean_bn[lo]:.0f})",
-            )
+        out.above(
+            "b_crit_above_min_b_noise",
+            bc - b_lo,
+            0.0,
+            description=f"B_crit − the smallest B_noise along the run ({mean_bn[lo]:.0f})",
         )
-        out.append(
-            above(
-                "b_crit_below_max_b_noise",
-                b_hi - bc,
-                0.0,
-                description=f"the largest B_noise along the run ({mean_bn[hi]:.0f}) − B_crit",
-            )
+        out.above(
+            "b_crit_below_max_b_noise",
+            b_hi - bc,
+            0.0,
+            description=f"the largest B_noise along the run ({mean_bn[hi]:.0f}) − B_crit",
         )
         # the model's own estimate: B_noise averaged over the run, weighted by the
         # full-batch steps spent at each level (a proxy for dS_min: fixed-rate GD steps)
@@ -269,22 +261,18 @@ class CriticalBatchSize(Study):
         with np.errstate(invalid="ignore", divide="ignore"):
             per_seed = (seg * mid).sum(1) / seg.sum(1)
         weighted = Estimate.of(per_seed)
-        out.append(
-            within(
-                "b_crit_vs_b_noise",
-                bc.log() - weighted.log(),
-                0.0,
-                math.log(2),
-                description=f"log(B_crit / B̄_noise), B̄_noise = {weighted.value:.0f} (step-"
-                "weighted over the run): agreement to a factor of 2",
-            )
+        out.within(
+            "b_crit_vs_b_noise",
+            bc.log() - weighted.log(),
+            0.0,
+            math.log(2),
+            description=f"log(B_crit / B̄_noise), B̄_noise = {weighted.value:.0f} (step-"
+            "weighted over the run): agreement to a factor of 2",
         )
-        out.append(
-            reported(
-                "b_simple_over_b_noise",
-                float(np.median(nz["b_simple"].mean(0) / mean_bn)),
-                description="median over the run of B_simple/B_noise (1 if the Hessian ∝ I)",
-            )
+        out.reported(
+            "b_simple_over_b_noise",
+            float(np.median(nz["b_simple"].mean(0) / mean_bn)),
+            description="median over the run of B_simple/B_noise (1 if the Hessian ∝ I)",
         )
         return out
 

@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from learnmech.claims import Estimate, reported, within
+from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits, image_patches
 from learnmech.measure.spectra import (
     effective_rank,
@@ -225,20 +225,18 @@ class DataSpectra(Study):
         return out
 
     def claims(self, cfg: DataSpectraConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         if "planted" in s:
             lam = np.arange(1, cfg.planted_dim + 1, dtype=np.float64) ** -cfg.planted_exponent
             expected = _anderson_bias(lam, cfg.planted_samples, cfg.fit_range)
             e = Estimate.of(s["planted"].get("exponent", []))
-            out.append(
-                within(
-                    "planted_exponent",
-                    e,
-                    expected,
-                    PLANTED_REL_TOL * cfg.planted_exponent,
-                    description=f"fitted exponent vs planted {cfg.planted_exponent:g} with "
-                    f"Anderson's first-order sample bias ({expected:.4f}); tolerance 1%",
-                )
+            out.within(
+                "planted_exponent",
+                e,
+                expected,
+                PLANTED_REL_TOL * cfg.planted_exponent,
+                description=f"fitted exponent vs planted {cfg.planted_exponent:g} with "
+                f"Anderson's first-order sample bias ({expected:.4f}); tolerance 1%",
             )
         labels = {
             "exponent": "eigenvalue exponent a (λ_k ∝ k^−a)",
@@ -255,7 +253,7 @@ class DataSpectra(Study):
                 v = s.get(ds, {}).get(obs)
                 if v is not None and v.size >= 2:
                     name = f"{ds.replace('-', '_')}_{obs}"
-                    out.append(reported(name, Estimate.of(v), description=f"{ds}: {label}"))
+                    out.reported(name, Estimate.of(v), description=f"{ds}: {label}")
         return out
 
     def figures(self, cfg: DataSpectraConfig, s: dict, outdir: Path) -> list[Figure]:

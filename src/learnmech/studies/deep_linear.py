@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import Estimate, exact, reported
+from learnmech.claims import Claims, Estimate
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.records import Curve, Figure, Metric
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
@@ -285,29 +285,25 @@ class DeepLinearStudy(Study):
 
     def claims(self, cfg: DeepLinearConfig, rows: list[dict]) -> list[Metric]:
         s = np.array(cfg.singular_values)
-        metrics: list[Metric] = []
+        metrics = Claims()
         aligned = [r for r in rows if r["init"] == "aligned"]
         if aligned:
             worst = max(r["discrete_err"] for r in aligned)
             nmax = max(int(r["steps"][-1]) for r in aligned)
             eps = np.finfo(np.float64).eps
-            metrics.append(
-                exact(
-                    "aligned_max_error_vs_discrete_theory",
-                    worst,
-                    100 * nmax * eps,
-                    description="max over steps, modes, depths and u₀ of |u_meas − u_theory|/s "
-                    "against the exact discrete-GD map; tolerance 100·steps·eps (rounding of "
-                    "float64 training accumulated over the run)",
-                )
+            metrics.exact(
+                "aligned_max_error_vs_discrete_theory",
+                worst,
+                100 * nmax * eps,
+                description="max over steps, modes, depths and u₀ of |u_meas − u_theory|/s "
+                "against the exact discrete-GD map; tolerance 100·steps·eps (rounding of "
+                "float64 training accumulated over the run)",
             )
-            metrics.append(
-                reported(
-                    "aligned_max_error_vs_gradient_flow",
-                    max(r["flow_err"] for r in aligned),
-                    description="the same against the gradient-flow ODE: the discrete-step "
-                    "correction, O(η·s)",
-                )
+            metrics.reported(
+                "aligned_max_error_vs_gradient_flow",
+                max(r["flow_err"] for r in aligned),
+                description="the same against the gradient-flow ODE: the discrete-step "
+                "correction, O(η·s)",
             )
             ratios = []
             for r in aligned:
@@ -316,37 +312,29 @@ class DeepLinearStudy(Study):
                 ratio = np.abs(r["t_meas"] - tt) / bound
                 ratios += ratio[np.isfinite(ratio)].tolist()
             missed = int(sum(np.sum(~np.isfinite(r["t_meas"])) for r in rows))
-            metrics.append(
-                reported(
-                    "modes_not_reaching_half_strength",
-                    missed,
-                    description="modes (over all runs) that did not reach s/2 within max_steps; "
-                    "they are left out of the learning-time metrics",
-                )
+            metrics.reported(
+                "modes_not_reaching_half_strength",
+                missed,
+                description="modes (over all runs) that did not reach s/2 within max_steps; "
+                "they are left out of the learning-time metrics",
             )
-            metrics.append(
-                exact(
-                    "aligned_learning_time_error_over_bound",
-                    float(np.max(ratios)) if ratios else float("nan"),
-                    1.0,
-                    description="max |t_meas − t_flow| / (η·s·t_flow + 1 step): learning times "
-                    "(u = s/2) against gradient flow, within the first-order Euler bound",
-                )
+            metrics.exact(
+                "aligned_learning_time_error_over_bound",
+                float(np.max(ratios)) if ratios else float("nan"),
+                1.0,
+                description="max |t_meas − t_flow| / (η·s·t_flow + 1 step): learning times "
+                "(u = s/2) against gradient flow, within the first-order Euler bound",
             )
-            metrics.append(
-                reported(
-                    "aligned_min_r2_vs_discrete_theory",
-                    min(r["r2"] for r in aligned),
-                    description="R² of the exact discrete-GD curves for the measured mode "
-                    "strengths (worst run)",
-                )
+            metrics.reported(
+                "aligned_min_r2_vs_discrete_theory",
+                min(r["r2"] for r in aligned),
+                description="R² of the exact discrete-GD curves for the measured mode "
+                "strengths (worst run)",
             )
-            metrics.append(
-                reported(
-                    "aligned_min_r2_vs_gradient_flow",
-                    min(r["r2_flow"] for r in aligned),
-                    description="R² of the gradient-flow curves (worst run)",
-                )
+            metrics.reported(
+                "aligned_min_r2_vs_gradient_flow",
+                min(r["r2_flow"] for r in aligned),
+                description="R² of the gradient-flow curves (worst run)",
             )
             if len(s) >= 2:
                 sharper = []
@@ -359,25 +347,21 @@ class DeepLinearStudy(Study):
                         u0s = sorted(by_u0)
                         sh = [float(np.mean(by_u0[u])) for u in u0s]
                         for u, v in zip(u0s, sh, strict=True):
-                            metrics.append(
-                                reported(
-                                    f"staircase_sharpness@L{d},u0={u:g}",
-                                    v,
-                                    description="(t½ of mode 2 − t½ of mode 1) / 10–90% rise "
-                                    "time of mode 1",
-                                )
+                            metrics.reported(
+                                f"staircase_sharpness@L{d},u0={u:g}",
+                                v,
+                                description="(t½ of mode 2 − t½ of mode 1) / 10–90% rise "
+                                "time of mode 1",
                             )
                         sharper.append(sh[0] > sh[-1])
                 if sharper:
-                    metrics.append(
-                        exact(
-                            "depths_whose_staircase_sharpens_as_u0_shrinks",
-                            float(np.mean(sharper)),
-                            1.0,
-                            ">=",
-                            description="fraction of depths where the smallest u₀ gives a "
-                            "sharper staircase than the largest (saddle-to-saddle)",
-                        )
+                    metrics.exact(
+                        "depths_whose_staircase_sharpens_as_u0_shrinks",
+                        float(np.mean(sharper)),
+                        1.0,
+                        ">=",
+                        description="fraction of depths where the smallest u₀ gives a "
+                        "sharper staircase than the largest (saddle-to-saddle)",
                     )
         rnd2 = [r for r in rows if r["init"] == "random" and r["depth"] == 2 and "t_theory" in r]
         for scale in sorted({r["scale"] for r in rnd2}, reverse=True):
@@ -386,34 +370,28 @@ class DeepLinearStudy(Study):
             rel = rel[np.isfinite(rel)]
             r2s = [r["r2"] for r in rr if "r2" in r]
             if r2s:
-                metrics.append(
-                    reported(
-                        f"random_init_L2_min_r2@scale{scale:g}",
-                        float(min(r2s)),
-                        description="R² of the aligned-theory curves with u₀,eff (worst seed)",
-                    )
+                metrics.reported(
+                    f"random_init_L2_min_r2@scale{scale:g}",
+                    float(min(r2s)),
+                    description="R² of the aligned-theory curves with u₀,eff (worst seed)",
                 )
             if rel.size:
-                metrics.append(
-                    reported(
-                        f"random_init_L2_learning_time_rel_error@scale{scale:g}",
-                        Estimate.of(rel),
-                        description="mean over modes and seeds of |t_meas/t_theory − 1| with "
-                        "u₀,eff from the linear early phase",
-                    )
+                metrics.reported(
+                    f"random_init_L2_learning_time_rel_error@scale{scale:g}",
+                    Estimate.of(rel),
+                    description="mean over modes and seeds of |t_meas/t_theory − 1| with "
+                    "u₀,eff from the linear early phase",
                 )
         ordered = [
             bool(np.all(np.diff(r["t_meas"]) > 0)) for r in rows if np.all(np.isfinite(r["t_meas"]))
         ]
-        metrics.append(
-            exact(
-                "runs_learning_modes_in_order_of_s",
-                float(np.mean(ordered)) if ordered else 0.0,
-                1.0,
-                ">=",
-                description="fraction of runs (all inits) whose modes reach s/2 in order of "
-                "decreasing singular value",
-            )
+        metrics.exact(
+            "runs_learning_modes_in_order_of_s",
+            float(np.mean(ordered)) if ordered else 0.0,
+            1.0,
+            ">=",
+            description="fraction of runs (all inits) whose modes reach s/2 in order of "
+            "decreasing singular value",
         )
         return metrics
 

@@ -50,7 +50,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from learnmech.claims import Estimate, above, below, exact, reported, within
+from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits_subset
 from learnmech.measure.hessian import SharpnessProbe
 from learnmech.records import Curve, Figure, Metric, TrialResult
@@ -250,68 +250,56 @@ class EdgeOfStability(Study):
         return out
 
     def claims(self, cfg: EdgeOfStabilityConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for tag, r in s.items():
             if tag == "probe_time_share":
                 continue
             p, sums = r["point"], r["sums"]
             thr = "38/η (preconditioned)" if p["optimizer"] == "adam" else "2/η"
             reached = [x for x in sums if x["reached"]]
-            out.append(
-                exact(
-                    f"{tag}_seeds_not_reaching_threshold",
-                    len(sums) - len(reached),
-                    0,
-                    description=f"seeds whose sharpness never reached {REACHED}·{thr} "
-                    f"in {cfg.steps} steps (progressive sharpening)",
-                )
+            out.exact(
+                f"{tag}_seeds_not_reaching_threshold",
+                len(sums) - len(reached),
+                0,
+                description=f"seeds whose sharpness never reached {REACHED}·{thr} "
+                f"in {cfg.steps} steps (progressive sharpening)",
             )
             if not reached:
                 continue
             lo, hi = BAND
-            out.append(
-                within(
-                    f"{tag}_plateau_ratio",
-                    Estimate.of([x["plateau_ratio"] for x in reached]),
-                    (lo + hi) / 2,
-                    (hi - lo) / 2,
-                    description=f"mean sharpness/{thr} after first reaching it; band {BAND}: "
-                    "'at, or just above' the threshold (Cohen et al. 2021, §3)",
-                )
+            out.within(
+                f"{tag}_plateau_ratio",
+                Estimate.of([x["plateau_ratio"] for x in reached]),
+                (lo + hi) / 2,
+                (hi - lo) / 2,
+                description=f"mean sharpness/{thr} after first reaching it; band {BAND}: "
+                "'at, or just above' the threshold (Cohen et al. 2021, §3)",
             )
-            out.append(
-                below(
-                    f"{tag}_loss_increase_fraction_before",
-                    Estimate.of([x["increase_before"] for x in reached]),
-                    MONOTONE,
-                    description="fraction of steps where the loss rises before the threshold "
-                    "(descent lemma: none while η < 2/λ)",
-                )
+            out.below(
+                f"{tag}_loss_increase_fraction_before",
+                Estimate.of([x["increase_before"] for x in reached]),
+                MONOTONE,
+                description="fraction of steps where the loss rises before the threshold "
+                "(descent lemma: none while η < 2/λ)",
             )
-            out.append(
-                above(
-                    f"{tag}_loss_increase_fraction_after",
-                    Estimate.of([x["increase_after"] for x in reached]),
-                    0.0,
-                    strict=True,
-                    description="fraction of steps where the loss rises after the threshold",
-                )
+            out.above(
+                f"{tag}_loss_increase_fraction_after",
+                Estimate.of([x["increase_after"] for x in reached]),
+                0.0,
+                strict=True,
+                description="fraction of steps where the loss rises after the threshold",
             )
-            out.append(
-                reported(
-                    f"{tag}_time_to_threshold",
-                    Estimate.of([x["time_to_threshold"] for x in reached]),
-                    description="steps until sharpness first reaches 0.95 of the threshold",
-                )
+            out.reported(
+                f"{tag}_time_to_threshold",
+                Estimate.of([x["time_to_threshold"] for x in reached]),
+                description="steps until sharpness first reaches 0.95 of the threshold",
             )
         if s.get("probe_time_share"):
-            out.append(
-                reported(
-                    "probe_time_share",
-                    Estimate.of(s["probe_time_share"]),
-                    description=f"sharpness-probe time / training time (probe every "
-                    f"{cfg.probe_every} steps, Lanczos to 1e-3)",
-                )
+            out.reported(
+                "probe_time_share",
+                Estimate.of(s["probe_time_share"]),
+                description=f"sharpness-probe time / training time (probe every "
+                f"{cfg.probe_every} steps, Lanczos to 1e-3)",
             )
         return out
 

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import Estimate, above, exact, reported
+from learnmech.claims import Claims, Estimate
 from learnmech.measure.features import (
     agop,
     matrix_correlation,
@@ -194,54 +194,46 @@ class FeatureAnsatz(Study):
         return {s: {k: ts.stack(k) for k in keys} for s, ts in trials.by("init_scale").items()}
 
     def claims(self, cfg: FeatureAnsatzConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         finals: dict[float, Estimate] = {}
         for scale, r in s.items():
             p = f"init{scale:g}"
             _, ov = r["subspace_overlap_W"]
             rise = Estimate.paired(ov[:, -1], ov[:, 0]) if ov.size else Estimate.of([])
-            out.append(
-                above(
-                    f"{p}_subspace_overlap_rise",
-                    rise,
-                    0.0,
-                    strict=True,
-                    description="rise of the overlap of W₁ᵀW₁'s top-k eigenvectors with "
-                    f"span(U) over training; a random subspace: {cfg.rank / cfg.dim:.2f}",
-                )
+            out.above(
+                f"{p}_subspace_overlap_rise",
+                rise,
+                0.0,
+                strict=True,
+                description="rise of the overlap of W₁ᵀW₁'s top-k eigenvectors with "
+                f"span(U) over training; a random subspace: {cfg.rank / cfg.dim:.2f}",
             )
             _, lp = r["learned_part_correlation"]
-            out.append(
-                above(
-                    f"{p}_learned_part_correlation",
-                    Estimate.of(lp[:, -1] if lp.size else []),
-                    ANSATZ_MIN_CORRELATION,
-                    description="corr(W₁ᵀW₁ − W₁,₀ᵀW₁,₀, AGOP) at the end (the ansatz; "
-                    "r > 0.9 in Radhakrishnan et al. 2024, Fig. 2)",
-                )
+            out.above(
+                f"{p}_learned_part_correlation",
+                Estimate.of(lp[:, -1] if lp.size else []),
+                ANSATZ_MIN_CORRELATION,
+                description="corr(W₁ᵀW₁ − W₁,₀ᵀW₁,₀, AGOP) at the end (the ansatz; "
+                "r > 0.9 in Radhakrishnan et al. 2024, Fig. 2)",
             )
             _, z = r["learned_part_z_above_chance"]
-            out.append(
-                exact(
-                    f"{p}_learned_part_min_z_above_chance",
-                    float(z.min()) if z.size else math.nan,
-                    3.0,
-                    ">=",
-                    description="the same correlation in standard deviations above its "
-                    "permutation null (200 coordinate permutations of the AGOP), smallest "
-                    "over seeds: every seed must clear it",
-                )
+            out.exact(
+                f"{p}_learned_part_min_z_above_chance",
+                float(z.min()) if z.size else math.nan,
+                3.0,
+                ">=",
+                description="the same correlation in standard deviations above its "
+                "permutation null (200 coordinate permutations of the AGOP), smallest "
+                "over seeds: every seed must clear it",
             )
             _, nc = r["nfa_correlation"]
             if nc.size:
                 finals[scale] = Estimate.of(nc[:, -1])
-                out.append(
-                    reported(
-                        f"{p}_nfa_correlation_change",
-                        Estimate.paired(nc[:, -1], nc[:, 0]),
-                        description=f"corr(W₁ᵀW₁, AGOP): {nc[:, 0].mean():.3f} at init → "
-                        f"{nc[:, -1].mean():.3f} (the init's W₁,₀ᵀW₁,₀ can dominate)",
-                    )
+                out.reported(
+                    f"{p}_nfa_correlation_change",
+                    Estimate.paired(nc[:, -1], nc[:, 0]),
+                    description=f"corr(W₁ᵀW₁, AGOP): {nc[:, 0].mean():.3f} at init → "
+                    f"{nc[:, -1].mean():.3f} (the init's W₁,₀ᵀW₁,₀ can dominate)",
                 )
             for key, what in (
                 ("nfa_sqrt_correlation", "corr(W₁ᵀW₁, AGOP^½) at the end"),
@@ -249,18 +241,15 @@ class FeatureAnsatz(Study):
             ):
                 _, v = r[key]
                 if v.size:
-                    out.append(reported(f"{p}_{key}", Estimate.of(v[:, -1]), description=what))
+                    out.reported(f"{p}_{key}", Estimate.of(v[:, -1]), description=what)
         if len(finals) >= 2:
             big, small = max(finals), min(finals)
-            out.append(
-                above(
-                    "small_init_higher_nfa_correlation",
-                    finals[small] - finals[big],
-                    0.0,
-                    strict=True,
-                    description=f"final corr(W₁ᵀW₁, AGOP) at init ×{small:g} minus at "
-                    f"×{big:g} (Welch)",
-                )
+            out.above(
+                "small_init_higher_nfa_correlation",
+                finals[small] - finals[big],
+                0.0,
+                strict=True,
+                description=f"final corr(W₁ᵀW₁, AGOP) at init ×{small:g} minus at ×{big:g} (Welch)",
             )
         return out
 

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.claims import Estimate, above, below, fit_slope, reported, within
+from learnmech.claims import Claims, Estimate, fit_slope
 from learnmech.records import Curve, Figure, Metric
 from learnmech.stats import mean_se
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
@@ -245,7 +245,7 @@ class LazyRich(Study):
         return out
 
     def claims(self, cfg: LazyRichConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for w, r in s.items():
             part = self._claims_width(r["tab"], len(cfg.teacher_angles_deg))
             if len(s) > 1:
@@ -255,7 +255,7 @@ class LazyRich(Study):
         return out
 
     def _claims_width(self, tab: dict[float, dict[str, Any]], teachers: int) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         chance = teachers * 2 * ALIGN_DEG / 360
         lazy = [a for a in sorted(tab) if a >= 3]
         if len(lazy) >= 3:
@@ -264,24 +264,20 @@ class LazyRich(Study):
             if d0.size == d1.size == d2.size:
                 s_top = np.log(d2 / d1) / math.log(t2 / t1)
                 s_prev = np.log(d1 / d0) / math.log(t1 / t0)
-                out.append(
-                    within(
-                        "weight_change_exponent",
-                        Estimate.of(s_top),
-                        -1.0,
-                        1.0 / t1,
-                        kind="slope",
-                        description=f"local slope of the relative weight change vs α between "
-                        f"α={t1:g} and {t2:g} (theory −1, Chizat et al. 2019 Thm 2.2); "
-                        f"tolerance 1/α = {1 / t1:.3g} (the next order)",
-                    )
+                out.within(
+                    "weight_change_exponent",
+                    Estimate.of(s_top),
+                    -1.0,
+                    1.0 / t1,
+                    kind="slope",
+                    description=f"local slope of the relative weight change vs α between "
+                    f"α={t1:g} and {t2:g} (theory −1, Chizat et al. 2019 Thm 2.2); "
+                    f"tolerance 1/α = {1 / t1:.3g} (the next order)",
                 )
-                out.append(
-                    reported(
-                        "weight_change_exponent_truncation",
-                        Estimate.of(s_top - s_prev),
-                        description="the slope's change from the previous pair of α",
-                    )
+                out.reported(
+                    "weight_change_exponent_truncation",
+                    Estimate.of(s_top - s_prev),
+                    description="the slope's change from the previous pair of α",
                 )
         if len(tab) < 2:
             return out
@@ -295,51 +291,41 @@ class LazyRich(Study):
         ):
             v = [Estimate.of(tab[a][key]) for a in big]
             fit = fit_slope(big, [e.value for e in v], [e.se for e in v])
-            out.append(
-                below(
-                    f"{key}_exponent",
-                    fit.exponent,
-                    0.0,
-                    strict=True,
-                    description=f"{label} falls with α (α ≥ 1): fitted log–log slope",
-                )
+            out.below(
+                f"{key}_exponent",
+                fit.exponent,
+                0.0,
+                strict=True,
+                description=f"{label} falls with α (α ≥ 1): fitted log–log slope",
             )
         for a in (hi, lo):
-            out.append(
-                reported(
-                    f"loss_curve_error@alpha{a:g}",
-                    Estimate.of(tab[a]["loss_curve_error"]),
-                    description="max over steps of |L_t − L_lin,t| / L_0",
-                )
+            out.reported(
+                f"loss_curve_error@alpha{a:g}",
+                Estimate.of(tab[a]["loss_curve_error"]),
+                description="max over steps of |L_t − L_lin,t| / L_0",
             )
-            out.append(
-                reported(
-                    f"lin_error@alpha{a:g}",
-                    Estimate.of(tab[a]["lin_error"]),
-                    description="‖f_T − f_lin,T‖/‖f_lin,T‖ on test points",
-                )
+            out.reported(
+                f"lin_error@alpha{a:g}",
+                Estimate.of(tab[a]["lin_error"]),
+                description="‖f_T − f_lin,T‖/‖f_lin,T‖ on test points",
             )
-        out.append(
-            above(
-                f"alignment_gain@alpha{lo:g}",
-                Estimate.of(tab[lo]["align_gain"]),
-                chance,
-                description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
-                f"teacher direction, at least the chance fraction {chance:.3f}",
-            )
+        out.above(
+            f"alignment_gain@alpha{lo:g}",
+            Estimate.of(tab[lo]["align_gain"]),
+            chance,
+            description=f"rich end: gain in the mass fraction within {ALIGN_DEG:g}° of a "
+            f"teacher direction, at least the chance fraction {chance:.3f}",
         )
         if tab[lo]["seeds"] == tab[hi]["seeds"]:
             d = Estimate.paired(tab[lo]["align_gain"], tab[hi]["align_gain"])
         else:
             d = Estimate.of(tab[lo]["align_gain"]) - Estimate.of(tab[hi]["align_gain"])
-        out.append(
-            above(
-                "alignment_gain_rich_minus_lazy",
-                d,
-                0.0,
-                strict=True,
-                description=f"alignment gain at α={lo:g} minus at α={hi:g} (paired over seeds)",
-            )
+        out.above(
+            "alignment_gain_rich_minus_lazy",
+            d,
+            0.0,
+            strict=True,
+            description=f"alignment gain at α={lo:g} minus at α={hi:g} (paired over seeds)",
         )
         return out
 

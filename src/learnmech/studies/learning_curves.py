@@ -62,7 +62,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import Estimate, below, fit_slope, reported, within_every
+from learnmech.claims import Claims, Estimate, fit_slope
 from learnmech.errors import UserError
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
@@ -361,7 +361,7 @@ class LearningCurves(Study):
         return {"curves": tab, "nets": nets}
 
     def claims(self, cfg: LearningCurvesConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for task, rows in s["curves"].items():
             rows = [r for r in rows if np.isfinite(r["pred"]) and r["pred"] > 0]
             if not rows:
@@ -373,44 +373,35 @@ class LearningCurves(Study):
                 tol = max(fin, PRACTICAL_MARGIN) * r["pred"]
                 est = Estimate(r["mean"], r["se"], r["draws"] - 1)
                 cells.append((f"n={r['n']}, ridge={r['ridge']:g}", est, r["pred"], tol))
-            out.append(
-                within_every(
-                    f"{task}_learning_curve",
-                    cells,
-                    description=f"test MSE vs eigenlearning at every (n, ridge); tolerance "
-                    f"max({bound}, 5%) relative",
-                )
+            out.within_every(
+                f"{task}_learning_curve",
+                cells,
+                description=f"test MSE vs eigenlearning at every (n, ridge); tolerance "
+                f"max({bound}, 5%) relative",
             )
             for ridge in cfg.ridges:
                 rr = [r for r in rows if r["ridge"] == ridge]
                 if rr:
                     rel = [abs(r["mean"] / r["pred"] - 1) for r in rr]
                     k = int(np.argmax(rel))
-                    out.append(
-                        reported(
-                            f"{task}_max_rel_error@ridge{ridge:g}",
-                            Estimate(rel[k], rr[k]["se"] / rr[k]["pred"]),
-                            description=f"max over n of |measured/predicted − 1| (at n="
-                            f"{rr[k]['n']})",
-                        )
+                    out.reported(
+                        f"{task}_max_rel_error@ridge{ridge:g}",
+                        Estimate(rel[k], rr[k]["se"] / rr[k]["pred"]),
+                        description=f"max over n of |measured/predicted − 1| (at n={rr[k]['n']})",
                     )
         for n, ws in s["nets"].items():
             for e in ws:
                 tag = f"@n{n},w{e['width']}"
-                out.append(
-                    reported(
-                        f"net_vs_kernel_mean_rel_error{tag}",
-                        Estimate(*e["mean_dev"]),
-                        description="RMS over images of E[f_net − f_kernel] (same draw and "
-                        "training time; seed noise subtracted) / RMS f_kernel",
-                    )
+                out.reported(
+                    f"net_vs_kernel_mean_rel_error{tag}",
+                    Estimate(*e["mean_dev"]),
+                    description="RMS over images of E[f_net − f_kernel] (same draw and "
+                    "training time; seed noise subtracted) / RMS f_kernel",
                 )
-                out.append(
-                    reported(
-                        f"net_vs_kernel_per_network_rel_rms{tag}",
-                        Estimate.of(e["per_net"]),
-                        description="RMS of f_net − f_kernel per network / RMS f_kernel",
-                    )
+                out.reported(
+                    f"net_vs_kernel_per_network_rel_rms{tag}",
+                    Estimate.of(e["per_net"]),
+                    description="RMS of f_net − f_kernel per network / RMS f_kernel",
                 )
             if len(ws) >= 2:
                 est = [Estimate.of(e["per_net"]) for e in ws]
@@ -420,16 +411,14 @@ class LearningCurves(Study):
                     [x.se for x in est],
                     df=min(e["per_net"].size for e in ws) - 1,
                 )
-                out.append(
-                    below(
-                        f"net_vs_kernel_width_exponent@n{n}",
-                        fit.exponent,
-                        0.0,
-                        strict=True,
-                        description="the trained network approaches its kernel's prediction "
-                        "as width grows: fitted exponent of the per-network deviation (a "
-                        "network's own kernel fluctuation alone would give −1/2)",
-                    )
+                out.below(
+                    f"net_vs_kernel_width_exponent@n{n}",
+                    fit.exponent,
+                    0.0,
+                    strict=True,
+                    description="the trained network approaches its kernel's prediction "
+                    "as width grows: fitted exponent of the per-network deviation (a "
+                    "network's own kernel fluctuation alone would give −1/2)",
                 )
         return out
 

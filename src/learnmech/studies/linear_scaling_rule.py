@@ -44,7 +44,7 @@ import torch
 from pydantic import Field, field_validator
 from torch import nn
 
-from learnmech.claims import Estimate, above, below, reported
+from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits_subset
 from learnmech.measure.hessian import LossHessian, lanczos
 from learnmech.records import Curve, Figure, Metric
@@ -200,12 +200,12 @@ class LinearScalingRule(Study):
         return out
 
     def claims(self, cfg: LinearScalingRuleConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for rule, r in s.items():
             for k, d in sorted(r["D"].items()):
                 B = min(cfg.base_batch * k, cfg.samples)
                 what = "the seed floor D₀ (two base streams)" if k == 1 else f"D(k={k}), B={B}"
-                out.append(reported(f"{rule}_D_k{k}", Estimate.of(d), description=what))
+                out.reported(f"{rule}_D_k{k}", Estimate.of(d), description=what)
             ks = sorted(r["excess"])
             if not ks:
                 continue
@@ -214,46 +214,40 @@ class LinearScalingRule(Study):
                 name, excess = f"{rule}_small_k_excess", Estimate.of(r["excess"][k1])
                 desc = f"D(k={k1}) − D₀, paired over seeds: the rule holds at small k (≤ 0.05)"
                 if rule in SGD_RULES:
-                    out.append(below(name, excess, MARGIN, description=desc))
+                    out.below(name, excess, MARGIN, description=desc)
                 else:  # the square-root rule's small-k excess is a finding, not scored
-                    out.append(reported(name, excess, description=desc + " — reported (finding)"))
+                    out.reported(name, excess, description=desc + " — reported (finding)")
             if rule in SGD_RULES and r["sharpness"].size:
                 lam = float(np.max(r["sharpness"]))
                 lr = cfg.sgd_lr
                 stable = [k for k in ks if k * lr * lam < 2]
-                out.append(
-                    reported(
-                        f"{rule}_largest_stable_k",
-                        max(stable) if stable else math.nan,
-                        description=f"largest k with kη₀ < 2/λ (λ = {lam:.3g}, the largest "
-                        f"top Hessian eigenvalue along the base runs; 2/λ = {2 / lam:.3g})",
-                    )
+                out.reported(
+                    f"{rule}_largest_stable_k",
+                    max(stable) if stable else math.nan,
+                    description=f"largest k with kη₀ < 2/λ (λ = {lam:.3g}, the largest "
+                    f"top Hessian eigenvalue along the base runs; 2/λ = {2 / lam:.3g})",
                 )
                 if rule == "sgd_linear" and stable and stable[-1] != ks[0]:
                     kl = stable[-1]
-                    out.append(
-                        above(
-                            f"{rule}_large_k_break",
-                            Estimate.of(r["excess"][kl]),
-                            MARGIN,
-                            description=f"D(k={kl}) − D₀ at B = "
-                            f"{min(cfg.base_batch * kl, cfg.samples)}, the largest k whose "
-                            "step stays below 2/λ: the rule breaks above the critical batch",
-                        )
+                    out.above(
+                        f"{rule}_large_k_break",
+                        Estimate.of(r["excess"][kl]),
+                        MARGIN,
+                        description=f"D(k={kl}) − D₀ at B = "
+                        f"{min(cfg.base_batch * kl, cfg.samples)}, the largest k whose "
+                        "step stays below 2/λ: the rule breaks above the critical batch",
                     )
         if "adam_sqrt" in s and "adam_linear" in s:
             common = sorted(set(s["adam_sqrt"]["excess"]) & set(s["adam_linear"]["excess"]))
             if common:
                 k = common[len(common) // 2]
                 d = Estimate.paired(s["adam_linear"]["D"][k], s["adam_sqrt"]["D"][k])
-                out.append(
-                    above(
-                        "adam_sqrt_closer_than_linear",
-                        d,
-                        0.0,
-                        strict=True,
-                        description=f"at k = {k}: D(linear) − D(√), paired over seeds",
-                    )
+                out.above(
+                    "adam_sqrt_closer_than_linear",
+                    d,
+                    0.0,
+                    strict=True,
+                    description=f"at k = {k}: D(linear) − D(√), paired over seeds",
                 )
         return out
 

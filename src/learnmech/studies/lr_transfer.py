@@ -52,7 +52,7 @@ import torch
 from pydantic import Field, field_validator, model_validator
 from torch.nn import functional as F
 
-from learnmech.claims import Estimate, above, below, equivalent, reported
+from learnmech.claims import Claims, Estimate
 from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.data.real import digits_subset
 from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
@@ -302,7 +302,7 @@ class LRTransfer(Study):
         return out
 
     def claims(self, cfg: LRTransferConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for (arm, scheme), tab in s.items():
             if len(tab) < 3:
                 continue
@@ -314,39 +314,33 @@ class LRTransfer(Study):
             n = min(len(tab[z]["opts"]) for z in sizes)
             span = math.log2(max(sizes) / min(sizes))
             what = "depth" if arm == "depth" else "width"
-            out.append(
-                reported(
-                    f"{arm}_{scheme}_exponent",
-                    Estimate(fit.exponent, fit.exponent_se, n - 1),
-                    description=f"c in η* ∝ {what}^c ("
-                    + ", ".join(f"{z}: 2^{v:.2f}" for z, v in zip(sizes, m, strict=True))
-                    + ")"
-                    + ("; an optimum sits at the grid's edge" if edge else ""),
-                )
+            out.reported(
+                f"{arm}_{scheme}_exponent",
+                Estimate(fit.exponent, fit.exponent_se, n - 1),
+                description=f"c in η* ∝ {what}^c ("
+                + ", ".join(f"{z}: 2^{v:.2f}" for z, v in zip(sizes, m, strict=True))
+                + ")"
+                + ("; an optimum sits at the grid's edge" if edge else ""),
             )
             shift = Estimate(fit.shift_log2, fit.exponent_se * span, n - 1)
             rng = f"{max(sizes) // min(sizes)}× {what} range"
             if scheme in ("mup", "depth-mup"):
                 if edge:  # censored: the optimum lies somewhere beyond the grid
                     shift = Estimate(math.nan, math.nan, n - 1)
-                out.append(
-                    equivalent(
-                        f"{arm}_{scheme}_shift_log2",
-                        shift,
-                        1.0,
-                        description=f"fitted shift of log₂ η* over the {rng}: within one grid "
-                        "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
-                    )
+                out.equivalent(
+                    f"{arm}_{scheme}_shift_log2",
+                    shift,
+                    1.0,
+                    description=f"fitted shift of log₂ η* over the {rng}: within one grid "
+                    "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
                 )
             else:
-                out.append(
-                    below(
-                        f"{arm}_{scheme}_shift_log2",
-                        shift,
-                        -1.0,
-                        description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
-                        "more than one grid step",
-                    )
+                out.below(
+                    f"{arm}_{scheme}_shift_log2",
+                    shift,
+                    -1.0,
+                    description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
+                    "more than one grid step",
                 )
         for arm in ("mlp", "gpt"):
             out += self._transfer_claims(s, arm)
@@ -354,7 +348,7 @@ class LRTransfer(Study):
 
     def _transfer_claims(self, s: dict, arm: str) -> list[Metric]:
         """Log-loss gaps (losses span decades across the grid), paired over seeds."""
-        out: list[Metric] = []
+        out = Claims()
         gaps: dict[str, np.ndarray] = {}
         for scheme in WIDTH_SCHEMES:
             tab = s.get((arm, scheme), {})
@@ -366,13 +360,11 @@ class LRTransfer(Study):
             cs, cl = np.log(small["loss"]), np.log(large["loss"])
             i = np.argmin(cs, axis=1)  # the narrowest width's best grid rate, per seed
             gaps[scheme] = cl[np.arange(len(i)), i] - cl.min(1)
-            out.append(
-                reported(
-                    f"{arm}_{scheme}_transfer_gap",
-                    Estimate.of(gaps[scheme]),
-                    description=f"log loss at width {max(tab)} with width {min(tab)}'s best "
-                    f"grid rate, minus width {max(tab)}'s best log loss",
-                )
+            out.reported(
+                f"{arm}_{scheme}_transfer_gap",
+                Estimate.of(gaps[scheme]),
+                description=f"log loss at width {max(tab)} with width {min(tab)}'s best "
+                f"grid rate, minus width {max(tab)}'s best log loss",
             )
             if scheme == "mup":
                 better = Estimate.of(cs.min(1) - cl.min(1))
@@ -381,33 +373,27 @@ class LRTransfer(Study):
                     "is better at its tuned rate)"
                 )
                 if arm == "gpt":
-                    out.append(
-                        above(
-                            f"{arm}_mup_wider_is_better",
-                            better,
-                            0.0,
-                            strict=True,
-                            description=desc,
-                        )
+                    out.above(
+                        f"{arm}_mup_wider_is_better",
+                        better,
+                        0.0,
+                        strict=True,
+                        description=desc,
                     )
                 else:
-                    out.append(
-                        reported(
-                            f"{arm}_mup_wider_is_better",
-                            better,
-                            description=desc + "; reported: minibatch noise dominates here",
-                        )
+                    out.reported(
+                        f"{arm}_mup_wider_is_better",
+                        better,
+                        description=desc + "; reported: minibatch noise dominates here",
                     )
         if set(gaps) == set(WIDTH_SCHEMES):
-            out.append(
-                above(
-                    f"{arm}_transfer_gap_sp_minus_mup",
-                    Estimate.paired(gaps["sp"], gaps["mup"]),
-                    0.0,
-                    strict=True,
-                    description="the transferred rate costs SP more than μP (log loss, paired "
-                    "over seeds)",
-                )
+            out.above(
+                f"{arm}_transfer_gap_sp_minus_mup",
+                Estimate.paired(gaps["sp"], gaps["mup"]),
+                0.0,
+                strict=True,
+                description="the transferred rate costs SP more than μP (log loss, paired "
+                "over seeds)",
             )
         return out
 

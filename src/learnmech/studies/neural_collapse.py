@@ -41,7 +41,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from learnmech.claims import Estimate, below, exact, reported, within
+from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits_subset
 from learnmech.measure.collapse import neural_collapse
 from learnmech.records import Curve, Figure, Metric
@@ -171,58 +171,48 @@ class NeuralCollapse(Study):
         return s
 
     def claims(self, cfg: NeuralCollapseConfig, s: dict[str, Any]) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for loss, r in s.items():
             missing = sum(o is None for o in r["onset"])
-            out.append(
-                exact(
-                    f"{loss}_seeds_without_tpt",
-                    missing,
-                    0,
-                    description="seeds with no terminal phase (no zero training error "
-                    "before the last record)",
-                )
+            out.exact(
+                f"{loss}_seeds_without_tpt",
+                missing,
+                0,
+                description="seeds with no terminal phase (no zero training error "
+                "before the last record)",
             )
             for key in SCORED:
                 start, end = r[key].T
                 logs = np.log(end / start) if r[key].size else np.zeros(0)
                 est = Estimate.of(logs)
-                out.append(
-                    below(
-                        f"{loss}_{key}_decrease",
-                        est,
-                        0.0,
-                        strict=True,
-                        description=f"{LABELS[key]}: log(end / TPT onset), factor "
-                        f"{math.exp(est.value) if est.finite else math.nan:.3g}",
-                    )
+                out.below(
+                    f"{loss}_{key}_decrease",
+                    est,
+                    0.0,
+                    strict=True,
+                    description=f"{LABELS[key]}: log(end / TPT onset), factor "
+                    f"{math.exp(est.value) if est.finite else math.nan:.3g}",
                 )
             d = Estimate.paired(r["nc4"][:, 1], r["nc4"][:, 0])
-            out.append(
-                below(
-                    f"{loss}_nc4_change",
-                    d,
-                    1 / cfg.train_size,
-                    description=f"{LABELS['nc4']}: end − TPT onset; may rise by at "
-                    "most one training example",
-                )
+            out.below(
+                f"{loss}_nc4_change",
+                d,
+                1 / cfg.train_size,
+                description=f"{LABELS['nc4']}: end − TPT onset; may rise by at "
+                "most one training example",
             )
-            out.append(
-                within(
-                    f"{loss}_final_mean_cosine",
-                    Estimate.of(r["mean_cosine"][:, 1]),
-                    ETF_COSINE,
-                    ETF_TOL,
-                    description="mean pairwise cosine of centred class means at the "
-                    "end; simplex ETF: −1/(C − 1)",
-                )
+            out.within(
+                f"{loss}_final_mean_cosine",
+                Estimate.of(r["mean_cosine"][:, 1]),
+                ETF_COSINE,
+                ETF_TOL,
+                description="mean pairwise cosine of centred class means at the "
+                "end; simplex ETF: −1/(C − 1)",
             )
-            out.append(
-                reported(
-                    f"{loss}_tpt_onset_epoch",
-                    Estimate.of([r["epochs"][o] for o in r["onset"] if o is not None]),
-                    description="first recorded epoch with zero training error",
-                )
+            out.reported(
+                f"{loss}_tpt_onset_epoch",
+                Estimate.of([r["epochs"][o] for o in r["onset"] if o is not None]),
+                description="first recorded epoch with zero training error",
             )
         return out
 

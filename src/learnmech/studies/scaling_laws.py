@@ -68,7 +68,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, model_validator
 
-from learnmech.claims import Estimate, above, reported, within, within_every
+from learnmech.claims import Claims, Estimate, reported
 from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.nets import GPT
 from learnmech.records import Curve, Figure, Metric, TrialResult
@@ -346,7 +346,7 @@ class ScalingLaws(Study):
         return out
 
     def claims(self, cfg: ScalingLawsConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for kind, series, asym, label in (
             ("n", "data", asymptotic_exponent(cfg.a, cfg.b), "data n (kernel limit)"),
             ("p", "model", asymptotic_model_exponent(cfg.a, cfg.b), "model size P (∞ data)"),
@@ -374,29 +374,25 @@ class ScalingLaws(Study):
 
             fit_exp = Estimate(*jackknife(V, ols_slope), df)
             th_exp = float(np.polyfit(lx, np.log(th_vals), 1)[0])
-            out.append(
-                within(
-                    f"{series}_exponent",
-                    fit_exp,
-                    th_exp,
-                    _exp_tol([int(k) for k in x]),
-                    kind="slope",
-                    description=f"{label}: log–log slope through the seed means vs the same "
-                    f"fit to the prediction (asymptotic −{asym:g}); tolerance 2/(x_min ln range)",
-                )
+            out.within(
+                f"{series}_exponent",
+                fit_exp,
+                th_exp,
+                _exp_tol([int(k) for k in x]),
+                kind="slope",
+                description=f"{label}: log–log slope through the seed means vs the same "
+                f"fit to the prediction (asymptotic −{asym:g}); tolerance 2/(x_min ln range)",
             )
             tol = np.maximum(1 / x, PRACTICAL_MARGIN) * th_full
             cells = [
                 (f"{kind}={x[k]:g}", Estimate(m[k], se[k], df), th_full[k], tol[k])
                 for k in range(x.size)
             ]
-            out.append(
-                within_every(
-                    f"{series}_curve",
-                    cells,
-                    description=f"{label}: test error vs the prediction at every size; "
-                    "tolerance max(1/x, 5%) relative",
-                )
+            out.within_every(
+                f"{series}_curve",
+                cells,
+                description=f"{label}: test error vs the prediction at every size; "
+                "tolerance max(1/x, 5%) relative",
             )
         P, n, E = s["grid"]
         if E.size:
@@ -416,26 +412,23 @@ class ScalingLaws(Study):
             warnings.simplefilter("ignore", UserWarning)
             sc = extrapolation_score("chinchilla", E, N=P, D=n, holdout=cfg.holdout)
         f = sc["fit"].params
-        out = [
-            reported(
-                "grid_extrapolation_mean_abs_rel_error",
-                sc["mean_abs_rel_error"],
-                description=f"Chinchilla law fitted on P < {sc['threshold']:g} "
-                f"({sc['train_points']} runs), evaluated on the {sc['test_points']} held-out "
-                f"runs with the largest P (max {sc['max_abs_rel_error']:.3f})",
-            )
-        ]
+        out = Claims()
+        out.reported(
+            "grid_extrapolation_mean_abs_rel_error",
+            sc["mean_abs_rel_error"],
+            description=f"Chinchilla law fitted on P < {sc['threshold']:g} "
+            f"({sc['train_points']} runs), evaluated on the {sc['test_points']} held-out "
+            f"runs with the largest P (max {sc['max_abs_rel_error']:.3f})",
+        )
         for name, asym in (
             ("alpha", asymptotic_model_exponent(cfg.a, cfg.b)),
             ("beta", asymptotic_exponent(cfg.a, cfg.b)),
         ):
-            out.append(
-                reported(
-                    f"grid_fitted_{name}",
-                    f[name],
-                    description=f"Chinchilla-law exponent fitted on the grid (asymptotic "
-                    f"a-priori {asym:g}; finite grids bias it)",
-                )
+            out.reported(
+                f"grid_fitted_{name}",
+                f[name],
+                description=f"Chinchilla-law exponent fitted on the grid (asymptotic "
+                f"a-priori {asym:g}; finite grids bias it)",
             )
         return out
 
@@ -465,17 +458,16 @@ class ScalingLaws(Study):
         H = _entropy(cfg)
         # every run and checkpoint must clear H: the smallest lower bound decides
         k = int(np.argmin((L - H) / SE))
-        out: list[Metric] = [
-            above(
-                "gpt_excess_over_bayes",
-                Estimate(L[k] - H, SE[k]),
-                0.0,
-                strict=True,
-                description=f"L − H at the run and checkpoint with the smallest (L − H)/SE "
-                f"(every one must pass): no test loss may fall below the chain's entropy "
-                f"rate H = {H:.4f} nats (closed form); SE over held-out sequences",
-            )
-        ]
+        out = Claims()
+        out.above(
+            "gpt_excess_over_bayes",
+            Estimate(L[k] - H, SE[k]),
+            0.0,
+            strict=True,
+            description=f"L − H at the run and checkpoint with the smallest (L − H)/SE "
+            f"(every one must pass): no test loss may fall below the chain's entropy "
+            f"rate H = {H:.4f} nats (closed form); SE over held-out sequences",
+        )
         # E − H per seed (each seed's runs form a complete grid), mean ± SE over seeds
         gaps, alphas, betas = [], [], []
         with warnings.catch_warnings():
@@ -488,24 +480,20 @@ class ScalingLaws(Study):
                     alphas.append(f["alpha"])
                     betas.append(f["beta"])
         if gaps:
-            out.append(
-                reported(
-                    "gpt_fitted_E_minus_bayes",
-                    Estimate.of(gaps),
-                    description="irreducible term E of the Chinchilla law fitted to every run "
-                    f"of one seed, minus the Bayes-optimal loss H = {H:.4f}; mean over "
-                    f"{len(gaps)} seeds (a well-identified fit gives 0; below 0 means the "
-                    "fit's E is not a loss any model can reach)",
-                )
+            out.reported(
+                "gpt_fitted_E_minus_bayes",
+                Estimate.of(gaps),
+                description="irreducible term E of the Chinchilla law fitted to every run "
+                f"of one seed, minus the Bayes-optimal loss H = {H:.4f}; mean over "
+                f"{len(gaps)} seeds (a well-identified fit gives 0; below 0 means the "
+                "fit's E is not a loss any model can reach)",
             )
             for name, vals in (("alpha", alphas), ("beta", betas)):
-                out.append(
-                    reported(
-                        f"gpt_fitted_{name}",
-                        Estimate.of(vals),
-                        description=f"Chinchilla-law exponent ({'N' if name == 'alpha' else 'D'})"
-                        " fitted per seed, mean over seeds",
-                    )
+                out.reported(
+                    f"gpt_fitted_{name}",
+                    Estimate.of(vals),
+                    description=f"Chinchilla-law exponent ({'N' if name == 'alpha' else 'D'})"
+                    " fitted per seed, mean over seeds",
                 )
         # leave-widest-out on the seed-mean losses
         Nm, Dm, Lm = _seed_means(N, D, L)

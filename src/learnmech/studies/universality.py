@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import Estimate, above, below, exact, fit_slope, reported, within
+from learnmech.claims import Claims, Estimate, above, below, fit_slope
 from learnmech.data.real import digits
 from learnmech.measure.similarity import (
     gram_cka,
@@ -271,30 +271,26 @@ class Universality(Study):
         return out
 
     def claims(self, cfg: UniversalityConfig, s: dict) -> list[Metric]:
-        out: list[Metric] = []
+        out = Claims()
         for obs, label in (("nngp_gap", "nngp"), ("cross_seed_gap", "cross_seed")):
             if obs not in s["init"]:
                 continue
             ws, v = s["init"][obs]
             fits = [_fit_exponent(ws, row) for row in v if np.all(row > 0)]
             p3 = np.array([a for a, _ in fits])
-            out.append(
-                within(
-                    f"init_{label}_exponent",
-                    Estimate.of(p3),
-                    -1.0,
-                    4 / ws.min(),
-                    kind="slope",
-                    description="1 − CKA at init vs width, per seed log y = a + p log w + b/w; "
-                    f"theory −1, tolerance 4/w_min = {4 / ws.min():.3g}",
-                )
+            out.within(
+                f"init_{label}_exponent",
+                Estimate.of(p3),
+                -1.0,
+                4 / ws.min(),
+                kind="slope",
+                description="1 − CKA at init vs width, per seed log y = a + p log w + b/w; "
+                f"theory −1, tolerance 4/w_min = {4 / ws.min():.3g}",
             )
-            out.append(
-                reported(
-                    f"init_{label}_exponent_truncation",
-                    Estimate.of([abs(a - b) for a, b in fits]),
-                    description="change in p when c/w² is added to the fit",
-                )
+            out.reported(
+                f"init_{label}_exponent_truncation",
+                Estimate.of([abs(a - b) for a, b in fits]),
+                description="change in p when c/w² is added to the fit",
             )
         for obs, claim, what in (
             ("trained_nngp_gap", below, "1 − CKA(trained kernel, NNGP) falls with width"),
@@ -317,15 +313,13 @@ class Universality(Study):
             )
         if "trained_cross_seed_chance_z" in s["train"]:
             z = s["train"]["trained_cross_seed_chance_z"][1]
-            out.append(
-                exact(
-                    "trained_cross_seed_cka_min_z_above_chance",
-                    float(z.min()),
-                    3.0,
-                    ">=",
-                    description="smallest (CKA − chance)/null SD over trained pairs; chance: "
-                    f"{cfg.permutations} permutations of the probe images of one network",
-                )
+            out.exact(
+                "trained_cross_seed_cka_min_z_above_chance",
+                float(z.min()),
+                3.0,
+                ">=",
+                description="smallest (CKA − chance)/null SD over trained pairs; chance: "
+                f"{cfg.permutations} permutations of the probe images of one network",
             )
         for obs, desc in (
             ("trained_cross_seed_cka_debiased", "debiased linear CKA across seeds"),
@@ -335,13 +329,11 @@ class Universality(Study):
         ):
             if obs in s["train"]:
                 ws, v = s["train"][obs]
-                out.append(
-                    reported(
-                        f"{obs}_widest_minus_narrowest",
-                        Estimate.paired(v[:, -1], v[:, 0]),
-                        description=f"{desc}: width {ws[-1]:g} minus width {ws[0]:g} "
-                        f"({v[:, 0].mean():.4f} → {v[:, -1].mean():.4f})",
-                    )
+                out.reported(
+                    f"{obs}_widest_minus_narrowest",
+                    Estimate.paired(v[:, -1], v[:, 0]),
+                    description=f"{desc}: width {ws[-1]:g} minus width {ws[0]:g} "
+                    f"({v[:, 0].mean():.4f} → {v[:, -1].mean():.4f})",
                 )
         return out
 

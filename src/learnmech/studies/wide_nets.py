@@ -52,16 +52,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from learnmech.claims import (
-    LEVEL,
-    Estimate,
-    below,
-    fit_slope,
-    lack_of_fit,
-    quantile,
-    reported,
-    within,
-)
+from learnmech.claims import LEVEL, Claims, Estimate, fit_slope, quantile
 from learnmech.data.synthetic import sphere_regression
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.nets.mlp import MLP
@@ -326,19 +317,17 @@ class WideNets(Study):
         per, th = s["per"], s["th"]
         if not per:
             return []
-        out: list[Metric] = []
+        out = Claims()
         wmax = max(per)
         e = per[wmax]
         df = e["n"] - 1
         tol = self.tolerance(cfg)
-        out.append(
-            below(
-                f"mean_output_rel_bias_sq@w{wmax}",
-                Estimate(*e["bias_sq"], df),
-                tol**2,
-                description=f"(RMS of E[f_T] − μ_T over test points / RMS μ_T)², unbiased "
-                f"control-variate estimate (RMS {e['mean_err'][0]:.3g}); tolerance (2·√(L/w))²",
-            )
+        out.below(
+            f"mean_output_rel_bias_sq@w{wmax}",
+            Estimate(*e["bias_sq"], df),
+            tol**2,
+            description=f"(RMS of E[f_T] − μ_T over test points / RMS μ_T)², unbiased "
+            f"control-variate estimate (RMS {e['mean_err'][0]:.3g}); tolerance (2·√(L/w))²",
         )
         pred_tl = th["pred"].expected_test_loss
         # every step must be within tolerance: the largest per-step upper bound decides
@@ -348,25 +337,21 @@ class WideNets(Study):
             rel, rel_se = np.abs(d_tl) / pred_tl, se_tl / pred_tl
             bounds = rel + quantile(LEVEL, df) * rel_se
         k = int(np.nanargmax(bounds)) if np.isfinite(bounds).any() else 0
-        out.append(
-            below(
-                f"test_loss_curve_max_rel_error@w{wmax}",
-                Estimate(float(rel[k]), float(rel_se[k]), df),
-                tol,
-                description="|E[measured] − predicted| / predicted test loss at the step with "
-                "the largest upper bound (control-variate estimate); every step must pass",
-            )
+        out.below(
+            f"test_loss_curve_max_rel_error@w{wmax}",
+            Estimate(float(rel[k]), float(rel_se[k]), df),
+            tol,
+            description="|E[measured] − predicted| / predicted test loss at the step with "
+            "the largest upper bound (control-variate estimate); every step must pass",
         )
         raw_m, raw_se = e["test_loss_raw"]
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.abs(raw_m - pred_tl) / raw_se
-        out.append(
-            reported(
-                f"test_loss_raw_max_z@w{wmax}",
-                float(np.nanmax(z)) if np.isfinite(z).any() else math.nan,
-                description="max over steps of |plain seed mean − predicted| in standard "
-                "errors (no control variate)",
-            )
+        out.reported(
+            f"test_loss_raw_max_z@w{wmax}",
+            float(np.nanmax(z)) if np.isfinite(z).any() else math.nan,
+            description="max over steps of |plain seed mean − predicted| in standard "
+            "errors (no control variate)",
         )
         ws = sorted(per)
         etol = self.exponent_tolerance(cfg)
@@ -388,33 +373,27 @@ class WideNets(Study):
             name = "output_deviation" if key == "seed_err" else key
             desc = f"fitted log–log slope of {label} vs width"
             if kind == "rate":
-                out.append(
-                    within(
-                        f"{name}_exponent",
-                        fit.exponent,
-                        -0.5,
-                        etol,
-                        kind="slope",
-                        description=f"{desc}; theory −1/2 (CLT, Hanin & Nica 2019)",
-                    )
+                out.within(
+                    f"{name}_exponent",
+                    fit.exponent,
+                    -0.5,
+                    etol,
+                    kind="slope",
+                    description=f"{desc}; theory −1/2 (CLT, Hanin & Nica 2019)",
                 )
             else:
-                out.append(
-                    below(
-                        f"{name}_exponent",
-                        fit.exponent,
-                        -0.5 + etol,
-                        description=f"{desc}; theory: at most −1/2 (Lee et al. 2019, Thm 2.1)",
-                    )
+                out.below(
+                    f"{name}_exponent",
+                    fit.exponent,
+                    -0.5 + etol,
+                    description=f"{desc}; theory: at most −1/2 (Lee et al. 2019, Thm 2.1)",
                 )
             if fit.dof >= 1:
-                out.append(
-                    lack_of_fit(
-                        f"{name}_power_law_fit",
-                        fit.chi2,
-                        fit.dof,
-                        description=f"{label} follows one power law of width",
-                    )
+                out.lack_of_fit(
+                    f"{name}_power_law_fit",
+                    fit.chi2,
+                    fit.dof,
+                    description=f"{label} follows one power law of width",
                 )
         pos = [w for w in ws if per[w]["mean_err"][0] > 0]
         if len(pos) >= 2:
@@ -423,13 +402,11 @@ class WideNets(Study):
                 [per[w]["mean_err"][0] for w in pos],
                 [per[w]["mean_err"][1] for w in pos],
             )
-            out.append(
-                reported(
-                    "mean_output_bias_exponent",
-                    fb.exponent,
-                    description=f"fitted slope of the ensemble-mean output bias vs width over "
-                    f"the {len(pos)} widths where it exceeds the seed noise (theory −1)",
-                )
+            out.reported(
+                "mean_output_bias_exponent",
+                fb.exponent,
+                description=f"fitted slope of the ensemble-mean output bias vs width over "
+                f"the {len(pos)} widths where it exceeds the seed noise (theory −1)",
             )
         return out
 
