@@ -16,7 +16,7 @@ TORCH_SPEC ?= torch>=2.2
 else
 TORCH_SPEC ?= torch==2.13.0
 endif
-EXTRAS ?= dev,ray
+EXTRAS ?= dev,ray,hf
 MUP_VERSION ?= 1.0.0
 SCALE ?= quick
 

@@ -141,3 +141,64 @@ def test_bad_arguments(kwargs, match):
 def test_divergence_is_reported_not_fitted():
     with pytest.raises(UserError, match="non-finite output"):
         coord_check(_maker("sp", "sgd", 1e6), WIDTHS, _data(), steps=3, seeds=1)
+
+
+# -- models people train (issue #15) ------------------------------------------------------
+
+
+def test_hf_gpt2_with_dict_batches_and_model_outputs():
+    from tests.real_models import gpt2, lm_loss, tokens
+
+    def make(width: int, seed: int):
+        model = gpt2(width=width, dtype=torch.float32)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    ids = tokens(n=4, t=6)
+    cc = coord_check(
+        make, [16, 32, 64], ({"input_ids": ids}, ids), steps=2, seeds=1, loss_fn=lm_loss
+    )
+    assert "output" in cc.layers and "transformer.h.0.mlp.c_fc" in cc.layers
+    assert {r["step"] for r in cc.rows} == {0, 1, 2}
+
+
+def test_dropout_masks_are_fixed_so_a_frozen_model_has_zero_updates():
+    from tests.real_models import gpt2, lm_loss, tokens
+
+    def make(width: int, seed: int):
+        model = gpt2(width=width, dtype=torch.float32).train()  # dropout 0.1
+        return model, torch.optim.SGD(model.parameters(), lr=0.0)
+
+    ids = tokens(n=4, t=6)
+    cc = coord_check(
+        make, [16, 32, 64], ({"input_ids": ids}, ids), steps=2, seeds=1, loss_fn=lm_loss
+    )
+    deltas = [r["value"] for r in cc.rows if r["quantity"] == "delta"]
+    assert deltas and max(deltas) == 0.0  # a new mask per step would read as an update
+
+
+def test_probe_runs_in_training_mode_with_batch_statistics_by_default():
+    import copy
+
+    from tests.real_models import images, resnet
+
+    x, y = images(n=8, dtype=torch.float32)
+    built = {}
+
+    def make(width: int, seed: int):
+        model = resnet(dtype=torch.float32)
+        built[width] = copy.deepcopy(model).train()
+        return model, torch.optim.SGD(model.parameters(), lr=0.0)
+
+    widths = [8, 16, 32]
+    for mode, train in (("train", True), ("eval", False)):
+        cc = coord_check(make, widths, (x, y), steps=1, seeds=1, model_mode=mode)
+        for w in widths:
+            ref = built[w].train(train)
+            with torch.no_grad():
+                want = float(ref(x).logits.abs().mean())
+            got = [
+                r["value"]
+                for r in cc.rows
+                if r["width"] == w and r["layer"] == "output" and r["step"] == 0
+            ]
+            assert got == [pytest.approx(want, rel=1e-6)], (mode, w)

@@ -293,3 +293,115 @@ def test_mup_cross_check_against_the_mup_package():
             rtol=1e-10,
             atol=1e-12,
         )
+
+
+# -- models people train (issue #15): HuggingFace GPT-2 and ViT from configs -------------
+
+
+def _hf_gpt2(width: int, *, tied: bool = True, inner: int | None = None):
+    from tests.real_models import _hf
+
+    tf = _hf()
+    torch.manual_seed(0)
+    cfg = tf.GPT2Config(
+        vocab_size=32,
+        n_positions=16,
+        n_embd=width,
+        n_inner=inner,
+        n_layer=2,
+        n_head=2,
+        tie_word_embeddings=tied,
+        bos_token_id=0,
+        eos_token_id=0,
+        attn_implementation="eager",
+    )
+    return tf.GPT2LMHeadModel(cfg).double()
+
+
+def test_tied_gpt2_readout_gets_mups_shared_readout_multiplier():
+    model, base = _hf_gpt2(64), _hf_gpt2(16)
+    p = parametrize(model, "mup", base=base, optimizer="adam", lr=1e-3)
+    assert p.rule("transformer.wte.weight").role == "input"
+    tied = [m for m in p.multipliers if m.get("tied")]
+    assert tied == [
+        {"module": "lm_head", "kind": "input_hook", "value": 0.25, "tied": "transformer.wte.weight"}
+    ]
+    ids = torch.randint(0, 32, (2, 5), generator=torch.Generator().manual_seed(0))
+    model.eval()  # no dropout: the two passes below see the same hidden states
+    with torch.no_grad():
+        h = model.transformer(input_ids=ids).last_hidden_state
+        logits = model(input_ids=ids).logits
+    w = model.transformer.wte.weight
+    assert torch.allclose(logits, (h @ w.T) / 4, rtol=1e-12, atol=1e-12)
+    for scheme in ("ntk", "mf"):
+        with pytest.raises(UserError, match="tie_word_embeddings=False"):
+            parametrize(_hf_gpt2(64), scheme, base=base)
+
+
+def test_hf_conv1d_weights_are_read_as_in_by_out():
+    # width grows, the MLP's inner size does not: c_fc reads the stream (fan_in grows) and
+    # c_proj writes it (fan_out grows); read as (out, in) the two were swapped
+    p = parametrize(_hf_gpt2(64, inner=32), "mup", base=_hf_gpt2(16, inner=32))
+    assert p.rule("transformer.h.0.mlp.c_fc.weight").role == "output"
+    assert p.rule("transformer.h.0.mlp.c_proj.weight").role == "input"
+    assert p.rule("transformer.h.0.attn.c_attn.weight").role == "hidden"
+
+
+def test_hf_attention_scaling_becomes_mups_one_over_d():
+    model = _hf_gpt2(64)
+    parametrize(model, "mup", base=_hf_gpt2(16))
+    d, d0 = 32, 8  # head dims: 64/2 and 16/2
+    for blk in model.transformer.h:
+        assert blk.attn.scaling == pytest.approx(math.sqrt(d0) / d, rel=1e-12)
+    sp = _hf_gpt2(64)
+    parametrize(sp, "sp", base=_hf_gpt2(16))
+    assert sp.transformer.h[0].attn.scaling == pytest.approx(d**-0.5)
+
+
+def test_roles_are_checked_and_consulted_before_inference():
+
+    with pytest.raises(UserError, match="matches no parameter"):
+        parametrize(_hf_gpt2(64), "mup", base=_hf_gpt2(16), roles={"lm_head.bias": "fixed"})
+
+    def wide_vit(h: int):
+        from tests.real_models import _hf
+
+        tf = _hf()
+        torch.manual_seed(0)
+        cfg = tf.ViTConfig(
+            image_size=8,
+            patch_size=4,
+            hidden_size=h,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=2 * h,
+            num_labels=5,
+        )
+        return tf.ViTForImageClassification(cfg).double()
+
+    with pytest.raises(UserError, match="roles="):
+        parametrize(wide_vit(32), "mup", base=wide_vit(16))
+    roles = {"*cls_token": "input", "*position_embeddings": "input"}
+    p = parametrize(wide_vit(32), "mup", base=wide_vit(16), roles=roles)
+    r = p.rule("vit.embeddings.cls_token")
+    assert (r.role, r.m_out, r.lr_mult) == ("input", 2.0, 1.0)
+    assert p.rule("classifier.weight").role == "output"
+
+
+def test_no_decay_excludes_biases_norms_and_embeddings():
+    p = parametrize(
+        _hf_gpt2(64),
+        "mup",
+        base=_hf_gpt2(16),
+        optimizer="adamw",
+        weight_decay=0.1,
+        no_decay=["*bias", "role:vector", "*wte*"],
+    )
+    for g in p.param_groups():
+        names = {n for n, q in p.model.named_parameters() if any(q is x for x in g["params"])}
+        decays = g["weight_decay"] > 0
+        assert decays == all(
+            not n.endswith("bias") and "wte" not in n and p.rule(n).role != "vector" for n in names
+        ), names
+    with pytest.raises(UserError, match="no_decay"):
+        parametrize(_hf_gpt2(64), "mup", base=_hf_gpt2(16), no_decay=["*nothing*"])

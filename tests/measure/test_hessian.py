@@ -342,3 +342,40 @@ def test_sharpness_probe_product_cap_and_bad_arguments():
     ]:
         with pytest.raises(UserError, match=match):
             SharpnessProbe(loss, (X, y), opt, **kwargs)
+
+
+def test_per_group_learning_rates_enter_the_preconditioner(f64):
+    """μP gives every param group its own rate; the step is θ ← θ − D∇L with D the
+    per-parameter rates, stable iff λ_max(DH) < 2. The threshold 2/η (η the first group's
+    rate) must then be compared with λ_max(P⁻¹H), P = η/D."""
+    from learnmech.measure.hessian import (
+        LossHessian,
+        optimizer_preconditioner,
+        stability_threshold,
+    )
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    opt = torch.optim.SGD(
+        [{"params": net[0].parameters(), "lr": 0.1}, {"params": net[2].parameters(), "lr": 0.4}]
+    )
+    params = [p for g in opt.param_groups for p in g["params"]]
+    H = LossHessian(net, torch.nn.functional.mse_loss, (x, y), params=params).dense()
+    P = optimizer_preconditioner(opt, params)
+    D = torch.cat(
+        [torch.full((p.numel(),), g["lr"]) for g in opt.param_groups for p in g["params"]]
+    )
+    lam_step = torch.linalg.eigvals(D[:, None] * H).real.max()  # the iteration's own matrix
+    lam_pre = torch.linalg.eigvals(H / P[:, None]).real.max()
+    thr = stability_threshold(opt)
+    assert thr == pytest.approx(2 / 0.1)
+    assert float(lam_pre) / thr == pytest.approx(float(lam_step) / 2, rel=1e-10)
+    one = torch.optim.SGD(net.parameters(), lr=0.1)
+    assert optimizer_preconditioner(one, list(net.parameters())) is None
+    mixed = torch.optim.SGD(
+        [{"params": net[0].parameters(), "momentum": 0.9}, {"params": net[2].parameters()}],
+        lr=0.1,
+    )
+    with pytest.raises(UserError, match="differ in momentum"):
+        stability_threshold(mixed)

@@ -38,6 +38,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from learnmech.errors import UserError
+from learnmech.measure.model_io import (
+    ModelMode,
+    check_mode,
+    forward,
+    in_mode,
+    prediction,
+    same_randomness,
+)
 from learnmech.stats import fit_power_law
 
 __all__ = ["CoordCheck", "coord_check"]
@@ -189,6 +197,17 @@ class CoordCheck:
         return save_png(fig, Path(path))
 
 
+def _capture(store: dict[str, torch.Tensor], name: str, out: Any) -> None:
+    """Keep a module's output (a tensor, or the first tensor of a tuple/ModelOutput, as
+    HuggingFace blocks return); a module called twice in one pass keeps its first call."""
+    if name in store:
+        return
+    try:
+        store[name] = prediction(out).detach()
+    except UserError:
+        return
+
+
 def _record_modules(model: nn.Module, layers: Sequence[str] | None) -> list[tuple[str, nn.Module]]:
     named = [(n, m) for n, m in model.named_modules() if n]
     if layers is None:
@@ -210,6 +229,7 @@ def coord_check(
     layers: Sequence[str] | None = None,
     tolerance: float = 0.25,
     progress: Callable[[str], None] | None = None,
+    model_mode: ModelMode = "train",
 ) -> CoordCheck:
     """Train every width for ``steps`` steps and fit each layer's width exponent.
 
@@ -226,6 +246,15 @@ def coord_check(
         layers: glob patterns of module names (default: every module owning parameters);
             ``"output"`` is always added for the model output.
         tolerance: τ in the verdict, |slope| ≤ τ is flat.
+        model_mode: the mode of the probe forward pass: ``"train"`` (default: what the
+            optimizer sees — BatchNorm normalises with the batch's statistics, as in
+            training), ``"eval"`` or ``"keep"``. The probe leaves BatchNorm's running
+            statistics untouched, and dropout applies the same masks at every step, so
+            ``delta`` measures what training changed and not a new mask. Training steps
+            run in training mode.
+
+    A batch's inputs may be a tensor or a dict of tensors (``model(**x)``); a model
+    returning a HuggingFace ``ModelOutput`` is read through its ``logits``.
     """
     ws = sorted({int(w) for w in widths})
     if len(ws) < 3 or ws[0] < 1:
@@ -237,6 +266,7 @@ def coord_check(
         raise UserError("coord_check needs at least one seed")
     if not (isinstance(tolerance, int | float) and 0 < tolerance < 10):
         raise UserError(f"tolerance must be a positive number, got {tolerance!r}")
+    check_mode(model_mode)
     loss_fn = loss_fn or _default_loss
     batch_at = data if callable(data) else (lambda _t: data)
     x0, _ = batch_at(0)  # type: ignore[misc]
@@ -252,20 +282,19 @@ def coord_check(
                 names = [n for n, _ in mods] + ["output"]
             captured: dict[str, torch.Tensor] = {}
             hooks = [
-                m.register_forward_hook(
-                    lambda _m, _a, out, n=n, c=captured: (
-                        c.__setitem__(n, out.detach()) if isinstance(out, torch.Tensor) else None
-                    )
-                )
+                m.register_forward_hook(lambda _m, _a, out, n=n, c=captured: _capture(c, n, out))
                 for n, m in mods
             ]
             h0: dict[str, torch.Tensor] = {}
             try:
                 for t in range(steps + 1):
-                    model.eval()
-                    with torch.no_grad():
+                    with (
+                        torch.no_grad(),
+                        in_mode(model, model_mode),
+                        same_randomness(model, seed),
+                    ):
                         captured.clear()
-                        captured["output"] = model(x0).detach()
+                        captured["output"] = forward(model, x0).detach()
                     model.train()
                     for n, v in captured.items():
                         if not torch.isfinite(v).all():
@@ -299,7 +328,7 @@ def coord_check(
                         break
                     x, y = batch_at(t)  # type: ignore[misc]
                     opt.zero_grad(set_to_none=True)
-                    loss_fn(model(x), y).backward()
+                    loss_fn(forward(model, x), y).backward()
                     opt.step()
             finally:
                 for h in hooks:

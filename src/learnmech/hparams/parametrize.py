@@ -259,6 +259,35 @@ def _owners(model: nn.Module) -> dict[str, tuple[str, nn.Module]]:
     return out
 
 
+def _transposed(owner: nn.Module) -> bool:
+    """Weights stored (in, out): nn.Embedding (vocab, dim) and HuggingFace's ``Conv1D``
+    (GPT-2's projections, weight (in_features, out_features))."""
+    return isinstance(owner, nn.Embedding) or type(owner).__name__ == "Conv1D"
+
+
+def _forced_multipliers(
+    role: str, shape: tuple[int, ...], base: tuple[int, ...], owner: nn.Module, name: str
+) -> tuple[float, float]:
+    """(m_in, m_out) of a parameter whose role the user gave: the width growth of the
+    dims that role reads (a forced role skips shape inference, so it also works for the
+    3-d ``cls_token`` or position table of a ViT)."""
+    if len(shape) != len(base):
+        raise UserError(f"parameter {name}: shape {shape} and base shape {base} differ in rank")
+    ratio = [s / b for s, b in zip(shape, base, strict=True)]
+    if not ratio:
+        return 1.0, 1.0
+    if role == "hidden":
+        if len(shape) < 2:
+            raise UserError(f"parameter {name}: a hidden weight needs two dims, got {shape}")
+        o, i = (1, 0) if _transposed(owner) else (0, 1)
+        return ratio[i], ratio[o]
+    if len(shape) == 2:
+        o, i = (1, 0) if _transposed(owner) else (0, 1)
+        return ratio[i], ratio[o]
+    grow = max(ratio)  # the one dim that grows (1-d gains, 3-d tokens and tables)
+    return grow, grow
+
+
 def _infer_role(
     shape: tuple[int, ...], base: tuple[int, ...], ref: tuple[int, ...], owner: nn.Module, name: str
 ) -> tuple[str, float, float]:
@@ -278,7 +307,7 @@ def _infer_role(
             f"parameter {name}: dimensions past the first two change with width ({shape} vs "
             f"{base}); give its role with roles={{{name!r}: ...}}"
         )
-    out_i, in_i = (1, 0) if isinstance(owner, nn.Embedding) else (0, 1)
+    out_i, in_i = (1, 0) if _transposed(owner) else (0, 1)
     m_out, m_in = ratio[out_i], ratio[in_i]
     if inf[out_i] and inf[in_i]:
         return "hidden", m_in, m_out
@@ -364,6 +393,7 @@ def parametrize(
     readout_zero_init: bool = False,
     scale_eps: bool = True,
     rescale_init: bool = True,
+    no_decay: Iterable[str] = (),
 ) -> Parametrization:
     """Apply a width (and optionally depth) parameterization to ``model`` in place.
 
@@ -385,6 +415,10 @@ def parametrize(
         readout_zero_init: zero the readout weights (and bias), a common μP choice.
         scale_eps: scale Adam's ε per group with the gradient's width scaling.
         rescale_init: rescale the initial weights (turn off before loading a checkpoint).
+        no_decay: parameters without weight decay: glob patterns of names (a tied
+            tensor's every name counts) or ``"role:<role>"``, e.g. ``["*bias",
+            "role:vector", "*wte*"]`` for the usual "no decay on biases, norms and
+            embeddings".
 
     Returns:
         :class:`Parametrization` — build the optimizer with ``.optimizer()``.
@@ -407,9 +441,26 @@ def parametrize(
     for r in (roles or {}).values():
         if r not in ROLES:
             raise UserError(f"unknown role {r!r} in roles; expected one of {', '.join(ROLES)}")
+    if isinstance(no_decay, str):
+        no_decay = [no_decay]
+    no_decay = list(no_decay)
+    for pat in no_decay:
+        if pat.startswith("role:") and pat[5:] not in ROLES:
+            raise UserError(f"no_decay: unknown role in {pat!r}; roles are {', '.join(ROLES)}")
 
     shapes = _shapes(model, "model")
     base_shapes = _shapes(base, "base")
+    aliases = _tied(model)
+    known = set(shapes) | {a for names in aliases.values() for a in names}
+    for pat in roles or {}:
+        if not any(fnmatch.fnmatchcase(n, pat) for n in known):
+            raise UserError(
+                f"roles: {pat!r} matches no parameter of the model (e.g. "
+                f"{', '.join(sorted(known)[:3])}, …)"
+            )
+    for pat in no_decay:
+        if not pat.startswith("role:") and not any(fnmatch.fnmatchcase(n, pat) for n in known):
+            raise UserError(f"no_decay: {pat!r} matches no parameter of the model")
     # the infinite dims are those that differ between base and delta (default: the model)
     ref_shapes = _shapes(delta, "delta") if delta is not None else dict(shapes)
     owners = _owners(model)
@@ -454,19 +505,17 @@ def parametrize(
                 f"architecture at another width (its parameters: {len(base_shapes)})"
             )
         _mname, owner = owners[name]
-        role, m_in, m_out = _infer_role(
-            shape, base_shapes[name], ref_shapes.get(name, base_shapes[name]), owner, name
+        # roles first: what the user names is never inferred (nor refused) from shapes
+        forced = next(
+            (r for n in [name, *aliases.get(name, [])] if (r := _match(n, roles or {}))), None
         )
-        forced = _match(name, roles or {})
         if forced is not None:
-            b = base_shapes[name]
-            ratio = [s / bb for s, bb in zip(shape, b, strict=True)]
             role = forced
-            if len(shape) >= 2:
-                o, i = (1, 0) if isinstance(owner, nn.Embedding) else (0, 1)
-                m_in, m_out = ratio[i], ratio[o]
-            elif len(shape) == 1:
-                m_in, m_out = 1.0, ratio[0]
+            m_in, m_out = _forced_multipliers(role, shape, base_shapes[name], owner, name)
+        else:
+            role, m_in, m_out = _infer_role(
+                shape, base_shapes[name], ref_shapes.get(name, base_shapes[name]), owner, name
+            )
         if role in ("input", "vector"):
             m_in = 1.0
         if role == "output":
@@ -497,7 +546,9 @@ def parametrize(
                 init_mult=float(init_mult),
                 lr_mult=float(lr_mult),
                 eps_mult=float(eps_mult),
-                wd_mult=1.0 / float(lr_mult),
+                wd_mult=0.0
+                if _no_decay(name, aliases.get(name, []), role, no_decay)
+                else 1.0 / float(lr_mult),
                 depth_ratio=dr,
             )
         )
@@ -505,6 +556,7 @@ def parametrize(
     multipliers = _plan_multipliers(
         model, base, scheme_key, rules, owners, depth, branch_list, depth_ratio
     )
+    multipliers += _tied_readouts(model, scheme_key, rules, aliases)
 
     if already is None:
         mu = scheme_key in ("mup", "mf")
@@ -531,6 +583,60 @@ def parametrize(
     )
 
 
+def _no_decay(name: str, others: list[str], role: str, patterns: list[str]) -> bool:
+    for pat in patterns:
+        if pat.startswith("role:"):
+            if pat[5:] == role:
+                return True
+        elif any(fnmatch.fnmatchcase(n, pat) for n in [name, *others]):
+            return True
+    return False
+
+
+def _tied(model: nn.Module) -> dict[str, list[str]]:
+    """Parameters shared by several modules (tied embeddings): canonical name → the other
+    names (``named_parameters`` lists a shared tensor once, under its first name)."""
+    seen: dict[int, list[str]] = {}
+    for n, p in model.named_parameters(remove_duplicate=False):
+        seen.setdefault(id(p), []).append(n)
+    return {names[0]: names[1:] for names in seen.values() if len(names) > 1}
+
+
+def _tied_readouts(
+    model: nn.Module, scheme: str, rules: list[ParamRule], aliases: dict[str, list[str]]
+) -> list[dict[str, Any]]:
+    """A readout tied to the input embedding (GPT-2's ``lm_head.weight`` is
+    ``transformer.wte.weight``): one tensor in two roles. Under μP with the ``mup`` form
+    this is ``mup``'s ``MuSharedReadout``: the tensor keeps the input embedding's rules
+    (width-free init; Adam η, SGD η·m) and the readout gets the forward multiplier 1/m on
+    its input (m = the embedding width's growth), so the logits stay O(1). The forms that
+    would need two different learning rates or inits for the one tensor are refused."""
+    out: list[dict[str, Any]] = []
+    mods = dict(model.named_modules())
+    by_name = {r.name: r for r in rules}
+    for name, others in aliases.items():
+        r = by_name.get(name)
+        if r is None or r.role != "input":
+            continue
+        for other in others:
+            mname = other.rpartition(".")[0]
+            mod = mods.get(mname)
+            if not isinstance(mod, nn.Linear) or r.m_out == 1.0:
+                continue
+            if scheme in ("ntk", "mf"):
+                raise UserError(
+                    f"{other} is tied to the input embedding {name}; the {scheme!r} form "
+                    "needs a different learning rate or init for the readout than for the "
+                    "embedding, which one shared tensor cannot have: untie them "
+                    "(e.g. tie_word_embeddings=False) or use scheme='mup'"
+                )
+            if scheme == "mup":
+                out.append(
+                    {"module": mname, "kind": "input_hook", "value": 1.0 / r.m_out, "tied": name}
+                )
+    return out
+
+
 def _plan_multipliers(
     model: nn.Module,
     base: nn.Module | Mapping[str, Sequence[int]],
@@ -553,7 +659,9 @@ def _plan_multipliers(
                 continue
             seen.add(mname)
             kind = "w_mult" if hasattr(mod, "w_mult") else "input_hook"
-            if kind == "input_hook" and not isinstance(mod, nn.Linear):
+            if kind == "input_hook" and not (
+                isinstance(mod, nn.Linear) or type(mod).__name__ == "Conv1D"
+            ):
                 raise UserError(
                     f"readout {r.name} is owned by a {type(mod).__name__}, where a 1/width "
                     "multiplier cannot be placed; use scheme='mf' (the same μP dynamics with "
@@ -568,6 +676,16 @@ def _plan_multipliers(
                 "cannot be changed; μP needs 1/d — use a module with `attn_scale` and "
                 "`head_dim` attributes (learnmech.nets.GPT's attention has them)"
             )
+        scale_attr = next((a for a in ("scaling", "scale") if _is_float(mod, a)), None)
+        if mu and scale_attr and hasattr(mod, "head_dim") and not hasattr(mod, "attn_scale"):
+            # HuggingFace (``scaling``) and timm (``scale``) attention: logits are
+            # q·k·scale with scale = 1/√d (times any layer factor); μP's √d₀/d is that
+            # times √(d₀/d)
+            if mname not in base_mods:
+                raise UserError(f"attention {mname!r} has no counterpart in the base module")
+            d, d0 = int(mod.head_dim), int(base_mods[mname].head_dim)
+            if d != d0:
+                out.append({"module": mname, "kind": scale_attr, "value": math.sqrt(d0 / d)})
         if mu and hasattr(mod, "attn_scale") and hasattr(mod, "head_dim"):
             if mname not in base_mods:
                 raise UserError(f"attention {mname!r} has no counterpart in the base module")
@@ -581,6 +699,11 @@ def _plan_multipliers(
             kind = "branch_mult" if has_attr else "output_hook"
             out.append({"module": bname, "kind": kind, "value": m})
     return out
+
+
+def _is_float(mod: nn.Module, attr: str) -> bool:
+    v = getattr(mod, attr, None)
+    return isinstance(v, float) and not isinstance(v, bool)
 
 
 @torch.no_grad()
@@ -623,6 +746,8 @@ def _apply(
             mod.register_forward_pre_hook(InputMultiplier(value))
         elif kind == "attn_scale":
             mod.attn_scale = value
+        elif kind in ("scaling", "scale"):
+            setattr(mod, kind, float(getattr(mod, kind)) * value)
         elif kind == "branch_mult":
             mod.branch_mult = float(mod.branch_mult) * value
         elif kind == "output_hook":

@@ -24,16 +24,28 @@ Estimators here:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import grad, vmap
 
 from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian
+from learnmech.measure.model_io import (
+    ModelMode,
+    batch_coupled,
+    call_functional,
+    check_mode,
+    in_mode,
+    n_rows,
+    prediction,
+    take,
+)
 from learnmech.measure.probe import Probe
 
 __all__ = [
@@ -48,29 +60,52 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def per_example_gradients(
-    model: nn.Module, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, chunk: int = 256
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Any,
+    y: torch.Tensor,
+    chunk: int = 256,
+    *,
+    model_mode: ModelMode = "keep",
 ) -> torch.Tensor:
     """Gradients of ``loss_fn(model(xᵢ), yᵢ)`` for every example, flattened: (n, P) in the
     parameters' dtype. ``loss_fn`` gets batches of one (as ``model(x[i:i+1])``) and must
-    return the mean loss, so the rows average to the full-batch gradient. Models with
-    batch-coupled layers (batch norm in training mode) have no per-example gradient."""
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise UserError(
-            f"x and y need the same positive number of rows: {x.shape[0]} vs {y.shape[0]}"
+    return the mean loss, so the rows average to the full-batch gradient.
+
+    ``x`` may be a tensor or a dict of tensors (``model(**x)``); ``loss_fn`` receives the
+    prediction tensor (a ``ModelOutput``'s logits). ``model_mode``: ``"keep"`` (default),
+    ``"train"`` or ``"eval"``; the model's flags and running statistics are restored.
+    Dropout in training mode draws an independent mask for every example, as in a
+    minibatch. BatchNorm in training mode couples the examples of a batch, so no
+    per-example gradient exists: that raises, naming the layers (``model_mode="eval"``
+    normalises with the running statistics instead)."""
+    n = n_rows(x)
+    if n != y.shape[0] or n == 0:
+        raise UserError(f"x and y need the same positive number of rows: {n} vs {y.shape[0]}")
+    check_mode(model_mode)
+    names = [k for k, p in model.named_parameters() if p.requires_grad]
+    params = {k: p.detach() for k, p in model.named_parameters() if p.requires_grad}
+
+    def one(p: dict[str, torch.Tensor], xi: Any, yi: torch.Tensor) -> torch.Tensor:
+        return loss_fn(
+            prediction(call_functional(model, p, buffers, xi, one=True)), yi.unsqueeze(0)
         )
-    names = [n for n, p in model.named_parameters() if p.requires_grad]
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    buffers = dict(model.named_buffers())
 
-    def one(p: dict[str, torch.Tensor], xi: torch.Tensor, yi: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, (p, buffers), (xi.unsqueeze(0),))
-        return loss_fn(out, yi.unsqueeze(0))
-
-    g = vmap(grad(one), in_dims=(None, 0, 0))
     rows = []
-    for i in range(0, x.shape[0], chunk):
-        gi = g(params, x[i : i + chunk], y[i : i + chunk])
-        rows.append(torch.cat([gi[n].reshape(gi[n].shape[0], -1) for n in names], 1))
+    with in_mode(model, model_mode):
+        coupled = batch_coupled(model)
+        if coupled:
+            raise UserError(
+                "per-example gradients do not exist while BatchNorm normalises with batch "
+                f"statistics (training mode: {', '.join(coupled[:3])}"
+                f"{', …' if len(coupled) > 3 else ''}); pass model_mode='eval' to use the "
+                "running statistics"
+            )
+        buffers = dict(model.named_buffers())
+        g = vmap(grad(one), in_dims=(None, 0, 0), randomness="different")
+        for i in range(0, n, chunk):
+            gi = g(params, take(x, slice(i, i + chunk)), y[i : i + chunk])
+            rows.append(torch.cat([gi[k].reshape(gi[k].shape[0], -1) for k in names], 1))
     return torch.cat(rows)
 
 
@@ -93,6 +128,7 @@ def noise_scale(
     hessian_samples: int = 0,
     seed: int = 0,
     population: bool = False,
+    model_mode: ModelMode = "keep",
 ) -> NoiseScale:
     """B_simple (and, with ``hessian_samples`` > 0, B_noise) of the mean loss on (x, y).
 
@@ -101,20 +137,35 @@ def noise_scale(
 
     ``population=True``: (x, y) is the whole population the batches are drawn from (e.g.
     the training set that SGD samples), so G is Ḡ exactly and Σ is the plug-in covariance
-    — no small-sample corrections. Default: (x, y) is a sample of a larger distribution."""
-    n = x.shape[0]
+    — no small-sample corrections. Default: (x, y) is a sample of a larger distribution.
+
+    ``model_mode`` as in :func:`per_example_gradients` (the Hessian products use the same
+    mode, with fixed dropout masks).
+
+    The unbiased |G|² estimate can be ≤ 0 when the gradient is small against its noise
+    (e.g. at initialisation with few examples); B_simple is then ``inf`` and a
+    ``RuntimeWarning`` says so."""
+    n = n_rows(x)
     if n < 2:
         raise UserError("need at least two examples for a gradient covariance")
-    g = per_example_gradients(model, loss_fn, x, y).to(torch.float64)
+    g = per_example_gradients(model, loss_fn, x, y, model_mode=model_mode).to(torch.float64)
     mean = g.mean(0)
     dev = g - mean
     corr = 1.0 if population else n / (n - 1)
     tr = float(dev.square().sum(1).mean()) * corr
     g2 = float(mean @ mean) - (0.0 if population else tr / n)
     b_simple = tr / g2 if g2 > 0 else math.inf
+    if g2 <= 0:
+        warnings.warn(
+            f"noise_scale: the unbiased |G|² estimate is {g2:.3g} ≤ 0 on {n} examples (the "
+            "mean gradient is below its own noise): B_simple is reported as inf; use more "
+            "examples or population=True if (x, y) is the whole training set",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     if not hessian_samples:
         return NoiseScale(b_simple, tr, g2, n=n)
-    H = LossHessian(model, loss_fn, (x, y), cache_graph=True)
+    H = LossHessian(model, loss_fn, (x, y), cache_graph=True, model_mode=model_mode)
     gen = torch.Generator().manual_seed(seed)
     pick = torch.randint(0, n, (hessian_samples,), generator=gen)
     q = np.array([float(dev[i] @ H.matvec(dev[i])) for i in pick]) * corr
@@ -139,14 +190,24 @@ def two_batch_noise_scale(
 
 
 class GradientNoiseProbe(Probe):
-    """Record ``b_simple``, ``grad_sq`` and ``trace_sigma`` on fixed (x, y) every k steps."""
+    """Record ``b_simple``, ``grad_sq`` and ``trace_sigma`` on fixed (x, y) every k steps
+    (``model_mode`` as in :func:`per_example_gradients`)."""
 
-    def __init__(self, loss_fn: LossFn, x: torch.Tensor, y: torch.Tensor, every: int = 10):
+    def __init__(
+        self,
+        loss_fn: LossFn,
+        x: Any,
+        y: torch.Tensor,
+        every: int = 10,
+        *,
+        model_mode: ModelMode = "keep",
+    ):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise UserError(f"every must be a positive integer, got {every!r}")
         self.loss_fn, self.x, self.y, self.every = loss_fn, x, y, every
+        self.model_mode = check_mode(model_mode)
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
         with torch.enable_grad():
-            ns = noise_scale(model, self.loss_fn, self.x, self.y)
+            ns = noise_scale(model, self.loss_fn, self.x, self.y, model_mode=self.model_mode)
         return {"b_simple": ns.b_simple, "grad_sq": ns.grad_sq, "trace_sigma": ns.trace_sigma}

@@ -26,16 +26,25 @@ recurrences:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from learnmech.errors import UserError
+from learnmech.measure.model_io import (
+    ModelMode,
+    check_mode,
+    forward,
+    in_mode,
+    n_rows,
+    same_randomness,
+)
 from learnmech.measure.probe import Probe
 
 __all__ = [
@@ -71,6 +80,16 @@ class LossHessian:
             and two backwards. Faster, but holds the graphs in memory and describes the
             parameters as they were at the first product — make a new operator after the
             model changes.
+        model_mode: ``"keep"`` (the model's own mode: the loss the optimizer sees during
+            training), ``"train"`` or ``"eval"``. Either way the model's flags and
+            BatchNorm running statistics are left as they were.
+        seed: random layers (dropout in training mode) use the same masks, drawn from
+            ``seed`` + batch index, on every product, so the operator is the Hessian of one
+            fixed function; the global random state is not touched.
+
+    Inputs may be tensors or dicts of tensors (``model(**x)``); ``loss_fn`` receives the
+    prediction tensor (a HuggingFace ``ModelOutput``'s ``logits``), see
+    :mod:`learnmech.measure.model_io`.
     """
 
     def __init__(
@@ -83,6 +102,8 @@ class LossHessian:
         kind: Literal["hessian", "gauss_newton"] = "hessian",
         dtype: torch.dtype = torch.float64,
         cache_graph: bool = False,
+        model_mode: ModelMode = "keep",
+        seed: int = 0,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -91,7 +112,7 @@ class LossHessian:
         if (
             isinstance(batches, tuple)
             and len(batches) == 2
-            and isinstance(batches[0], torch.Tensor)
+            and isinstance(batches[0], torch.Tensor | Mapping)
         ):
             batches = [batches]  # type: ignore[list-item]
         self.batches = list(batches)  # type: ignore[arg-type]
@@ -99,15 +120,25 @@ class LossHessian:
             raise UserError("batches is empty")
         self.model, self.loss_fn, self.kind, self.dtype = model, loss_fn, kind, dtype
         self.cache_graph = bool(cache_graph)
+        self.model_mode, self.seed = check_mode(model_mode), int(seed)
         self._graphs: list[Sequence[torch.Tensor | None]] = []
         self.params = [p for p in (params or model.parameters()) if p.requires_grad]
         if not self.params:
             raise UserError("the model has no parameters that require grad")
         self.dim = sum(p.numel() for p in self.params)
         self.device = self.params[0].device
-        sizes = [b[0].shape[0] for b in self.batches]
+        sizes = [n_rows(b[0]) for b in self.batches]
         self._w = [s / sum(sizes) for s in sizes]
         self.calls = 0
+
+    def _out(self, b: int, x: Any) -> torch.Tensor:
+        """The prediction on batch ``b`` in the chosen mode, with batch ``b``'s fixed random
+        masks; the model's flags and running statistics are restored afterwards."""
+        with in_mode(self.model, self.model_mode), same_randomness(self.model, self.seed + b):
+            return forward(self.model, x)
+
+    def _loss(self, b: int, x: Any, y: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self._out(b, x), y)
 
     def _split(self, v: torch.Tensor) -> list[torch.Tensor]:
         out, i = [], 0
@@ -128,10 +159,8 @@ class LossHessian:
         """The flat gradient of the mean loss (on the parameters' device)."""
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         with torch.enable_grad():
-            for (x, y), w in zip(self.batches, self._w, strict=True):
-                g = torch.autograd.grad(
-                    self.loss_fn(self.model(x), y), self.params, allow_unused=True
-                )
+            for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True)):
+                g = torch.autograd.grad(self._loss(b, x, y), self.params, allow_unused=True)
                 total += w * self._flat(g)
         return total
 
@@ -139,8 +168,8 @@ class LossHessian:
         with torch.no_grad():
             return float(
                 sum(
-                    w * float(self.loss_fn(self.model(x), y))
-                    for (x, y), w in zip(self.batches, self._w, strict=True)
+                    w * float(self._loss(b, x, y))
+                    for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True))
                 )
             )
 
@@ -159,7 +188,7 @@ class LossHessian:
                         g = self._graphs[b]
                     else:
                         g = torch.autograd.grad(
-                            self.loss_fn(self.model(x), y),
+                            self._loss(b, x, y),
                             self.params,
                             create_graph=True,
                             allow_unused=True,
@@ -167,22 +196,24 @@ class LossHessian:
                         if self.cache_graph:
                             self._graphs.append(g)
                     pairs = [(gi, vi) for gi, vi in zip(g, vs, strict=True) if gi is not None]
-                    hv = torch.autograd.grad(
-                        [a for a, _ in pairs],
-                        self.params,
-                        grad_outputs=[c for _, c in pairs],
-                        retain_graph=self.cache_graph,
-                        allow_unused=True,
-                    )
+                    with _second_order_hint():
+                        hv = torch.autograd.grad(
+                            [a for a, _ in pairs],
+                            self.params,
+                            grad_outputs=[c for _, c in pairs],
+                            retain_graph=self.cache_graph,
+                            allow_unused=True,
+                        )
                 else:
-                    hv = self._gauss_newton(x, y, vs)
+                    with _second_order_hint():
+                        hv = self._gauss_newton(b, x, y, vs)
                 total += w * self._flat(hv)
         return total.to(v.device)  # the caller's device: Lanczos may keep its basis on the CPU
 
     def _gauss_newton(
-        self, x: torch.Tensor, y: torch.Tensor, vs: list[torch.Tensor]
+        self, b: int, x: Any, y: torch.Tensor, vs: list[torch.Tensor]
     ) -> Sequence[torch.Tensor | None]:
-        z = self.model(x)
+        z = self._out(b, x)
         # J v by the double-vjp trick: u ↦ Jᵀu is linear in u, so d(Jᵀu · v)/du = J v
         u = torch.zeros_like(z, requires_grad=True)
         jtu = torch.autograd.grad(
@@ -199,6 +230,29 @@ class LossHessian:
         """The full matrix (dim × dim) by dim matvecs — for tests and small models."""
         eye = torch.eye(self.dim, dtype=self.dtype, device=self.device)
         return torch.stack([self.matvec(eye[i]) for i in range(self.dim)], 1)
+
+
+@contextlib.contextmanager
+def _second_order_hint() -> Iterator[None]:
+    """Name the usual cause when a layer has no second derivative: PyTorch's fused
+    scaled-dot-product attention kernels (HuggingFace's default "sdpa" attention)."""
+    try:
+        yield
+    except RuntimeError as err:
+        msg = str(err)
+        if "derivative for" in msg and "not implemented" in msg:
+            hint = ""
+            if "scaled_dot_product" in msg or "attention" in msg:
+                hint = (
+                    " — the fused scaled-dot-product attention kernel has no double "
+                    "backward; build the model with eager attention (HuggingFace: "
+                    "attn_implementation='eager')"
+                )
+            first = msg.splitlines()[0]
+            raise UserError(
+                f"Hessian-vector products need second derivatives of every layer: {first}{hint}"
+            ) from err
+        raise
 
 
 # --------------------------------------------------------------------------------------
@@ -449,19 +503,36 @@ def optimizer_preconditioner(
 ) -> torch.Tensor | None:
     """The flat diagonal P of an adaptive optimizer's step Δθ = −η·(update)/P, from its
     state: Adam/AdamW √(v/(1 − β₂ᵗ)) + ε (bias-corrected second moment), RMSprop √v + ε.
-    None for SGD (P = I). Parameters without state (before the first step) are an error."""
+    None for SGD with one learning rate (P = I). Parameters without state (before the first
+    step) are an error.
+
+    Per-group learning rates (μP, depth-μP, layer-wise rates) are folded in: with η the
+    first group's rate, a parameter in a group with rate ηᵢ gets P·η/ηᵢ, so that every step
+    reads Δθ = −η·(update)/P and the one threshold of :func:`stability_threshold` (in η)
+    applies to λ_max(P⁻¹H)."""
     name = type(optimizer).__name__
-    if name in ("SGD",):
-        return None
-    if name not in ("Adam", "AdamW", "RMSprop"):
+    if name not in ("SGD", "Adam", "AdamW", "RMSprop"):
         raise UserError(f"no preconditioner known for {name}; use SGD, Adam, AdamW or RMSprop")
+    _check_uniform_groups(optimizer)
+    ref = float(optimizer.param_groups[0]["lr"])
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    if name == "SGD":
+        if all(float(g["lr"]) == ref for g in optimizer.param_groups):
+            return None
+        parts = []
+        for p in params:
+            g = group_of.get(id(p))
+            if g is None:
+                raise UserError("a parameter is not managed by this optimizer")
+            parts.append(torch.full((p.numel(),), ref / float(g["lr"]), dtype=dtype))
+        return torch.cat(parts)
     parts = []
     for p in params:
         st = optimizer.state.get(p, {})
         g = group_of.get(id(p))
         if g is None:
             raise UserError("a parameter is not managed by this optimizer")
+        rel = ref / float(g["lr"])
         if "exp_avg_sq" in st:
             t = float(st["step"])
             v = st["exp_avg_sq"].detach().to(dtype) / (1 - g["betas"][1] ** t)
@@ -471,14 +542,30 @@ def optimizer_preconditioner(
             v = st["square_avg"].detach().to(dtype)
         else:
             raise UserError(f"{name} has no second-moment state yet: take a step first")
-        parts.append((v.sqrt() + g["eps"]).reshape(-1))
+        part = (v.sqrt() + g["eps"]).reshape(-1)
+        parts.append(part if rel == 1.0 else part * rel)
     return torch.cat(parts)
 
 
+def _check_uniform_groups(optimizer: torch.optim.Optimizer) -> None:
+    """Per-group learning rates fold into the preconditioner; per-group momenta or betas
+    would change the threshold itself, which has no single closed form."""
+    for key in ("momentum", "betas", "nesterov", "dampening"):
+        vals = {repr(g.get(key)) for g in optimizer.param_groups}
+        if len(vals) > 1:
+            raise UserError(
+                f"the param groups differ in {key} ({', '.join(sorted(vals))}): no single "
+                "stability threshold exists; give every group the same value"
+            )
+
+
 def stability_threshold(optimizer: torch.optim.Optimizer) -> float:
-    """The largest stable (preconditioned) sharpness for the optimizer's first param group:
-    2/η (GD), (2 + 2β)/η (heavy-ball momentum β, not Nesterov), (2 + 2β₁)/((1 − β₁)η)
-    (Adam/AdamW, on λ_max(P⁻¹H)), 2/η (RMSprop, on λ_max(P⁻¹H))."""
+    """The largest stable (preconditioned) sharpness: 2/η (GD), (2 + 2β)/η (heavy-ball
+    momentum β, not Nesterov), (2 + 2β₁)/((1 − β₁)η) (Adam/AdamW, on λ_max(P⁻¹H)), 2/η
+    (RMSprop, on λ_max(P⁻¹H)). η is the first group's learning rate; other groups' rates
+    enter P (see :func:`optimizer_preconditioner`), so under μP the threshold is compared
+    with λ_max(P⁻¹H), not with the plain sharpness."""
+    _check_uniform_groups(optimizer)
     g = optimizer.param_groups[0]
     lr = float(g["lr"])
     name = type(optimizer).__name__

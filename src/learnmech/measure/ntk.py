@@ -17,12 +17,25 @@ blocked over inputs, so n = 4,000 fits in a few GiB.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.func import functional_call, jacrev, jvp, vjp, vmap
+from torch.func import jacrev, jvp, vjp, vmap
+
+from learnmech.errors import UserError
+from learnmech.measure.model_io import (
+    ModelMode,
+    batch_coupled,
+    call_functional,
+    check_mode,
+    in_mode,
+    n_rows,
+    prediction,
+    random_layers,
+    take,
+)
 
 __all__ = ["empirical_ntk", "jacobian_memory_bytes"]
 
@@ -33,9 +46,15 @@ def _params(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach() for k, v in model.named_parameters() if v.requires_grad}
 
 
-def _check_inputs(x: torch.Tensor, name: str) -> torch.Tensor:
+def _check_inputs(x: Any, name: str) -> Any:
+    if isinstance(x, Mapping):
+        for k, v in x.items():
+            if isinstance(v, torch.Tensor):
+                _check_inputs(v, f"{name}[{k!r}]")
+        n_rows(x)
+        return x
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor or a dict of them, got {type(x).__name__}")
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(
             f"{name} must be a non-empty batch (first axis = examples), got {tuple(x.shape)}"
@@ -59,13 +78,14 @@ def _blocks(n: int, size: int) -> Iterator[tuple[int, int]]:
 
 def empirical_ntk(
     model: nn.Module,
-    x1: torch.Tensor,
-    x2: torch.Tensor | None = None,
+    x1: Any,
+    x2: Any | None = None,
     *,
     mode: Mode = "full",
     implementation: Literal["auto", "jacobian", "ntvp"] = "auto",
     block_size: int | None = None,
     memory_budget: int = 2 * 1024**3,
+    model_mode: ModelMode = "eval",
 ) -> torch.Tensor:
     """Empirical NTK of ``model`` between ``x1`` and ``x2`` at its current parameters.
 
@@ -78,6 +98,15 @@ def empirical_ntk(
         implementation: ``"jacobian"``, ``"ntvp"`` or ``"auto"`` (by memory estimate).
         block_size: inputs per block (default: from ``memory_budget``).
         memory_budget: bytes the Jacobian blocks may take.
+        model_mode: ``"eval"`` (default), ``"train"`` or ``"keep"``. The NTK is a kernel
+            between single examples, so layers that couple a batch (BatchNorm with batch
+            statistics) or draw random masks (dropout) in the chosen mode are refused,
+            naming them; in eval mode BatchNorm uses its running statistics and dropout
+            is off. The model's flags and statistics are restored afterwards.
+
+    Inputs may be tensors or dicts of tensors (``model(**x)``, e.g. ``input_ids``); the
+    outputs are the prediction tensor (a HuggingFace ``ModelOutput``'s ``logits``),
+    flattened per example.
 
     Returns:
         A tensor on the model's device in its dtype.
@@ -90,21 +119,46 @@ def empirical_ntk(
         raise ValueError(
             f"implementation must be 'auto', 'jacobian' or 'ntvp', got {implementation!r}"
         )
+    check_mode(model_mode)
     x1 = _check_inputs(x1, "x1")
     symmetric = x2 is None
     x2 = x1 if symmetric else _check_inputs(x2, "x2")
     params = _params(model)
     if not params:
         raise ValueError("model has no trainable parameters")
+    with in_mode(model, model_mode):
+        bad = batch_coupled(model) + random_layers(model)
+        if bad:
+            raise UserError(
+                f"the empirical NTK is a kernel between single examples, but in "
+                f"model_mode={model_mode!r} these layers couple a batch or draw random "
+                f"masks: {', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}; use "
+                "model_mode='eval'"
+            )
+        return _ntk(
+            model, params, x1, x2, symmetric, mode, implementation, block_size, memory_budget
+        )
+
+
+def _ntk(
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    x1: Any,
+    x2: Any,
+    symmetric: bool,
+    mode: Mode,
+    implementation: str,
+    block_size: int | None,
+    memory_budget: int,
+) -> torch.Tensor:
     buffers = dict(model.named_buffers())
 
-    def f_single(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        out = functional_call(model, (p, buffers), (x.unsqueeze(0),))
-        return out.reshape(-1)
+    def f_single(p: dict[str, torch.Tensor], x: Any) -> torch.Tensor:
+        return prediction(call_functional(model, p, buffers, x, one=True)).reshape(-1)
 
     with torch.no_grad():
-        k = f_single(params, x1[0]).numel()
-    n1, n2 = x1.shape[0], x2.shape[0]
+        k = f_single(params, take(x1, 0)).numel()
+    n1, n2 = n_rows(x1), n_rows(x2)
     per_input = jacobian_memory_bytes(model, 1, k)
     if implementation == "auto":
         # Blocked Jacobian contraction costs n1·n2·P multiply-adds plus (n1 + n2)·n/b
@@ -147,7 +201,7 @@ def empirical_ntk(
                 key = (tag, i0)
                 if fits and key in cache:
                     return cache[key]
-                j = jac_fn(params, x[i0:i1])
+                j = jac_fn(params, take(x, slice(i0, i1)))
                 if fits:
                     cache[key] = j
                 return j
@@ -170,18 +224,18 @@ def empirical_ntk(
 
     # NTK-vector products: for each block of x2, J2ᵀ e for every (example, output) by vjp,
     # then J1 (J2ᵀ e) by jvp for each block of x1.
-    def f_batch(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(model, (p, buffers), (x,)).reshape(x.shape[0], -1)
+    def f_batch(p: dict[str, torch.Tensor], x: Any) -> torch.Tensor:
+        return prediction(call_functional(model, p, buffers, x)).reshape(n_rows(x), -1)
 
     for c0, c1 in _blocks(n2, block_size):
-        xb = x2[c0:c1]
+        xb = take(x2, slice(c0, c1))
         b = c1 - c0
         _, vjp_fn = vjp(lambda p, xb=xb: f_batch(p, xb), params)
         eye = torch.eye(b * k, dtype=dtype, device=device).reshape(b * k, b, k)
         (tangents,) = vmap(vjp_fn)(eye)  # name -> (b*k, *param_shape)
         tangents = {n: t.detach() for n, t in tangents.items()}
         for r0, r1 in _blocks(n1, block_size):
-            xa = x1[r0:r1]
+            xa = take(x1, slice(r0, r1))
 
             def push(t: dict[str, torch.Tensor], xa: torch.Tensor = xa) -> torch.Tensor:
                 return jvp(lambda p: f_batch(p, xa), (params,), (t,))[1]

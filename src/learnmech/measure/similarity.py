@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -48,6 +49,15 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
+from learnmech.measure.model_io import (
+    ModelMode,
+    call,
+    check_mode,
+    in_mode,
+    n_rows,
+    prediction,
+    take,
+)
 
 __all__ = [
     "METRICS",
@@ -759,6 +769,8 @@ class LayerSimilarity:
     metric: str
     estimator: str
     n: int
+    #: default layers left out, with the reason (e.g. a module called twice per pass)
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -768,6 +780,7 @@ class LayerSimilarity:
             "metric": self.metric,
             "estimator": self.estimator,
             "n": self.n,
+            "skipped": self.skipped,
         }
 
 
@@ -787,20 +800,32 @@ def _default_layers(model: nn.Module) -> list[str]:
 
 
 def _collect(
-    model: nn.Module, layers: Sequence[str], batches: Iterable[Any], device: Any
-) -> dict[str, torch.Tensor]:
+    model: nn.Module,
+    layers: Sequence[str],
+    batches: Iterable[Any],
+    device: Any,
+    strict: bool,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Per-sample outputs of ``layers`` over ``batches``: {layer: (n, features)}, and the
+    layers that have none, with the reason. A layer qualifies when it runs exactly once per
+    forward pass and its output's first dimension is the batch (a ReLU module reused inside
+    a block fires twice; GPT-2's position embedding returns one row for the whole batch).
+    ``strict`` (layers the user named): a layer that does not qualify raises instead."""
     mods = dict(model.named_modules())
     unknown = [n for n in layers if n not in mods]
     if unknown:
         raise UserError(f"{type(model).__name__} has no module named {unknown[0]!r}")
     store: dict[str, list[torch.Tensor]] = {n: [] for n in layers}
+    calls: dict[str, list[torch.Tensor | None]] = {}
+    skipped: dict[str, str] = {}
 
     def hook_for(name: str) -> Callable[..., None]:
         def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
-            t = out[0] if isinstance(out, tuple | list) else out
-            if not isinstance(t, torch.Tensor):
-                raise UserError(f"layer {name!r} does not output a tensor")
-            store[name].append(t.detach().reshape(t.shape[0], -1).to("cpu", torch.float64))
+            try:
+                t: torch.Tensor | None = prediction(out)
+            except UserError:
+                t = None
+            calls.setdefault(name, []).append(t)
 
         return hook
 
@@ -808,11 +833,36 @@ def _collect(
     try:
         with torch.no_grad():
             for b in batches:
-                model(b.to(device) if isinstance(b, torch.Tensor) and device else b)
+                calls.clear()
+                rows = n_rows(b)
+                call(model, _to(b, device))
+                for n in layers:
+                    got = calls.get(n, [])
+                    t = got[0] if len(got) == 1 else None
+                    if len(got) != 1:
+                        why = f"it ran {len(got)} times in one forward pass"
+                    elif t is None:
+                        why = "it does not output a tensor"
+                    elif t.ndim == 0 or t.shape[0] != rows:
+                        why = f"its output's first dimension is not the batch ({rows} samples)"
+                    else:
+                        store[n].append(t.detach().reshape(rows, -1).to("cpu", torch.float64))
+                        continue
+                    if strict:
+                        raise UserError(f"layer {n!r} cannot be compared per sample: {why}")
+                    skipped.setdefault(n, why)
     finally:
         for h in handles:
             h.remove()
-    return {n: torch.cat(v) for n, v in store.items()}
+    return {n: torch.cat(v) for n, v in store.items() if n not in skipped}, skipped
+
+
+def _to(b: Any, device: Any) -> Any:
+    if not device:
+        return b
+    if isinstance(b, Mapping):
+        return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
+    return b.to(device) if isinstance(b, torch.Tensor) else b
 
 
 def layer_similarity(
@@ -825,6 +875,7 @@ def layer_similarity(
     metric: Literal["linear_cka", "linear_cka_debiased"] = "linear_cka",
     batch_size: int = 256,
     device: Any = None,
+    model_mode: ModelMode = "eval",
 ) -> LayerSimilarity:
     """Linear CKA between every named layer of ``model_a`` and of ``model_b`` on ``inputs``.
 
@@ -832,6 +883,14 @@ def layer_similarity(
     through both models in batches; the hooks are removed afterwards, even on error. Each
     layer's centred Gram matrix is built once and normalised, so the whole matrix costs
     one Gram per layer plus one inner product per pair (not a CKA from scratch per pair).
+
+    ``inputs`` may be a tensor or a dict of tensors (``model(**x)``, e.g. ``input_ids``).
+    ``model_mode``: ``"eval"`` by default — representations without dropout's random
+    masks (in training mode CKA(a, a) of GPT-2 with itself is not 1) and BatchNorm with
+    its running statistics; the models' flags and statistics are restored afterwards.
+    Default layers that cannot be compared per sample (run twice per pass, or an output
+    without a batch dimension) are left out with a ``UserWarning`` and listed in
+    :attr:`LayerSimilarity.skipped`; a named layer of that kind raises.
     """
     if metric not in ("linear_cka", "linear_cka_debiased"):
         raise UserError(
@@ -839,16 +898,33 @@ def layer_similarity(
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
-    xin = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
-    if xin.shape[0] < 4:
-        raise UserError(f"need at least 4 input samples, got {xin.shape[0]}")
+    check_mode(model_mode)
+    if isinstance(inputs, Mapping | torch.Tensor):
+        xin: Any = inputs
+    else:
+        xin = torch.as_tensor(np.asarray(inputs))
+    n = n_rows(xin)
+    if n < 4:
+        raise UserError(f"need at least 4 input samples, got {n}")
     la = list(layers_a) if layers_a is not None else _default_layers(model_a)
     lb = list(layers_b) if layers_b is not None else _default_layers(model_b)
     debiased = metric == "linear_cka_debiased"
-    batches = [xin[i : i + batch_size] for i in range(0, xin.shape[0], batch_size)]
-    feats_a = _collect(model_a, la, batches, device)
-    feats_b = _collect(model_b, lb, batches, device)
-    n = xin.shape[0]
+    batches = [take(xin, slice(i, i + batch_size)) for i in range(0, n, batch_size)]
+    with in_mode(model_a, model_mode), in_mode(model_b, model_mode):
+        feats_a, skip_a = _collect(model_a, la, batches, device, layers_a is not None)
+        feats_b, skip_b = _collect(model_b, lb, batches, device, layers_b is not None)
+    skipped = {f"a:{k}": v for k, v in skip_a.items()} | {f"b:{k}": v for k, v in skip_b.items()}
+    if skipped:
+        warnings.warn(
+            f"layer_similarity left out {len(skipped)} default layer(s) that cannot be "
+            f"compared per sample, e.g. {next(iter(skipped))} ({next(iter(skipped.values()))})",
+            UserWarning,
+            stacklevel=2,
+        )
+    la = [k for k in la if k not in skip_a]
+    lb = [k for k in lb if k not in skip_b]
+    if not la or not lb:
+        raise UserError("no layer of one of the models can be compared per sample; pass layers=")
 
     def unit_gram(F: torch.Tensor) -> torch.Tensor:
         F = _center_(F)
@@ -861,4 +937,4 @@ def layer_similarity(
     for j, name in enumerate(lb):
         M[:, j] = ga @ unit_gram(feats_b.pop(name)).reshape(-1)
     _, desc, _ = _metric_table()[metric]
-    return LayerSimilarity(M.numpy(), la, lb, metric, desc + ", gram space, float64", n)
+    return LayerSimilarity(M.numpy(), la, lb, metric, desc + ", gram space, float64", n, skipped)

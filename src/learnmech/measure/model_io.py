@@ -1,0 +1,200 @@
+"""Calling the models people train: outputs, batches, train/eval mode, randomness.
+
+HuggingFace models return a ``ModelOutput`` (a dict with ``logits``) rather than a tensor
+and take dict batches (``input_ids``, ``attention_mask``, ``pixel_values``); ResNets carry
+BatchNorm, whose training mode updates running statistics on every forward pass; GPT-2
+has dropout (p = 0.1) in training mode. Every measurement in learnmech calls a model
+through these helpers, so that
+
+* the prediction is found in whatever the model returns (:func:`prediction`);
+* a batch may be a tensor or a mapping of tensors (:func:`call`, :func:`n_rows`,
+  :func:`take`);
+* a measurement runs in an explicit mode and leaves the model as it found it: training
+  flags and BatchNorm running statistics are restored afterwards (:func:`in_mode`);
+* random layers draw the same numbers on every evaluation of one batch
+  (:func:`same_randomness`), so an operator built from repeated forward passes (a Hessian,
+  a coordinate probe) is one deterministic function of the parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.func import functional_call
+from torch.nn.modules.batchnorm import _NormBase
+
+from learnmech.errors import UserError
+
+__all__ = [
+    "ModelMode",
+    "batch_coupled",
+    "call",
+    "call_functional",
+    "check_mode",
+    "forward",
+    "in_mode",
+    "n_rows",
+    "prediction",
+    "random_layers",
+    "same_randomness",
+    "take",
+]
+
+#: "train" or "eval" sets every module's mode for the measurement; "keep" leaves it as is
+ModelMode = Literal["train", "eval", "keep"]
+
+_PREDICTION_KEYS = ("logits", "last_hidden_state", "prediction_logits", "pooler_output")
+
+
+def prediction(out: Any) -> torch.Tensor:
+    """The prediction tensor in a model's output: the tensor itself; for a mapping (a
+    HuggingFace ``ModelOutput`` is one) its ``logits`` (else ``last_hidden_state``, …, else
+    its only tensor); for a tuple or list its first element."""
+    if isinstance(out, torch.Tensor):
+        return out
+    if isinstance(out, Mapping):
+        for key in _PREDICTION_KEYS:
+            v = out.get(key)
+            if isinstance(v, torch.Tensor):
+                return v
+        tensors = {k: v for k, v in out.items() if isinstance(v, torch.Tensor)}
+        if len(tensors) == 1:
+            return next(iter(tensors.values()))
+        raise UserError(
+            f"cannot tell which entry of the model's {type(out).__name__} is its prediction "
+            f"(entries: {', '.join(map(str, out.keys())) or 'none'}); wrap the model so it "
+            "returns one tensor"
+        )
+    if isinstance(out, tuple | list) and out and isinstance(out[0], torch.Tensor):
+        return out[0]
+    raise UserError(
+        f"the model returned a {type(out).__name__}, not a tensor or a mapping with logits"
+    )
+
+
+def call(model: nn.Module, x: Any) -> Any:
+    """``model(**x)`` for a mapping batch (HuggingFace style), ``model(x)`` otherwise."""
+    return model(**x) if isinstance(x, Mapping) else model(x)
+
+
+def call_functional(
+    model: nn.Module,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    x: Any,
+    *,
+    one: bool = False,
+) -> Any:
+    """``model`` called with the given parameters (``torch.func.functional_call``) on a
+    tensor or dict batch; ``one=True``: ``x`` is a single example (inside ``vmap``), run
+    as a batch of one."""
+
+    def lift(v: Any) -> Any:
+        return v.unsqueeze(0) if one and isinstance(v, torch.Tensor) else v
+
+    if isinstance(x, Mapping):
+        return functional_call(model, (params, buffers), (), {k: lift(v) for k, v in x.items()})
+    return functional_call(model, (params, buffers), (lift(x),))
+
+
+def forward(model: nn.Module, x: Any) -> torch.Tensor:
+    """The prediction tensor of ``model`` on batch ``x`` (see :func:`prediction`)."""
+    return prediction(call(model, x))
+
+
+def n_rows(x: Any) -> int:
+    """Examples in a batch: a tensor's first dimension, or the common first dimension of a
+    mapping's tensors."""
+    if isinstance(x, torch.Tensor):
+        if x.ndim == 0:
+            raise UserError("a batch must have a leading example dimension, got a scalar")
+        return int(x.shape[0])
+    if isinstance(x, Mapping):
+        sizes = {int(v.shape[0]) for v in x.values() if isinstance(v, torch.Tensor) and v.ndim}
+        if len(sizes) != 1:
+            raise UserError(
+                f"a dict batch needs tensors with one common first dimension, got {sorted(sizes)}"
+            )
+        return sizes.pop()
+    raise UserError(f"a batch must be a tensor or a dict of tensors, got {type(x).__name__}")
+
+
+def take(x: Any, idx: slice | torch.Tensor) -> Any:
+    """Rows ``idx`` of a tensor or of every tensor in a mapping (other values kept)."""
+    if isinstance(x, Mapping):
+        return {k: (v[idx] if isinstance(v, torch.Tensor) and v.ndim else v) for k, v in x.items()}
+    return x[idx]
+
+
+def batch_coupled(model: nn.Module) -> list[str]:
+    """Modules that couple the examples of a batch: BatchNorm layers in training mode."""
+    return [n or type(m).__name__ for n, m in model.named_modules() if _is_bn_training(m)]
+
+
+def random_layers(model: nn.Module) -> list[str]:
+    """Modules that draw random numbers in their current mode (dropout with p > 0)."""
+    out = []
+    for n, m in model.named_modules():
+        p = getattr(m, "p", 0.0)
+        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and p > 0:
+            out.append(n or type(m).__name__)
+    return out
+
+
+def _is_bn_training(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training
+
+
+def check_mode(mode: Any) -> ModelMode:
+    if mode not in ("train", "eval", "keep"):
+        raise UserError(f"model_mode must be 'train', 'eval' or 'keep', got {mode!r}")
+    return mode  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def in_mode(model: nn.Module, mode: ModelMode = "keep") -> Iterator[nn.Module]:
+    """Run a measurement with ``model`` in ``mode``; afterwards every module's training
+    flag and every norm layer's running statistics are what they were before, so a
+    measurement never changes the model it measures (a training-mode BatchNorm would
+    otherwise update its running mean on every forward pass)."""
+    check_mode(mode)
+    flags = [(m, m.training) for m in model.modules()]
+    saved: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for m in model.modules():
+        if isinstance(m, _NormBase) and m.track_running_stats:
+            for b in (m.running_mean, m.running_var, m.num_batches_tracked):
+                if isinstance(b, torch.Tensor):
+                    saved.append((b, b.detach().clone()))
+    if mode == "train":
+        model.train()
+    elif mode == "eval":
+        model.eval()
+    try:
+        yield model
+    finally:
+        for m, f in flags:
+            m.training = f
+        # through .data: a training-mode batch norm hands its running statistics to
+        # autograd, and its backward (which uses the batch statistics, not these) would
+        # refuse to run after an in-place write to the tensors themselves
+        for b, v in saved:
+            b.data.copy_(v)
+
+
+@contextlib.contextmanager
+def same_randomness(model: nn.Module, seed: int) -> Iterator[None]:
+    """Draw the random numbers of the enclosed forward passes from a generator state fixed
+    by ``seed`` (CPU and the model's CUDA devices), restoring the global state afterwards:
+    dropout then applies the same masks on every evaluation, so the function being
+    differentiated does not change between calls. A no-op when nothing is random."""
+    if not random_layers(model):
+        yield
+        return
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
