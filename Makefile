@@ -16,7 +16,7 @@ TORCH_SPEC ?= torch>=2.2
 else
 TORCH_SPEC ?= torch==2.13.0
 endif
-EXTRAS ?= dev,ray,hf
+EXTRAS ?= dev,ray,hf,integrations
 MUP_VERSION ?= 1.0.0
 SCALE ?= quick
 
@@ -31,6 +31,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# the outside μP oracle for the cross-checks; its metadata pulls torchvision and a CUDA
 	# torch, and it needs neither, so it goes in without its dependencies
 	$(BIN)/python -m pip install --quiet --no-deps "mup==$(MUP_VERSION)"
+ifneq ($(HAVE_GPU),1)
+	# no extra may swap the CPU torch for a CUDA build (timm, for one, pulls torchvision
+	# and a newer torch): fail here, naming it, rather than ship a multi-GB install
+	@$(BIN)/python -c "import torch, sys; v = torch.__version__; sys.exit(0 if v.split('+')[0] == '$(TORCH_SPEC)'.split('==')[-1] or '==' not in '$(TORCH_SPEC)' else 'an extra replaced torch $(TORCH_SPEC) with ' + v)"
+endif
 	@touch $@
 
 demo: venv

@@ -32,7 +32,7 @@ TOL = 0.10  # relative: a prediction good to 10% at every n
 
 
 class OLSConfig(StudyConfig):
-    ns: list[int] = Sweep([20, 40, 80, 160], key="n", description="sample sizes (> dim + 1)")
+    ns: list[int] = Sweep([20, 40, 80, 160], key="n", n=2, gt=2, description="sizes (> dim + 1)")
     dim: int = Field(10, ge=1, le=1000)
     noise: float = Field(0.5, gt=0, le=10, description="label noise SD σ")
     nonlinear: float = Field(0.0, ge=0, le=10, description="weight of x₁² in the target")
@@ -80,11 +80,7 @@ class OLSRisk(Study):
 
     def claims(self, cfg: OLSConfig, s: dict) -> list[Metric]:
         cells = [(f"n={n:g}", Estimate.of(v), p, cfg.tolerance * p) for n, (p, v) in s.items()]
-        return [
-            within_every(
-                "risk_curve", cells, level=self.level, description="excess risk vs σ²d/(n − d − 1)"
-            )
-        ]
+        return [within_every("risk_curve", cells, description="excess risk vs σ²d/(n − d − 1)")]
 
     def figures(self, cfg: OLSConfig, s: dict, outdir: Path) -> list[Figure]:
         fig, ax = subplots(figsize=(5, 3.5))

@@ -320,7 +320,7 @@ def _hf_gpt2(width: int, *, tied: bool = True, inner: int | None = None):
 
 def test_tied_gpt2_readout_gets_mups_shared_readout_multiplier():
     model, base = _hf_gpt2(64), _hf_gpt2(16)
-    p = parametrize(model, "mup", base=base, optimizer="adam", lr=1e-3)
+    p = parametrize(model, "mup", base=base, optimizer="adam", lr=1e-3, init="fixed")
     assert p.rule("transformer.wte.weight").role == "input"
     tied = [m for m in p.multipliers if m.get("tied")]
     assert tied == [
@@ -335,13 +335,13 @@ def test_tied_gpt2_readout_gets_mups_shared_readout_multiplier():
     assert torch.allclose(logits, (h @ w.T) / 4, rtol=1e-12, atol=1e-12)
     for scheme in ("ntk", "mf"):
         with pytest.raises(UserError, match="tie_word_embeddings=False"):
-            parametrize(_hf_gpt2(64), scheme, base=base)
+            parametrize(_hf_gpt2(64), scheme, base=base, init="fixed")
 
 
 def test_hf_conv1d_weights_are_read_as_in_by_out():
     # width grows, the MLP's inner size does not: c_fc reads the stream (fan_in grows) and
     # c_proj writes it (fan_out grows); read as (out, in) the two were swapped
-    p = parametrize(_hf_gpt2(64, inner=32), "mup", base=_hf_gpt2(16, inner=32))
+    p = parametrize(_hf_gpt2(64, inner=32), "mup", base=_hf_gpt2(16, inner=32), init="fixed")
     assert p.rule("transformer.h.0.mlp.c_fc.weight").role == "output"
     assert p.rule("transformer.h.0.mlp.c_proj.weight").role == "input"
     assert p.rule("transformer.h.0.attn.c_attn.weight").role == "hidden"
@@ -349,19 +349,21 @@ def test_hf_conv1d_weights_are_read_as_in_by_out():
 
 def test_hf_attention_scaling_becomes_mups_one_over_d():
     model = _hf_gpt2(64)
-    parametrize(model, "mup", base=_hf_gpt2(16))
+    parametrize(model, "mup", base=_hf_gpt2(16), init="fixed")
     d, d0 = 32, 8  # head dims: 64/2 and 16/2
     for blk in model.transformer.h:
         assert blk.attn.scaling == pytest.approx(math.sqrt(d0) / d, rel=1e-12)
     sp = _hf_gpt2(64)
-    parametrize(sp, "sp", base=_hf_gpt2(16))
+    parametrize(sp, "sp", base=_hf_gpt2(16), init="fixed")
     assert sp.transformer.h[0].attn.scaling == pytest.approx(d**-0.5)
 
 
 def test_roles_are_checked_and_consulted_before_inference():
 
     with pytest.raises(UserError, match="matches no parameter"):
-        parametrize(_hf_gpt2(64), "mup", base=_hf_gpt2(16), roles={"lm_head.bias": "fixed"})
+        parametrize(
+            _hf_gpt2(64), "mup", base=_hf_gpt2(16), roles={"lm_head.bias": "fixed"}, init="fixed"
+        )
 
     def wide_vit(h: int):
         from tests.real_models import _hf
@@ -380,9 +382,9 @@ def test_roles_are_checked_and_consulted_before_inference():
         return tf.ViTForImageClassification(cfg).double()
 
     with pytest.raises(UserError, match="roles="):
-        parametrize(wide_vit(32), "mup", base=wide_vit(16))
+        parametrize(wide_vit(32), "mup", base=wide_vit(16), init="fixed")
     roles = {"*cls_token": "input", "*position_embeddings": "input"}
-    p = parametrize(wide_vit(32), "mup", base=wide_vit(16), roles=roles)
+    p = parametrize(wide_vit(32), "mup", base=wide_vit(16), roles=roles, init="fixed")
     r = p.rule("vit.embeddings.cls_token")
     assert (r.role, r.m_out, r.lr_mult) == ("input", 2.0, 1.0)
     assert p.rule("classifier.weight").role == "output"
@@ -396,6 +398,7 @@ def test_no_decay_excludes_biases_norms_and_embeddings():
         optimizer="adamw",
         weight_decay=0.1,
         no_decay=["*bias", "role:vector", "*wte*"],
+        init="fixed",
     )
     for g in p.param_groups():
         names = {n for n, q in p.model.named_parameters() if any(q is x for x in g["params"])}
@@ -404,4 +407,22 @@ def test_no_decay_excludes_biases_norms_and_embeddings():
             not n.endswith("bias") and "wte" not in n and p.rule(n).role != "vector" for n in names
         ), names
     with pytest.raises(UserError, match="no_decay"):
-        parametrize(_hf_gpt2(64), "mup", base=_hf_gpt2(16), no_decay=["*nothing*"])
+        parametrize(_hf_gpt2(64), "mup", base=_hf_gpt2(16), no_decay=["*nothing*"], init="fixed")
+
+
+def test_fixed_std_init_is_detected_and_brought_to_sp_first():
+    """HF draws every weight with std 0.02 at every width; parametrize assumes SP, so it
+    warns, and init='fixed' rescales weights whose fan-in grows by 1/√m_in."""
+    base = _hf_gpt2(16)
+    with pytest.warns(UserWarning, match="init='fixed'"):
+        parametrize(_hf_gpt2(64), "mup", base=base)
+    model = _hf_gpt2(64)
+    before = model.transformer.h[0].mlp.c_fc.weight.detach().clone()
+    p = parametrize(model, "mup", base=base, init="fixed")
+    after = model.transformer.h[0].mlp.c_fc.weight.detach()
+    assert p.rule("transformer.h.0.mlp.c_fc.weight").init_mult == pytest.approx(0.5)
+    assert torch.equal(after, before * 0.5)
+    emb = p.rule("transformer.wte.weight")  # input weights: width-free std either way
+    assert emb.init_mult == 1.0
+    with pytest.raises(UserError, match="init must be"):
+        parametrize(_hf_gpt2(64), "mup", base=base, init="xavier")

@@ -62,6 +62,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -394,6 +395,7 @@ def parametrize(
     scale_eps: bool = True,
     rescale_init: bool = True,
     no_decay: Iterable[str] = (),
+    init: Literal["sp", "fixed"] = "sp",
 ) -> Parametrization:
     """Apply a width (and optionally depth) parameterization to ``model`` in place.
 
@@ -415,6 +417,13 @@ def parametrize(
         readout_zero_init: zero the readout weights (and bias), a common μP choice.
         scale_eps: scale Adam's ε per group with the gradient's width scaling.
         rescale_init: rescale the initial weights (turn off before loading a checkpoint).
+        init: how ``model`` was initialised: ``"sp"`` (variance ∝ 1/fan_in, PyTorch's
+            default) or ``"fixed"`` (one std at every width, as HuggingFace's
+            ``initializer_range`` and timm's ``trunc_normal_(std=.02)`` do). With
+            ``"fixed"`` every weight whose fan-in grows is first brought to SP (×1/√m_in,
+            as ``mup``'s init helpers do for such models); the scheme's rules then apply.
+            With ``"sp"`` and a base module holding real weights, a weight whose std did
+            not shrink with its fan-in raises a ``UserWarning`` that names this option.
         no_decay: parameters without weight decay: glob patterns of names (a tied
             tensor's every name counts) or ``"role:<role>"``, e.g. ``["*bias",
             "role:vector", "*wte*"]`` for the usual "no decay on biases, norms and
@@ -441,6 +450,8 @@ def parametrize(
     for r in (roles or {}).values():
         if r not in ROLES:
             raise UserError(f"unknown role {r!r} in roles; expected one of {', '.join(ROLES)}")
+    if init not in ("sp", "fixed"):
+        raise UserError(f"init must be 'sp' or 'fixed', got {init!r}")
     if isinstance(no_decay, str):
         no_decay = [no_decay]
     no_decay = list(no_decay)
@@ -533,6 +544,8 @@ def parametrize(
                 lr_mult *= dr ** (alpha - 1)
                 if scale_eps:
                     eps_mult *= dr ** (-alpha)
+        if init == "fixed" and role in ("hidden", "output") and m_in != 1.0:
+            init_mult /= math.sqrt(m_in)  # to SP first: std ∝ 1/√fan_in
         if readout_zero_init and role == "output":
             init_mult = 0.0
         rules.append(
@@ -553,6 +566,8 @@ def parametrize(
             )
         )
 
+    if init == "sp" and rescale_init and already is None:
+        _warn_fixed_init(model, base, rules)
     multipliers = _plan_multipliers(
         model, base, scheme_key, rules, owners, depth, branch_list, depth_ratio
     )
@@ -581,6 +596,37 @@ def parametrize(
         multipliers=multipliers,
         model=model,
     )
+
+
+def _warn_fixed_init(
+    model: nn.Module, base: nn.Module | Mapping[str, Sequence[int]], rules: list[ParamRule]
+) -> None:
+    """Warn when weights look initialised with one std at every width (std ratio to the
+    base near 1 rather than SP's 1/√m_in): the rules assume SP and would leave them too
+    large by √m_in."""
+    if not isinstance(base, nn.Module):
+        return
+    ours, theirs = dict(model.named_parameters()), dict(base.named_parameters())
+    odd = []
+    for r in rules:
+        if r.role not in ("hidden", "output") or r.m_in < 2 or r.name not in theirs:
+            continue
+        a, b = ours[r.name].detach(), theirs[r.name].detach()
+        if a.is_meta or b.is_meta or a.numel() < 64 or b.numel() < 64:
+            continue
+        sa, sb = float(a.double().std()), float(b.double().std())
+        if sa > 0 and sb > 0:
+            ratio, sp = sa / sb, 1 / math.sqrt(r.m_in)
+            if abs(math.log(ratio)) < abs(math.log(ratio / sp)):  # nearer 1 than 1/√m_in
+                odd.append(f"{r.name} (std ×{ratio:.2f} for fan-in ×{r.m_in:g})")
+    if odd:
+        warnings.warn(
+            f"{len(odd)} weight(s) look initialised with one std at every width, not SP's "
+            f"1/√fan_in, e.g. {odd[0]}; parametrize assumes SP — pass init='fixed' (as for "
+            "HuggingFace and timm models)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _no_decay(name: str, others: list[str], role: str, patterns: list[str]) -> bool:

@@ -17,6 +17,7 @@ from learnmech.lab.executors import Job, make_executor
 from learnmech.lab.provenance import provenance, resolve_device
 from learnmech.lab.store import DEFAULT_STORE, Store
 from learnmech.lab.sweep import expand, run_key
+from learnmech.lab.tracked import TRACKED, TrackedRun
 from learnmech.records import Metric, verdict_of
 from learnmech.studies import get_study
 from learnmech.studies.base import failing_claims
@@ -189,6 +190,8 @@ def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None)
     from learnmech.report.html import write_run_report
 
     info = st.run(run_id)
+    if study is None and info["study"] == TRACKED:
+        study = TrackedRun()
     if study is None:
         study = get_study(info["study"])
     if cfg is None:

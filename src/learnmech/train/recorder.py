@@ -14,6 +14,7 @@ Records are tidy rows (one per step × observable), ready for the store
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,40 +46,60 @@ def _rms(t: torch.Tensor) -> float:
     return float(t.detach().to(torch.float64).pow(2).mean().sqrt())
 
 
+def _norms(ts: list[torch.Tensor]) -> list[float]:
+    """L2 norms of many tensors with one fused kernel per device and one host copy: the
+    per-step cost of a probe that reads every parameter (issue #15's ≤ 5% budget)."""
+    if not ts:
+        return []
+    norms = torch._foreach_norm(ts)
+    return torch.stack([n.to(torch.float64).cpu() for n in norms]).tolist()
+
+
 class WeightRMS(Probe):
     """RMS of every parameter tensor: ``weight_rms/<name>``."""
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
-        return {f"weight_rms/{n}": _rms(p) for n, p in model.named_parameters()}
+        named = [(n, p.detach()) for n, p in model.named_parameters()]
+        norms = _norms([p for _, p in named])
+        return {
+            f"weight_rms/{n}": v / math.sqrt(max(p.numel(), 1))
+            for (n, p), v in zip(named, norms, strict=True)
+        }
 
 
 class UpdateRMS(Probe):
     """RMS of the change of every parameter since the previous recorded step."""
 
     def __init__(self) -> None:
-        self._prev: dict[str, torch.Tensor] = {}
+        self._names: list[str] = []
+        self._prev: list[torch.Tensor] = []
 
     def attach(self, model: nn.Module) -> None:
-        self._prev = {n: p.detach().clone() for n, p in model.named_parameters()}
+        named = list(model.named_parameters())
+        self._names = [n for n, _ in named]
+        self._prev = [p.detach().clone() for _, p in named]
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
-        out = {}
-        for n, p in model.named_parameters():
-            out[f"update_rms/{n}"] = _rms(p.detach() - self._prev[n])
-            self._prev[n] = p.detach().clone()
-        return out
+        cur = [p.detach() for p in model.parameters()]
+        torch._foreach_sub_(self._prev, cur)  # prev − now = −update, in place
+        norms = _norms(self._prev)
+        torch._foreach_copy_(self._prev, cur)
+        return {
+            f"update_rms/{n}": v / math.sqrt(max(p.numel(), 1))
+            for n, p, v in zip(self._names, cur, norms, strict=True)
+        }
 
 
 class GradNorm(Probe):
-    """Global L2 norm of the gradients currently in ``.grad`` (call after backward)."""
+    """Global L2 norm of the gradients currently in ``.grad`` (call after backward; in a
+    HuggingFace or Lightning ``Trainer`` use :mod:`learnmech.integrations`, which reads it
+    before the trainer zeroes the gradients)."""
 
     def read(self, model: nn.Module, step: int) -> dict[str, float]:
-        sq = [
-            p.grad.detach().to(torch.float64).pow(2).sum()
-            for p in model.parameters()
-            if p.grad is not None
-        ]
-        return {"grad_norm": float(torch.stack(sq).sum().sqrt())} if sq else {}
+        grads = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+        if not grads:
+            return {}
+        return {"grad_norm": math.sqrt(sum(v * v for v in _norms(grads)))}
 
 
 class ActivationRMS(Probe):
