@@ -1,5 +1,13 @@
-"""Deterministic datasets."""
+"""Deterministic datasets, and loaders for your own data in local files."""
 
+from learnmech.data.files import cifar, image_folder, mnist, text_sequences
 from learnmech.data.synthetic import RegressionTask, sphere_regression
 
-__all__ = ["RegressionTask", "sphere_regression"]
+__all__ = [
+    "RegressionTask",
+    "cifar",
+    "image_folder",
+    "mnist",
+    "sphere_regression",
+    "text_sequences",
+]
