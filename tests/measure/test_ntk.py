@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from learnmech.measure.ntk import empirical_ntk
+from learnmech.measure.ntk import empirical_ntk, jacobian_memory_bytes
 from learnmech.nets import MLP
 from learnmech.theory.kernels import mlp_kernels
 
@@ -113,3 +113,31 @@ def test_bad_input(net):
         empirical_ntk(net, torch.empty(0, 3))
     with pytest.raises(TypeError, match=r"torch\.Tensor"):
         empirical_ntk(net, np.ones((2, 3)))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("mode", ["trace", "diagonal"])
+@pytest.mark.parametrize("second", [False, True])
+def test_per_output_contraction_equals_blocked_jacobians(f64, mode, second):
+    """The 'outputs' path (each example's backward once per output) against the blocked
+    Jacobian contraction, on a small CNN with 5 outputs; 'auto' picks it when the
+    Jacobians do not all fit the budget."""
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5)
+    )
+    x1 = torch.randn(7, 2, 6, 6)
+    x2 = torch.randn(4, 2, 6, 6) if second else None
+    ref = empirical_ntk(net, x1, x2, mode=mode, implementation="jacobian")
+    lines: list[str] = []
+    got = empirical_ntk(net, x1, x2, mode=mode, implementation="outputs", progress=lines.append)
+    assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
+    assert lines and lines[0].startswith("empirical NTK: outputs 0–")
+    per_input = jacobian_memory_bytes(net, 1, 5)
+    n_all = 7 + (4 if second else 0)
+    budget = per_input * n_all // 2  # every Jacobian does not fit; one output's does
+    seen: list[str] = []
+    auto = empirical_ntk(net, x1, x2, mode=mode, memory_budget=budget, progress=seen.append)
+    assert torch.allclose(auto, ref, rtol=1e-10, atol=1e-12)
+    assert seen[0].startswith("empirical NTK: outputs")
+    with pytest.raises(ValueError, match="Θ_aa only"):
+        empirical_ntk(net, x1, mode="full", implementation="outputs")
