@@ -22,11 +22,11 @@ def test_hf_trainer_example_records_every_probe(tmp_path):
         "--out",
         str(tmp_path),
         "--width",
-        "64",
+        "32",
         "--steps",
         "10",
         "--cc-widths",
-        "32,48,64",
+        "16,24,32",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]

@@ -94,7 +94,8 @@ def test_hf_trainer_records_this_steps_gradients_and_update(tmp_path):
     tf.Trainer(model=model, args=args, train_dataset=data, callbacks=[cb, Grab()]).train()
     steps, norms = cb.session.recorder.series("grad_norm")
     assert steps == [1, 2, 3] and all(n > 0 for n in norms)
-    assert norms[0] == pytest.approx(float(seen[0]), rel=1e-12)
+    # the probe reduces in the parameters' dtype (one fused norm over all of them): float32
+    assert norms[0] == pytest.approx(float(seen[0]), rel=1e-6)
     # the Trainer normalises the summed loss by the label count before the shift
     # (num_items_in_batch: 4·8), the model's own mean by the 4·7 shifted tokens
     assert norms[0] == pytest.approx(expected * 7 / 8, rel=1e-5)  # float32 model
