@@ -348,11 +348,11 @@ def runs_show(run: str, store: Path, as_json: bool) -> None:
 )
 @_store_opt
 def runs_export(run: str, fmt: str, out: Path | None, store: Path) -> None:
-    from learnmech.lab.store import Store
+    from learnmech.lab.store import Store, safe_run_id
 
     with Store(store, read_only=True) as st:
         run_id = st.resolve(run)
-        paths = st.export(run_id, fmt, out or store.parent / run_id / "export")
+        paths = st.export(run_id, fmt, out or store.parent / safe_run_id(run_id) / "export")
     for p in paths:
         click.echo(str(p))
 

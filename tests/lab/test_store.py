@@ -96,3 +96,42 @@ def test_curve_validation():
     with pytest.raises(ValueError, match="coordinates"):
         Curve("a", "step", [1, 2], [1.0])
     assert not Curve("a", "s", [0], [float("nan")]).finite
+
+
+def test_crafted_run_ids_never_name_a_path(tmp_path):
+    """Issue #19 (4): run ids read from a store decide file paths; ``../../x`` wrote
+    outside the run folder."""
+    from learnmech.lab.runner import render_report
+    from learnmech.lab.store import safe_run_id
+
+    store = tmp_path / "a" / "s.duckdb"
+    with Store(store) as st:
+        st.begin_run("../../evil", "tracked-run", {}, "tracked", 1, {"device": "cpu"})
+        st.finish_run("../../evil", "done", None, 0.0, None)
+    with Store(store, read_only=True) as st:
+        with pytest.raises(StoreError, match="not a valid id"):
+            render_report(st, "../../evil")
+        with pytest.raises(StoreError, match="not a valid id"):
+            st.export("../../evil", "csv", tmp_path / "out")
+    assert not (tmp_path / "evil").exists() and not list(tmp_path.glob("*.csv"))
+    for ok in ("wide-nets-1a2b3c", "gpt2-mup-f6527f94", "r1"):
+        assert safe_run_id(ok) == ok
+    for bad in ("", ".hidden", "a/b", "a\\b", "x..y", "a" * 200, "é"):
+        with pytest.raises(StoreError):
+            safe_run_id(bad)
+
+
+def test_trial_status_is_escaped_in_the_report(tmp_path):
+    """Issue #19 (5): a crafted status was written into the HTML unescaped."""
+    from learnmech.lab.runner import render_report
+
+    store = tmp_path / "s.duckdb"
+    evil = "<script>alert(1)</script>"
+    with Store(store) as st:
+        st.begin_run("run1", "tracked-run", {}, "tracked", 1, {"device": "cpu"})
+        st.link_trials("run1", ["k0"])
+        st.add_trial("run1", "tracked-run", _trial("k0", 0, status=evil), "cpu")
+        st.finish_run("run1", "done", None, 0.0, None)
+    with Store(store, read_only=True) as st:
+        page = render_report(st, "run1").read_text()
+    assert evil not in page and "&lt;script&gt;" in page

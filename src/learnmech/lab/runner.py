@@ -15,7 +15,7 @@ from learnmech.claims import claims_hash
 from learnmech.errors import UserError
 from learnmech.lab.executors import Job, make_executor
 from learnmech.lab.provenance import provenance, resolve_device
-from learnmech.lab.store import DEFAULT_STORE, Store
+from learnmech.lab.store import DEFAULT_STORE, Store, safe_run_id
 from learnmech.lab.sweep import expand, run_key
 from learnmech.lab.tracked import TRACKED, TrackedRun
 from learnmech.records import Metric, verdict_of
@@ -204,7 +204,7 @@ def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None)
                 f"run {run_id} was stored with a {info['study']} config this version no longer "
                 f"accepts ({field}: {first['msg']}); re-run the study to get a new report"
             ) from None
-    outdir = st.path.parent / run_id
+    outdir = st.path.parent / safe_run_id(run_id)
     theory = st.theory(run_id)
     trials = st.trials(run_id)
     metrics = st.metrics(run_id)

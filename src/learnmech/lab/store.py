@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -74,6 +75,18 @@ _METRIC_COLS = (
     "level",
     "expected",
 )
+
+
+_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def safe_run_id(run_id: str) -> str:
+    """A run id that may name a folder: letters, digits, ``_``, ``.``, ``-``, not starting
+    with a dot and without ``..``. Ids come from the store, which a user may hand over,
+    so every path built from one goes through here (``../../x`` would write elsewhere)."""
+    if not isinstance(run_id, str) or not _RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise StoreError(f"run id {run_id!r} is not a valid id (letters, digits, _ . -)")
+    return run_id
 
 
 class StoreError(UserError):
@@ -461,7 +474,7 @@ class Store:
         }
         paths = []
         for name, (sql, params) in queries.items():
-            path = out / f"{run_id}_{name}.{fmt}"
+            path = out / f"{safe_run_id(run_id)}_{name}.{fmt}"
             tmp = path.with_suffix(path.suffix + ".tmp")
             rel = _arrow(self.con, sql, params)
             if fmt == "parquet":

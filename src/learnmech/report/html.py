@@ -87,10 +87,12 @@ def write_run_report(
         status_counts[t.status] = status_counts.get(t.status, 0) + 1
     errors = [t for t in trials if t.status != "ok"][:20]
     err_rows = "".join(
-        f"<tr><td>{html.escape(json.dumps(t.point))}</td><td>{t.seed}</td><td>{t.status}</td>"
+        f"<tr><td>{html.escape(json.dumps(t.point))}</td><td>{t.seed}</td>"
+        f"<td>{html.escape(str(t.status))}</td>"
         f"<td><pre>{html.escape((t.error or '')[:800])}</pre></td></tr>"
         for t in errors
     )
+    counts = ", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))
     prov = info.get("provenance") or {}
     config = json.dumps(info.get("config"), indent=2, sort_keys=True)
     err_table = (
@@ -116,7 +118,7 @@ before the run. Claim set <code>{html.escape(str(prov.get("claims_hash", "")))}<
 {rows}</table>
 {control_html}
 <h2>Figures</h2>{figs or '<p class="na">no figures</p>'}
-<h2>Trials</h2><p>{", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))}</p>
+<h2>Trials</h2><p>{html.escape(counts)}</p>
 {err_table}
 <h2>Configuration</h2><pre>{html.escape(config)}</pre>
 <h2>Provenance</h2><pre>{html.escape(json.dumps(prov, indent=2, sort_keys=True, default=str))}</pre>
