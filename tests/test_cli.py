@@ -145,3 +145,13 @@ def test_store_errors(tmp_path, capsys):
     capsys.readouterr()
     assert main(["runs", "show", "missing-run", "--store", str(ok)]) == 2
     assert "no run 'missing-run'" in capsys.readouterr().err
+
+
+def test_paths_are_printed_as_text_not_markup(tmp_path, capsys):
+    """Issue #19 (7): '--store [/x]/s.duckdb' crashed the summary after the run finished;
+    'a[bold]b' lost its brackets."""
+    for odd in ("[/x]", "a[bold]b"):
+        store = tmp_path / odd / "s.duckdb"
+        assert main(["run", "wide-nets", *SMALL, "--store", str(store)]) == 0
+        out = capsys.readouterr().out
+        assert f"report: {tmp_path / odd}" in out.replace("\n", "")

@@ -201,10 +201,13 @@ def _check_store_path(store: Path) -> None:
 
 def _print_result(res) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
+    # paths and stored strings are text, not markup: '[/x]/s.duckdb' crashed the print
+    # after a finished run, and 'a[bold]b' lost its brackets (issue #19, item 7)
     con = Console()
-    table = Table(title=f"{res.study} · run {res.run_id} · verdict {res.verdict}")
+    table = Table(title=escape(f"{res.study} · run {res.run_id} · verdict {res.verdict}"))
     for col in ("claim", "kind", "value", "SE", "bound", "tolerance", "verdict"):
         table.add_column(col)
     for m in res.metrics:
@@ -214,20 +217,20 @@ def _print_result(res) -> None:  # type: ignore[no-untyped-def]
             tol = f"|v − {m.expected:.4g}| ≤ {m.tolerance:.4g}"
         se = f"{m.stderr:.3g}" if m.stderr else ""
         bound = f"{m.bound:.4g}" if m.bound is not None and m.passed is not None else ""
-        table.add_row(m.name, m.kind, f"{m.value:.4g}", se, bound, tol, verdict)
+        table.add_row(escape(m.name), m.kind, f"{m.value:.4g}", se, bound, escape(tol), verdict)
     con.print(table)
     if res.control:
         word = "[green]failed as it must[/]" if res.control_ok else "[red]did NOT fail[/]"
         con.print(
-            f"negative control {res.control}: targeted claims {word} "
-            f"(failed: {', '.join(res.control_failed) or 'none'}; "
-            f"passed: {', '.join(res.control_survived) or 'none'})"
+            f"negative control {escape(res.control)}: targeted claims {word} "
+            f"(failed: {escape(', '.join(res.control_failed) or 'none')}; "
+            f"passed: {escape(', '.join(res.control_survived) or 'none')})"
         )
     con.print(f"trials run: {res.trials_run}, reused: {res.trials_skipped}")
     for f in res.failed[:5]:
-        con.print(f"[red]failed trial[/] {f}")
+        con.print(f"[red]failed trial[/] {escape(str(f))}")
     if res.report:
-        con.print(f"report: {res.report}")
+        con.print(f"report: {escape(str(res.report))}")
 
 
 @cli.command("lab")
@@ -519,6 +522,7 @@ def fit_scaling_cmd(
 
 def _print_fit(out: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = Console()
@@ -564,9 +568,9 @@ def _print_fit(out: dict[str, Any]) -> None:
             f"{100 * e['mean_abs_rel_error']:.2f}%, max {100 * e['max_abs_rel_error']:.2f}%"
         )
     for w in out["warnings"]:
-        con.print(f"[yellow]warning:[/yellow] {w}")
+        con.print(f"[yellow]warning:[/yellow] {escape(str(w))}")
     if "plot" in out:
-        con.print(f"figure: {out['plot']}")
+        con.print(f"figure: {escape(str(out['plot']))}")
 
 
 def main(argv: list[str] | None = None) -> int:
