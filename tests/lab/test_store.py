@@ -135,3 +135,14 @@ def test_trial_status_is_escaped_in_the_report(tmp_path):
     with Store(store, read_only=True) as st:
         page = render_report(st, "run1").read_text()
     assert evil not in page and "&lt;script&gt;" in page
+
+
+def test_run_prefixes_are_text_not_like_patterns(store_path):
+    """Issue #19 (11): '%' and '_' in a prefix matched any run."""
+    with Store(store_path) as st:
+        for rid in ("abc-1", "abd-2"):
+            st.begin_run(rid, "toy", {}, "quick", 1, {"device": "cpu"})
+        assert st.resolve("abc") == "abc-1"
+        for pattern in ("%", "ab_", "a%"):
+            with pytest.raises(StoreError, match="no run"):
+                st.resolve(pattern)

@@ -362,7 +362,9 @@ class Store:
     def resolve(self, run: str) -> str:
         """Full run id from an id or a unique prefix."""
         got = self.con.execute(
-            "SELECT id FROM runs WHERE id LIKE ? || '%' ORDER BY id", [run]
+            # a prefix match, not LIKE: '%' and '_' in what the user typed are characters
+            "SELECT id FROM runs WHERE starts_with(id, ?) ORDER BY id",
+            [run],
         ).fetchall()
         if not got:
             raise StoreError(f"no run {run!r} in {self.path}")
