@@ -56,6 +56,18 @@ def test_failures_and_divergence_are_recorded_and_retried(store_path):
     assert again.trials_run == 2  # only the errors are retried; diverged is a result
 
 
+def test_a_raised_divergence_is_a_result_not_an_error(store_path):
+    """Issue #19 (3): FloatingPointError from a diverging run was stored as an error and
+    re-run on every resume."""
+    res = run_study("toy", store=store_path, overrides={"diverge_at": 3}, report=False)
+    with Store(store_path, read_only=True) as st:
+        rows = st.con.execute("SELECT status, error FROM trials WHERE status <> 'ok'").fetchall()
+    assert [r[0] for r in rows] == ["diverged", "diverged"]
+    assert "FloatingPointError: training diverged at 3" in rows[0][1]
+    again = run_study("toy", store=store_path, overrides={"diverge_at": 3}, report=False)
+    assert again.trials_run == 0 and again.trials_skipped == res.trials_run
+
+
 def test_interrupted_run_keeps_finished_trials(store_path):
     with pytest.raises(KeyboardInterrupt):
         run_study("toy", store=store_path, overrides={"interrupt_at": 2}, report=False)

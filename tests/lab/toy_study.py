@@ -18,6 +18,7 @@ class ToyConfig(StudyConfig):
     slope: float = 2.0
     fail_at: int = -1
     nan_at: int = -1
+    diverge_at: int = -1
     interrupt_at: int = -1
     sleep: float = 0.0
     marker_dir: str = ""
@@ -46,6 +47,8 @@ class Toy(Study):
             raise KeyboardInterrupt
         if a == cfg.fail_at:
             raise RuntimeError(f"boom at {a}")
+        if a == cfg.diverge_at:
+            raise FloatingPointError(f"training diverged at {a}")
         time.sleep(cfg.sleep)
         out = {}
         for s in seeds:

@@ -105,3 +105,12 @@ def test_matrix_statistics():
         matrix_correlation(S, S[:3])
     with pytest.raises(UserError, match="constant"):
         matrix_correlation(np.ones((3, 3)), S[:3, :3])
+
+
+def test_matrix_correlation_of_a_diverged_run_is_a_divergence():
+    """Issue #19 (3): NaN weights raised an 'undefined' usage error, stored as an error."""
+    from learnmech.measure.features import matrix_correlation
+
+    a = torch.eye(3)
+    with pytest.raises(FloatingPointError, match="did training diverge"):
+        matrix_correlation(a, a * float("nan"))

@@ -51,8 +51,12 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
         msg = f"{type(err).__name__}: {err}"
         tb = traceback.format_exc(limit=4)
         dur = time.perf_counter() - t0
+        # a run that blew up is a result (reused on resume), not an error to retry: studies
+        # and measurements raise FloatingPointError when training diverges or a quantity
+        # of a diverged run is undefined (issue #19, item 3)
+        status = "diverged" if isinstance(err, FloatingPointError) else "error"
         return [
-            TrialResult(k, job.point, s, "error", f"{msg}\n{tb}", dur, [], watch.used())
+            TrialResult(k, job.point, s, status, f"{msg}\n{tb}", dur, [], watch.used())
             for s, k in zip(job.seeds, job.keys, strict=True)
         ]
     used = watch.used()

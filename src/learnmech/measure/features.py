@@ -60,6 +60,9 @@ def matrix_correlation(a: Any, b: Any, *, centered: bool = True) -> float:
         raise UserError(f"matrices differ in shape: {tuple(A.shape)} vs {tuple(B.shape)}")
     u = A.detach().reshape(-1).to(torch.float64)
     v = B.detach().reshape(-1).to(torch.float64)
+    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(v).all())):
+        # the matrices of a diverged run: a result to record, not a usage error
+        raise FloatingPointError("a matrix has non-finite entries (did training diverge?)")
     if centered:
         u, v = u - u.mean(), v - v.mean()
     den = float(u.norm() * v.norm())
