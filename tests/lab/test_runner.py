@@ -181,3 +181,12 @@ def test_report_of_a_run_whose_config_no_longer_validates(store_path):
         with pytest.raises(UserError, match="no longer accepts"):
             render_report(st, r.run_id)
     assert main(["report", r.run_id, "--store", str(store_path)]) == 2
+
+
+def test_report_renders_whatever_finished(store_path):
+    """Issue #19 (1): a failed trial crashed report writing in a figure that needs every
+    point; the report now shows the claims, the failed trials and a note."""
+    res = run_study("toy", store=store_path, overrides={"fail_at": 1}, report=True)
+    page = Path(res.report).read_text()
+    assert "could not be drawn from the 6 of 8 trials that finished" in page
+    assert "RuntimeError: boom at 1" in page

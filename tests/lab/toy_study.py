@@ -60,6 +60,12 @@ class Toy(Study):
             Path(cfg.marker_dir, f"done-{a}").write_text("1")
         return out
 
+    def figures(self, cfg, theory, trials, metrics, outdir):  # type: ignore[no-untyped-def]
+        """Like a width-scaling panel: needs every point (fails on a partial sweep)."""
+        if sum(t.status == "ok" for t in trials) < cfg.points * cfg.seeds:
+            raise ValueError("a power-law fit needs at least two positive finite points")
+        return []
+
     def compare(self, cfg: ToyConfig, theory: list[Curve], trials: list[TrialResult]):
         ok = [t for t in trials if t.status == "ok"]
         err = max((abs(t.curve("y").values[0] - cfg.slope * t.point["a"]) for t in ok), default=0.0)

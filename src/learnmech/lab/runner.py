@@ -209,8 +209,21 @@ def render_report(st: Store, run_id: str, *, study: Any = None, cfg: Any = None)
     trials = st.trials(run_id)
     metrics = st.metrics(run_id)
     outdir.mkdir(parents=True, exist_ok=True)
-    ev = study.evaluate(cfg, theory, trials)
-    ev.metrics = metrics  # the stored claims are the record; the summary feeds the figures
-    figures = study.render_figures(cfg, theory, trials, ev, outdir)
+    # a report shows whatever finished: a figure that cannot be drawn from a partial sweep
+    # (an out-of-memory trial left one width) becomes a note, not a crash (#19, item 1)
+    note = None
+    try:
+        ev = study.evaluate(cfg, theory, trials)
+        ev.metrics = metrics  # the stored claims are the record; the summary feeds figures
+        figures = study.render_figures(cfg, theory, trials, ev, outdir)
+    except Exception as err:
+        figures = []
+        done = sum(t.status == "ok" for t in trials)
+        note = (
+            f"The figures could not be drawn from the {done} of {len(trials)} trials that "
+            f"finished ({type(err).__name__}: {err})."
+        )
     controls = st.control_runs(info["study"]) if study.controls else []
-    return write_run_report(outdir, info, study, metrics, figures, trials, controls=controls)
+    return write_run_report(
+        outdir, info, study, metrics, figures, trials, controls=controls, note=note
+    )

@@ -67,8 +67,10 @@ def write_run_report(
     trials: Sequence[TrialResult],
     *,
     controls: Sequence[dict[str, Any]] = (),
+    note: str | None = None,
 ) -> Path:
-    """Write ``outdir/report.html`` (figures embedded, so the page is self-contained).
+    """Write ``outdir/report.html`` (figures embedded, so the page is self-contained);
+    ``note`` is shown in place of figures that could not be drawn.
 
     ``controls`` are the stored negative-control runs of the study (newest per control),
     shown in the "Can this test fail?" section next to the declared controls."""
@@ -93,6 +95,7 @@ def write_run_report(
         for t in errors
     )
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(status_counts.items()))
+    note_html = f'<p class="fail">{html.escape(note)}</p>' if note else ""
     prov = info.get("provenance") or {}
     config = json.dumps(info.get("config"), indent=2, sort_keys=True)
     err_table = (
@@ -117,7 +120,7 @@ before the run. Claim set <code>{html.escape(str(prov.get("claims_hash", "")))}<
 <th>tolerance</th><th>level</th><th>verdict</th><th>meaning</th></tr>
 {rows}</table>
 {control_html}
-<h2>Figures</h2>{figs or '<p class="na">no figures</p>'}
+<h2>Figures</h2>{note_html}{figs or ("" if note else '<p class="na">no figures</p>')}
 <h2>Trials</h2><p>{html.escape(counts)}</p>
 {err_table}
 <h2>Configuration</h2><pre>{html.escape(config)}</pre>
