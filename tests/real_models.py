@@ -18,17 +18,27 @@ def _hf():  # type: ignore[no-untyped-def]
     return tf
 
 
-def gpt2(*, width: int = 16, attn: str = "eager", dtype: torch.dtype = torch.float64):  # type: ignore[no-untyped-def]
+def gpt2(  # type: ignore[no-untyped-def]
+    *,
+    width: int = 16,
+    layers: int = 2,
+    attn: str = "eager",
+    dtype: torch.dtype = torch.float64,
+    dropout: float = 0.1,
+):
     tf = _hf()
     torch.manual_seed(0)
     cfg = tf.GPT2Config(
         vocab_size=VOCAB,
         n_positions=16,
         n_embd=width,
-        n_layer=2,
+        n_layer=layers,
         n_head=2,
         bos_token_id=0,
         eos_token_id=0,
+        resid_pdrop=dropout,
+        embd_pdrop=dropout,
+        attn_pdrop=dropout,
         attn_implementation=attn,
     )
     return tf.GPT2LMHeadModel(cfg).to(dtype)

@@ -28,25 +28,10 @@ from learnmech.integrations import (
 from learnmech.train import GradNorm, UpdateRMS
 
 
-def _gpt2_no_dropout():
-    from tests.real_models import _hf
+def _gpt2_no_dropout():  # type: ignore[no-untyped-def]
+    from tests.real_models import gpt2
 
-    tf = _hf()
-    torch.manual_seed(0)
-    cfg = tf.GPT2Config(
-        vocab_size=32,
-        n_positions=16,
-        n_embd=16,
-        n_layer=1,
-        n_head=2,
-        bos_token_id=0,
-        eos_token_id=0,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        attn_implementation="eager",
-    )
-    return tf.GPT2LMHeadModel(cfg)
+    return gpt2(layers=1, dtype=torch.float32, dropout=0.0)
 
 
 def _first_step_grad_norm(model, ids) -> float:  # type: ignore[no-untyped-def]
