@@ -155,3 +155,24 @@ def test_paths_are_printed_as_text_not_markup(tmp_path, capsys):
         assert main(["run", "wide-nets", *SMALL, "--store", str(store)]) == 0
         out = capsys.readouterr().out
         assert f"report: {tmp_path / odd}" in out.replace("\n", "")
+
+
+def test_unwritable_paths_are_one_line_before_any_work(tmp_path, capsys):
+    """Issue #19 (6): a store, export or plot path that cannot be written leaked a
+    traceback (the run had started, the fit had finished)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["run", "data-spectra", "--store", str(blocker / "s.duckdb")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("learnmech: error: --store") and "cannot write in" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    csv = tmp_path / "runs.csv"
+    csv.write_text(
+        "N,D,loss\n"
+        + "\n".join(f"{n},{d},{2 + 1 / n + 1 / d}" for n in (10, 20, 40) for d in (100, 200, 400))
+    )
+    assert main(["fit", "scaling", str(csv), "--plot", str(blocker / "fit.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("learnmech: error: --plot: cannot write in") and len(err.splitlines()) == 1
+    )

@@ -194,9 +194,29 @@ def run_cmd(
     _print_result(res)
 
 
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Before any work, without creating anything: the nearest existing ancestor of
+    ``folder`` is a folder that takes a file (a temporary file, removed at once)."""
+    import tempfile
+
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        if not probe.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(probe))
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as err:
+        raise _Fail(f"{what}: cannot write in {folder} ({err.strerror or err})") from None
+
+
 def _check_store_path(store: Path) -> None:
+    """Before any work: the store is a file, in a folder that exists (or is made now) and
+    takes a file (issue #19, item 6: the run used to start, then fail with a trace)."""
     if store.exists() and store.is_dir():
         raise _Fail(f"--store {store} is a directory, expected a .duckdb file")
+    _check_writable_folder(store.parent, f"--store {store}")
 
 
 def _print_result(res) -> None:  # type: ignore[no-untyped-def]
@@ -470,6 +490,8 @@ def fit_scaling_cmd(
     budgets = _floats(compute, "compute")
     if plot is not None and plot.suffix.lower() != ".png":
         raise _Fail(f"--plot writes PNG files; got {plot}")
+    if plot is not None:
+        _check_writable_folder(plot.parent, "--plot")
     cols = {"N": n_col, "D": d_col, "C": c_col, "x": x_col, "loss": loss_col}
     data = read_scaling_csv(csv_file, lw, columns=cols, drop_highest=drop_highest)
     used = data.pop("_columns")
@@ -597,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("learnmech: interrupted (finished trials are saved; re-run to resume)", err=True)
         return 130
+    except OSError as e:  # a folder that cannot be made or written: one line, not a trace
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        click.echo(f"learnmech: error: {e.strerror or e}{where}", err=True)
+        return EXIT_USAGE
     return 0
 
 
