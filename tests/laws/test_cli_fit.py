@@ -73,6 +73,8 @@ def test_fit_scaling_chinchilla_from_compute_column(tmp_path, capsys):
         ("steps,loss\n1,2\n2,nan\n", ["--law", "saturating"], "not finite"),
         ("steps,loss\n1,2\n-2,1\n", ["--law", "saturating"], "not positive"),
         ("steps,loss\n1,2\n2,abc\n", ["--law", "saturating"], "not a number"),
+        # fullwidth digits pass float() but are a typo (issue #19, item 11)
+        ("steps,loss\n1,2\n2,\uff11\uff12\n", ["--law", "saturating"], "not a number"),
         ("steps,loss\n1,2\n2,1,5\n", ["--law", "saturating"], "fields"),
         ("steps,loss\n1,2\n2,1.5\n", ["--law", "saturating"], "too few points"),
         ("N,loss\n1,2\n", [], "tokens column D or a compute column C"),
@@ -89,3 +91,14 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, content, args, match):
     assert main(["fit", "scaling", str(path), *args]) == 2
     err = capsys.readouterr().err
     assert match in err and err.count("\n") == 1
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, capsys):
+    """Issue #19 (11): Excel's BOM made the first column '\ufeffN', an invisible mismatch."""
+    rows = "\n".join(
+        f"{n},{d},{2 + 50 / n**0.5 + 80 / d**0.3}" for n in (1e3, 1e4, 1e5) for d in (1e6, 1e7, 1e8)
+    )
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + f"N,D,loss\n{rows}\n".encode())
+    assert main(["fit", "scaling", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["columns"]["N"] == "N"

@@ -29,7 +29,8 @@ def _read(path: Path) -> tuple[list[str], list[list[str]]]:
     if path.is_dir():
         raise UserError(f"{path}: is a directory, expected a CSV file")
     try:
-        with path.open(newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a byte-order mark (Excel writes one) is not part of the first name
+        with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text CSV file (cannot decode as UTF-8)") from None
@@ -52,6 +53,8 @@ def _column(path: Path, header: list[str], body: list[list[str]], name: str) -> 
     for i, r in enumerate(body):
         cell = r[j].strip()
         try:
+            if not cell.isascii():  # float() takes "１２" (fullwidth digits): a typo, not data
+                raise ValueError(cell)
             v = float(cell)
         except ValueError:
             raise UserError(
