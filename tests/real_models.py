@@ -25,6 +25,8 @@ def gpt2(  # type: ignore[no-untyped-def]
     attn: str = "eager",
     dtype: torch.dtype = torch.float64,
     dropout: float = 0.1,
+    tied: bool = True,
+    inner: int | None = None,
 ):
     tf = _hf()
     torch.manual_seed(0)
@@ -32,6 +34,7 @@ def gpt2(  # type: ignore[no-untyped-def]
         vocab_size=VOCAB,
         n_positions=16,
         n_embd=width,
+        n_inner=inner,
         n_layer=layers,
         n_head=2,
         bos_token_id=0,
@@ -39,6 +42,7 @@ def gpt2(  # type: ignore[no-untyped-def]
         resid_pdrop=dropout,
         embd_pdrop=dropout,
         attn_pdrop=dropout,
+        tie_word_embeddings=tied,
         attn_implementation=attn,
     )
     return tf.GPT2LMHeadModel(cfg).to(dtype)
@@ -76,17 +80,17 @@ def resnet(*, dtype: torch.dtype = torch.float64):  # type: ignore[no-untyped-de
     return tf.ResNetForImageClassification(cfg).to(dtype)
 
 
-def vit(*, attn: str = "sdpa", dtype: torch.dtype = torch.float64):  # type: ignore[no-untyped-def]
+def vit(*, width: int = 16, attn: str = "sdpa", dtype: torch.dtype = torch.float64):  # type: ignore[no-untyped-def]
     tf = _hf()
     torch.manual_seed(0)
     cfg = tf.ViTConfig(
         image_size=8,
         patch_size=4,
         num_channels=3,
-        hidden_size=16,
+        hidden_size=width,
         num_hidden_layers=1,
         num_attention_heads=2,
-        intermediate_size=32,
+        intermediate_size=2 * width,
         num_labels=CLASSES,
         attn_implementation=attn,
     )

@@ -299,23 +299,9 @@ def test_mup_cross_check_against_the_mup_package():
 
 
 def _hf_gpt2(width: int, *, tied: bool = True, inner: int | None = None):
-    from tests.real_models import _hf
+    from tests.real_models import gpt2
 
-    tf = _hf()
-    torch.manual_seed(0)
-    cfg = tf.GPT2Config(
-        vocab_size=32,
-        n_positions=16,
-        n_embd=width,
-        n_inner=inner,
-        n_layer=2,
-        n_head=2,
-        tie_word_embeddings=tied,
-        bos_token_id=0,
-        eos_token_id=0,
-        attn_implementation="eager",
-    )
-    return tf.GPT2LMHeadModel(cfg).double()
+    return gpt2(width=width, tied=tied, inner=inner)
 
 
 def test_tied_gpt2_readout_gets_mups_shared_readout_multiplier():
@@ -359,6 +345,7 @@ def test_hf_attention_scaling_becomes_mups_one_over_d():
 
 
 def test_roles_are_checked_and_consulted_before_inference():
+    from tests.real_models import vit
 
     with pytest.raises(UserError, match="matches no parameter"):
         parametrize(
@@ -366,20 +353,7 @@ def test_roles_are_checked_and_consulted_before_inference():
         )
 
     def wide_vit(h: int):
-        from tests.real_models import _hf
-
-        tf = _hf()
-        torch.manual_seed(0)
-        cfg = tf.ViTConfig(
-            image_size=8,
-            patch_size=4,
-            hidden_size=h,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=2 * h,
-            num_labels=5,
-        )
-        return tf.ViTForImageClassification(cfg).double()
+        return vit(width=h)
 
     with pytest.raises(UserError, match="roles="):
         parametrize(wide_vit(32), "mup", base=wide_vit(16), init="fixed")

@@ -277,12 +277,9 @@ def _forced_multipliers(
     ratio = [s / b for s, b in zip(shape, base, strict=True)]
     if not ratio:
         return 1.0, 1.0
-    if role == "hidden":
-        if len(shape) < 2:
-            raise UserError(f"parameter {name}: a hidden weight needs two dims, got {shape}")
-        o, i = (1, 0) if _transposed(owner) else (0, 1)
-        return ratio[i], ratio[o]
-    if len(shape) == 2:
+    if role == "hidden" and len(shape) < 2:
+        raise UserError(f"parameter {name}: a hidden weight needs two dims, got {shape}")
+    if len(shape) == 2 or role == "hidden":
         o, i = (1, 0) if _transposed(owner) else (0, 1)
         return ratio[i], ratio[o]
     grow = max(ratio)  # the one dim that grows (1-d gains, 3-d tokens and tables)

@@ -42,6 +42,7 @@ __all__ = [
     "random_layers",
     "same_randomness",
     "take",
+    "to_device",
 ]
 
 #: "train" or "eval" sets every module's mode for the measurement; "keep" leaves it as is
@@ -128,6 +129,15 @@ def take(x: Any, idx: slice | torch.Tensor) -> Any:
     if isinstance(x, Mapping):
         return {k: (v[idx] if isinstance(v, torch.Tensor) and v.ndim else v) for k, v in x.items()}
     return x[idx]
+
+
+def to_device(x: Any, device: Any) -> Any:
+    """A tensor or every tensor of a mapping batch on ``device`` (``None``: unchanged)."""
+    if not device:
+        return x
+    if isinstance(x, Mapping):
+        return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in x.items()}
+    return x.to(device) if isinstance(x, torch.Tensor) else x
 
 
 def batch_coupled(model: nn.Module) -> list[str]:

@@ -57,6 +57,7 @@ from learnmech.measure.model_io import (
     n_rows,
     prediction,
     take,
+    to_device,
 )
 
 __all__ = [
@@ -835,7 +836,7 @@ def _collect(
             for b in batches:
                 calls.clear()
                 rows = n_rows(b)
-                call(model, _to(b, device))
+                call(model, to_device(b, device))
                 for n in layers:
                     got = calls.get(n, [])
                     t = got[0] if len(got) == 1 else None
@@ -855,14 +856,6 @@ def _collect(
         for h in handles:
             h.remove()
     return {n: torch.cat(v) for n, v in store.items() if n not in skipped}, skipped
-
-
-def _to(b: Any, device: Any) -> Any:
-    if not device:
-        return b
-    if isinstance(b, Mapping):
-        return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
-    return b.to(device) if isinstance(b, torch.Tensor) else b
 
 
 def layer_similarity(
