@@ -336,6 +336,7 @@ def fit_law(
     max_iter: int = 2000,
     ftol: float = 1e-15,
     gtol: float = 1e-10,
+    warn: bool = True,
     **inputs: Any,
 ) -> ScalingFit:
     """Fit a scaling law by Huber regression of log loss, from every start of a grid.
@@ -353,6 +354,8 @@ def fit_law(
         max_iter, ftol, gtol: L-BFGS stopping rules per start (see
             :func:`~learnmech.laws.optim.batched_lbfgs`; scipy's defaults are ftol = 2.2e-9,
             gtol = 1e-5).
+        warn: raise each diagnostic of ``ScalingFit.warnings`` as a ``UserWarning`` (they
+            are recorded on the fit either way).
     """
     lw = get_law(law) if isinstance(law, str) else law
     data = ScalingData.from_arrays(lw, loss, **inputs)
@@ -412,7 +415,7 @@ def fit_law(
         result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
         result.boot_weights = W
         result.warnings += _tradeoffs(lw, result.boot)
-    for w in result.warnings:
+    for w in result.warnings if warn else ():
         warnings.warn(w, UserWarning, stacklevel=2)
     return result
 
@@ -484,6 +487,7 @@ def extrapolation_score(
     by: str | None = None,
     huber_delta: float = 1e-3,
     starts: np.ndarray | None = None,
+    warn: bool = True,
     **inputs: Any,
 ) -> dict[str, Any]:
     """Fit on the smaller runs, score on the largest (leave-largest-out).
@@ -504,7 +508,7 @@ def extrapolation_score(
     cut = values[-holdout]
     train = data.inputs[key] < cut
     tr, te = data.subset(train), data.subset(~train)
-    f = fit_law(lw, tr.loss, huber_delta=huber_delta, starts=starts, **tr.inputs)
+    f = fit_law(lw, tr.loss, huber_delta=huber_delta, starts=starts, warn=warn, **tr.inputs)
     pred = f.predict(**te.inputs)
     rel = pred / te.loss - 1
     return {

@@ -14,7 +14,9 @@ __all__ = [
     "band",
     "colors",
     "deep_linear_figures",
+    "errorbars",
     "lazy_rich_figures",
+    "legend",
     "save_png",
     "scaling_fit_figure",
     "subplots",
@@ -93,6 +95,24 @@ def band(
     if se is not None and np.all(np.isfinite(se)):
         ax.fill_between(x, mean - k * se, mean + k * se, color=line.get_color(), alpha=0.2, lw=0)
     return line
+
+
+def errorbars(ax: Any, x: Any, values: Any, *, k: float = 2.0, **kw: Any) -> Any:
+    """Mean over seeds with ±k·SE bars at each x: ``values`` is (seeds, len(x)) or one
+    array of seed values per x (ragged). ``kw`` goes to ``ax.errorbar``."""
+    cols = list(np.asarray(values).T) if isinstance(values, np.ndarray) else list(values)
+    m = np.array([np.mean(c) for c in cols])
+    se = np.array([np.std(c, ddof=1) / np.sqrt(len(c)) if len(c) > 1 else 0.0 for c in cols])
+    kw.setdefault("capsize", 3)
+    return ax.errorbar(x, m, k * se, **kw)
+
+
+def legend(*axes: Any, **kw: Any) -> None:
+    """A legend on each axis that has labelled artists (``kw`` to ``ax.legend``)."""
+    kw.setdefault("fontsize", 7)
+    for ax in axes:
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(**kw)
 
 
 def _width_colors(widths: list[int]) -> dict[int, Any]:

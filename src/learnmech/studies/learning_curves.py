@@ -64,6 +64,7 @@ from pydantic import Field
 
 from learnmech.claims import Claims, Estimate, fit_slope
 from learnmech.errors import UserError
+from learnmech.measure import regression as rr
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
 from learnmech.stats import jackknife, mean_se
@@ -222,34 +223,14 @@ class LearningCurves(Study):
             rng = np.random.default_rng(_draw_seed(task, n, seed))
             if task == "synthetic":
                 lam, v = _synthetic(cfg)
-                Z = rng.standard_normal((n, lam.size))
-                y = Z @ v + math.sqrt(cfg.noise_var) * rng.standard_normal(n)
-                K = (Z * lam) @ Z.T
-                mses = []
-                for r in ridges:
-                    A = K + r * n * np.eye(n)
-                    alpha = (
-                        np.linalg.lstsq(A, y, rcond=None)[0] if r == 0 else np.linalg.solve(A, y)
-                    )
-                    w = lam * (Z.T @ alpha)
-                    mses.append(float(np.sum((w - v) ** 2) + cfg.noise_var))
+                Z, y = rr.gaussian_task(v, n, cfg.noise_var, rng)
+                mses = rr.kernel_ridge_error(lam, v, Z, y, ridges, cfg.noise_var)
             else:
-                d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
-                N = d["x"].shape[0]
                 # n distinct images; the test error is over the whole population (the
                 # theory's test distribution), training images included
-                idx = rng.choice(N, n, replace=False)
-                K = d["K"][np.ix_(idx, idx)]
-                Kx = d["K"][:, idx]
-                y = d["y"][idx]
-                mses = []
-                for r in ridges:
-                    A = K + r * n * np.eye(n)
-                    # ridgeless with repeated draws: the minimum-norm interpolant (pseudo-inverse)
-                    alpha = (
-                        np.linalg.lstsq(A, y, rcond=None)[0] if r == 0 else np.linalg.solve(A, y)
-                    )
-                    mses.append(float(np.mean((Kx @ alpha - d["y"]) ** 2)))
+                d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
+                idx = rng.choice(d["x"].shape[0], n, replace=False)
+                mses = rr.population_kernel_ridge_error(d["K"], d["y"], idx, ridges)
             out[seed] = [Curve("test_mse", "ridge", ridges, mses)]
         return out
 

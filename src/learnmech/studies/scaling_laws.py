@@ -48,13 +48,7 @@ chain's entropy rate H — the Bayes-optimal loss — is known in closed form, s
   and, leave-largest-width-out, to the smaller widths and evaluated on the widest:
   relative error of L and of the excess L − H (reported). N counts every parameter.
 
-Finding (full scale, widths 8…128, 3 seeds): the fitted E lies 0.0073 ± 0.0025 nats *below*
-H — a loss no model can reach, the free E absorbing the law's misfit — and leave-widest-out
-predicts L to 1.5% but the learnable part L − H only to 82%.
-
-Order 1 keeps the curves smooth: at order 2 the loss sits on a plateau until attention
-learns to look back, then drops at a width-dependent step, which no sum of power laws
-describes (measured while choosing the setting).
+Findings (the fitted E below H at full scale; why order 1): docs/tutorial-scaling.md.
 """
 
 from __future__ import annotations
@@ -65,15 +59,16 @@ from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from learnmech.claims import Claims, Estimate, reported
 from learnmech.data.language import ZipfMarkov, table_size_error
+from learnmech.laws import extrapolation_score, fit_law
+from learnmech.measure import regression as rr
 from learnmech.nets import GPT
 from learnmech.records import Curve, Figure, Metric, TrialResult
-from learnmech.report.plots import colors, save_png, subplots
-from learnmech.stats import jackknife, mean_se
+from learnmech.report.plots import colors, errorbars, legend, save_png, subplots
+from learnmech.stats import jackknife
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning
 from learnmech.theory.exponents import (
@@ -82,6 +77,7 @@ from learnmech.theory.exponents import (
     projection_error,
 )
 from learnmech.theory.spectra import power_law_spectrum
+from learnmech.train.language import heldout_loss, train_lm
 
 __all__ = ["ScalingLaws", "ScalingLawsConfig"]
 
@@ -144,60 +140,42 @@ def _spectrum(cfg: ScalingLawsConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rng(kind: str, x: int, y: int, seed: int) -> np.random.Generator:
-    code = {"n": 1, "p": 2, "grid": 3}[kind]
-    return np.random.default_rng([seed, code, x, y])
-
-
-def _exp_tol(xs: list[int]) -> float:
-    return 2 / (min(xs) * math.log(max(xs) / min(xs)))
+    return np.random.default_rng([seed, {"n": 1, "p": 2, "grid": 3}[kind], x, y])
 
 
 def _language(cfg: ScalingLawsConfig) -> ZipfMarkov:
     return ZipfMarkov(cfg.gpt_vocab, cfg.gpt_order, cfg.gpt_zipf, seed=cfg.gpt_data_seed)
 
 
-def _entropy(cfg: ScalingLawsConfig) -> float:
-    return _language(cfg).entropy_rate
-
-
 def _train_gpt(cfg: ScalingLawsConfig, width: int, seed: int, device: str) -> list[Curve]:
-    """One constant-rate Adam run of the GPT on fresh sequences every step; the test loss
-    (positions with a full context) and its standard error at each of ``gpt_steps``."""
+    """One constant-rate Adam run of the GPT on fresh sequences every step (seeded by
+    (run seed, step), disjoint from the test set's stream); the held-out loss and its SE
+    at each of ``gpt_steps``."""
     lang = _language(cfg)
-    o = cfg.gpt_order
     test = lang.sample(cfg.gpt_test_sequences, cfg.gpt_context + 1, seed=cfg.gpt_data_seed + 1)
     test = test.to(device)
-    model = GPT(cfg.gpt_vocab, width, cfg.gpt_depth, cfg.gpt_heads, cfg.gpt_context, seed=seed).to(
-        device
+    model = GPT(cfg.gpt_vocab, width, cfg.gpt_depth, cfg.gpt_heads, cfg.gpt_context, seed=seed)
+    model.to(device)
+
+    def batch(step: int) -> torch.Tensor:
+        stream = np.random.SeedSequence([cfg.gpt_data_seed, 7, seed, step]).generate_state(1)
+        return lang.sample(cfg.gpt_batch, cfg.gpt_context + 1, seed=int(stream[0])).to(device)
+
+    run = train_lm(
+        model,
+        torch.optim.Adam(model.parameters(), lr=cfg.gpt_lr),
+        batch,
+        cfg.gpt_steps[-1],
+        evaluate=lambda m: heldout_loss(m, test, cfg.gpt_order),
+        at=cfg.gpt_steps,
     )
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.gpt_lr)
-    checks = set(cfg.gpt_steps)
-    losses, ses = [], []
-    for step in range(1, cfg.gpt_steps[-1] + 1):
-        # training data: seeded by (run seed, step), disjoint from the test seed's stream
-        b = lang.sample(cfg.gpt_batch, cfg.gpt_context + 1, seed=_stream(cfg, seed, step))
-        b = b.to(device)
-        out = model(b[:, :-1])
-        loss = F.cross_entropy(out.reshape(-1, cfg.gpt_vocab), b[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step in checks:
-            with torch.no_grad():
-                z = model(test[:, :-1])[:, o - 1 :]
-                per = F.cross_entropy(
-                    z.reshape(-1, cfg.gpt_vocab), test[:, o:].reshape(-1), reduction="none"
-                ).double()
-                # per-sequence means are independent; positions within one are not
-                seq = per.view(test.shape[0], -1).mean(1).cpu().numpy()
-            m, se = mean_se(seq)
-            losses.append(float(m))
-            ses.append(float(se))
+    if run.diverged:
+        raise FloatingPointError(f"the width-{width} GPT's training loss became non-finite")
     tokens = np.array(cfg.gpt_steps, float) * cfg.gpt_batch * cfg.gpt_context
     n_params = float(sum(p.numel() for p in model.parameters()))
     return [
-        Curve("test_loss", "tokens", tokens, np.array(losses)),
-        Curve("test_loss_se", "tokens", tokens, np.array(ses)),
+        Curve("test_loss", "tokens", tokens, run.column(0)),
+        Curve("test_loss_se", "tokens", tokens, run.column(1)),
         Curve("params", "run", np.array([0.0]), np.array([n_params])),
     ]
 
@@ -209,10 +187,6 @@ def _seed_means(
     keys = sorted({(n, d) for n, d in zip(N, D, strict=True)})
     Lm = np.array([L[(N == n) & (D == d)].mean() for n, d in keys])
     return np.array([k[0] for k in keys]), np.array([k[1] for k in keys]), Lm
-
-
-def _stream(cfg: ScalingLawsConfig, seed: int, step: int) -> int:
-    return int(np.random.SeedSequence([cfg.gpt_data_seed, 7, seed, step]).generate_state(1)[0])
 
 
 class ScalingLaws(Study):
@@ -284,7 +258,12 @@ class ScalingLaws(Study):
         if "gpt" in cfg.arms:
             widths = np.array(cfg.gpt_widths, float)
             out.append(
-                Curve("gpt_optimal_loss", "width", widths, np.full(widths.size, _entropy(cfg)))
+                Curve(
+                    "gpt_optimal_loss",
+                    "width",
+                    widths,
+                    np.full(widths.size, _language(cfg).entropy_rate),
+                )
             )
         return out
 
@@ -294,39 +273,23 @@ class ScalingLaws(Study):
         if point["kind"] == "gpt":
             return {s: _train_gpt(cfg, int(point["width"]), s, device) for s in seeds}
         lam, v = _spectrum(cfg)
-        M = lam.size
-        sq = np.sqrt(lam)
         kind, n, P = point["kind"], int(point["n"]), int(point["p"])
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             rng = _rng(kind, n, P, seed)
-            if kind == "n":  # kernel limit: ridgeless regression with the linear kernel
-                Z = rng.standard_normal((n, M))
-                y = Z @ v + math.sqrt(cfg.noise_var) * rng.standard_normal(n)
-                if cfg.data_sweep_p:  # the control: P random features instead of the limit
-                    G = rng.standard_normal((cfg.data_sweep_p, M)) * sq
-                    Phi = Z @ G.T
-                    c = np.linalg.lstsq(Phi, y, rcond=None)[0]
-                    err = float(np.sum((G.T @ c - v) ** 2) + cfg.noise_var)
-                    out[seed] = [Curve("test_error", "run", [0], [err])]
-                    continue
-                K = (Z * lam) @ Z.T
-                alpha = np.linalg.lstsq(K, y, rcond=None)[0]
-                w = lam * (Z.T @ alpha)
-                err = float(np.sum((w - v) ** 2) + cfg.noise_var)
-            elif kind == "p":  # unlimited data: best fit on P random features
-                G = rng.standard_normal((P, M)) * sq
-                w = np.linalg.lstsq(G @ G.T, G @ v, rcond=None)[0]
-                err = float(np.sum((G.T @ w - v) ** 2) + cfg.noise_var)
-            else:  # P features, n samples, ridge regression
-                # the same features for every n at this (P, seed): curves in n are paired
-                G = _rng("p", 0, P, seed).standard_normal((P, M)) * sq / math.sqrt(P)
-                Z = rng.standard_normal((n, M))
-                y = Z @ v + math.sqrt(cfg.noise_var) * rng.standard_normal(n)
-                Phi = Z @ G.T
-                A = Phi.T @ Phi + cfg.ridge * n * np.eye(P)
-                w = np.linalg.solve(A, Phi.T @ y)
-                err = float(np.sum((G.T @ w - v) ** 2) + cfg.noise_var)
+            if kind == "p":  # unlimited data: best fit on P random features
+                err = rr.feature_error(rr.random_features(P, lam, rng), v, cfg.noise_var)
+            elif kind == "n":  # kernel limit, or P random features for the control
+                Z, y = rr.gaussian_task(v, n, cfg.noise_var, rng)
+                if cfg.data_sweep_p:
+                    G = rr.random_features(cfg.data_sweep_p, lam, rng)
+                    err = rr.feature_error(G, v, cfg.noise_var, Z, y)
+                else:
+                    err = rr.kernel_ridge_error(lam, v, Z, y, [0.0], cfg.noise_var)[0]
+            else:  # P features, n samples, ridge; the same features for every n at (P, seed)
+                G = rr.random_features(P, lam, _rng("p", 0, P, seed), normalize=True)
+                Z, y = rr.gaussian_task(v, n, cfg.noise_var, rng)
+                err = rr.feature_error(G, v, cfg.noise_var, Z, y, ridge=cfg.ridge)
             out[seed] = [Curve("test_error", "run", [0], [err])]
         return out
 
@@ -378,7 +341,7 @@ class ScalingLaws(Study):
                 f"{series}_exponent",
                 fit_exp,
                 th_exp,
-                _exp_tol([int(k) for k in x]),
+                2 / (x.min() * math.log(x.max() / x.min())),
                 kind="slope",
                 description=f"{label}: log–log slope through the seed means vs the same "
                 f"fit to the prediction (asymptotic −{asym:g}); tolerance 2/(x_min ln range)",
@@ -404,13 +367,7 @@ class ScalingLaws(Study):
     def _grid_claims(
         self, cfg: ScalingLawsConfig, P: np.ndarray, n: np.ndarray, E: np.ndarray
     ) -> list[Metric]:
-        import warnings
-
-        from learnmech.laws import extrapolation_score
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            sc = extrapolation_score("chinchilla", E, N=P, D=n, holdout=cfg.holdout)
+        sc = extrapolation_score("chinchilla", E, N=P, D=n, holdout=cfg.holdout, warn=False)
         f = sc["fit"].params
         out = Claims()
         out.reported(
@@ -448,14 +405,10 @@ class ScalingLaws(Study):
         return a[:, 0], a[:, 1], a[:, 2], a[:, 3], a[:, 4]
 
     def _compare_gpt(self, cfg: ScalingLawsConfig, trials: list[TrialResult]) -> list[Metric]:
-        import warnings
-
-        from learnmech.laws import extrapolation_score, fit_law
-
         N, D, L, SE, seed = self._gpt_table(trials)
         if N.size == 0:
             return []
-        H = _entropy(cfg)
+        H = _language(cfg).entropy_rate
         # every run and checkpoint must clear H: the smallest lower bound decides
         k = int(np.argmin((L - H) / SE))
         out = Claims()
@@ -470,15 +423,13 @@ class ScalingLaws(Study):
         )
         # E − H per seed (each seed's runs form a complete grid), mean ± SE over seeds
         gaps, alphas, betas = [], [], []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            for s in np.unique(seed):
-                k = seed == s
-                if np.unique(N[k]).size >= 3:
-                    f = fit_law("chinchilla", L[k], N=N[k], D=D[k]).params
-                    gaps.append(f["E"] - H)
-                    alphas.append(f["alpha"])
-                    betas.append(f["beta"])
+        for s in np.unique(seed):
+            k = seed == s
+            if np.unique(N[k]).size >= 3:
+                f = fit_law("chinchilla", L[k], N=N[k], D=D[k], warn=False).params
+                gaps.append(f["E"] - H)
+                alphas.append(f["alpha"])
+                betas.append(f["beta"])
         if gaps:
             out.reported(
                 "gpt_fitted_E_minus_bayes",
@@ -498,9 +449,9 @@ class ScalingLaws(Study):
         # leave-widest-out on the seed-mean losses
         Nm, Dm, Lm = _seed_means(N, D, L)
         if np.unique(Nm).size >= cfg.gpt_holdout + 2:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                sc = extrapolation_score("chinchilla", Lm, N=Nm, D=Dm, holdout=cfg.gpt_holdout)
+            sc = extrapolation_score(
+                "chinchilla", Lm, N=Nm, D=Dm, holdout=cfg.gpt_holdout, warn=False
+            )
             obs, pred = sc["observed"], sc["predicted"]
             excess = np.abs(pred - obs) / np.maximum(obs - H, 1e-12)
             out += [
@@ -537,12 +488,11 @@ class ScalingLaws(Study):
             if not tab:
                 continue
             x = np.array(sorted(tab), float)
-            m, se = zip(*(mean_se(tab[int(k)]) for k in x), strict=True)
-            ax.errorbar(x, m, 2 * np.array(se), fmt="o", capsize=2, label="trained (±2 SE)")
+            errorbars(ax, x, [tab[int(k)] for k in x], fmt="o", capsize=2, label="trained (±2 SE)")
             th = s["theory"][series]
             ax.plot(th.coords, th.values, "k-", lw=1.2, label="a-priori prediction")
             ax.set(xscale="log", yscale="log", xlabel=xl, ylabel="test error")
-            ax.legend(fontsize=8)
+            legend(ax, fontsize=8)
         ax = axes[2]
         P, n, E = s["grid"]
         cs = colors(len(cfg.grid_p))
@@ -556,8 +506,7 @@ class ScalingLaws(Study):
             ax.plot(xs_, ms_, "x--" if held else "o-", color=cs[i], label=label)
         ax.set(xscale="log", yscale="log", xlabel="samples n", ylabel="test error")
         ax.set_title(f"grid (ridge λ = {cfg.ridge:g})")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
+        legend(ax)
         caption = (
             "Test error of trained random-feature models against data and model size, with "
             "the a-priori predictions from the spectrum; right: the (P, n) grid used for the "
@@ -568,34 +517,21 @@ class ScalingLaws(Study):
     def _gpt_figure(
         self, cfg: ScalingLawsConfig, trials: list[TrialResult], outdir: Path
     ) -> list[Figure]:
-        import warnings
-
-        from learnmech.laws import fit_law
-
         N, D, L, _, _ = self._gpt_table(trials)
         widths = np.unique(N)
         if widths.size < cfg.gpt_holdout + 2:
             return []
-        H = _entropy(cfg)
+        H = _language(cfg).entropy_rate
         Nm, Dm, Lm = _seed_means(N, D, L)
-        cut = widths[-cfg.gpt_holdout]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            f = fit_law("chinchilla", Lm[Nm < cut], N=Nm[Nm < cut], D=Dm[Nm < cut])
+        fit = Nm < widths[-cfg.gpt_holdout]
+        f = fit_law("chinchilla", Lm[fit], N=Nm[fit], D=Dm[fit], warn=False)
         fig, ax = subplots(figsize=(6.5, 4.5))
         cs = colors(widths.size)
         dd = np.geomspace(Dm.min(), Dm.max(), 100)
-        for i, n in enumerate(widths):
-            c = cs[i]
-            k = Nm == n
-            held = n >= cut
-            ax.plot(
-                Dm[k],
-                Lm[k],
-                "x" if held else "o",
-                color=c,
-                label=f"N = {n:,.0f}" + (" (held out)" if held else ""),
-            )
+        for c, n in zip(cs, widths, strict=True):
+            k, held = Nm == n, n >= widths[-cfg.gpt_holdout]
+            label = f"N = {n:,.0f}" + (" (held out)" if held else "")
+            ax.plot(Dm[k], Lm[k], "x" if held else "o", color=c, label=label)
             ax.plot(dd, f.predict(N=np.full(dd.size, n), D=dd), "--" if held else "-", color=c)
         ax.axhline(H, color="k", lw=1, ls=":", label=f"Bayes-optimal loss H = {H:.3f}")
         ax.axhline(f.params["E"], color="r", lw=1, ls=":", label=f"fitted E = {f.params['E']:.3f}")

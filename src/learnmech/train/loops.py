@@ -7,9 +7,11 @@ to train a single model with probes attached.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -18,7 +20,7 @@ from learnmech.train.batching import MinibatchSampler
 if TYPE_CHECKING:
     from learnmech.train.recorder import Recorder
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["StepRun", "TrainResult", "train", "train_steps"]
 
 
 @dataclass
@@ -96,3 +98,51 @@ def train(
         if not math.isfinite(full):
             return TrainResult(losses, True)
     return TrainResult(losses, False)
+
+
+@dataclass
+class StepRun:
+    """What :func:`train_steps` saw: the checkpoints' steps and ``evaluate`` values, and
+    whether the training loss became non-finite (training stops there)."""
+
+    steps: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    diverged: bool = False
+
+    def column(self, k: int) -> np.ndarray:
+        """Entry ``k`` of every checkpoint's value (for tuple values such as (mean, SE))."""
+        return np.array([v[k] for v in self.values], dtype=np.float64)
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Callable[[int], tuple[Any, torch.Tensor]],
+    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+    steps: int,
+    *,
+    evaluate: Callable[[nn.Module], Any] | None = None,
+    at: Iterable[int] = (),
+    first_step: int = 1,
+) -> StepRun:
+    """Train on ``(x, y) = batch(step)`` with ``loss_fn(model(x), y)`` for ``steps``
+    optimizer steps numbered from ``first_step``; after each step in ``at``, record
+    ``evaluate(model)``. Stops at the first non-finite loss (``diverged``), before that
+    loss can reach the parameters."""
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    checks = set(at)
+    run = StepRun()
+    for step in range(first_step, first_step + steps):
+        xb, yb = batch(step)
+        loss = loss_fn(model(xb), yb)
+        if not torch.isfinite(loss):
+            run.diverged = True
+            return run
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if evaluate is not None and step in checks:
+            run.steps.append(step)
+            run.values.append(evaluate(model))
+    return run
