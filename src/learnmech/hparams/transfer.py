@@ -5,19 +5,35 @@ is (nearly) independent of width; under SP it drifts (for Adam, towards η* ∝ 
 :func:`optimal_lr` locates η* on a log grid by a parabola through the best grid point and its
 two neighbours in log η (the usual vertex interpolation; exact for a loss quadratic in
 log η near its minimum); :func:`transfer_exponent` fits η* ∝ width^c with its standard error.
+:func:`lr_sweep` trains one model per rate of a grid; :func:`transfer_claims` scores a set
+of per-seed optima against "η* stays put" (an equivalence test: a no-effect claim) or
+"η* drifts" (a one-sided bound).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
+from learnmech.claims import Claims, Estimate
+from learnmech.records import Metric
 from learnmech.stats import fit_power_law
+from learnmech.train.loops import train_steps
 
-__all__ = ["LROptimum", "TransferFit", "optimal_lr", "transfer_exponent"]
+__all__ = [
+    "LROptimum",
+    "TransferFit",
+    "lr_sweep",
+    "optimal_lr",
+    "transfer_claims",
+    "transfer_exponent",
+]
 
 
 @dataclass(frozen=True)
@@ -104,3 +120,88 @@ def transfer_exponent(
         log2_lr=tuple(float(v) for v in y),
         log2_lr_se=tuple(float(v) for v in (se if se is not None else np.zeros_like(y))),
     )
+
+
+def lr_sweep(
+    lrs: Sequence[float],
+    build: Callable[[float], tuple[nn.Module, torch.optim.Optimizer]],
+    batches: Callable[[], Callable[[int], tuple[Any, torch.Tensor]]],
+    loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
+    steps: int,
+    evaluate: Callable[[nn.Module], float],
+    *,
+    cap: float = math.inf,
+) -> np.ndarray:
+    """The loss ``evaluate`` reads after ``steps`` optimizer steps at each learning rate.
+
+    ``build(lr)`` returns a fresh (seeded) model and its optimizer; ``batches()`` a fresh
+    ``batch(step) -> (x, y)`` stream, so every rate sees the same data in the same order.
+    A run whose training loss turns non-finite, or whose final loss is non-finite or above
+    ``cap``, is recorded as ``cap`` (a diverged run is the worst point of the curve:
+    :func:`optimal_lr` then places η* below it).
+    """
+    out = []
+    for lr in lrs:
+        model, opt = build(lr)
+        run = train_steps(model, opt, batches(), loss_fn, steps, first_step=0)
+        loss = cap if run.diverged else float(evaluate(model))
+        out.append(loss if math.isfinite(loss) and loss < cap else cap)
+    return np.asarray(out, dtype=np.float64)
+
+
+def transfer_claims(
+    name: str,
+    optima: Mapping[float, Sequence[LROptimum]],
+    *,
+    transfers: bool,
+    what: str = "width",
+    step: float = 1.0,
+) -> list[Metric]:
+    """Claims on how η* moves over sizes: ``optima[size]`` holds one optimum per seed.
+
+    The fitted shift of log₂ η* over the size range (exponent ± SE from the seeds' spread,
+    :func:`transfer_exponent`) must lie within ±``step`` grid steps when ``transfers``
+    (``equivalent``, a TOST: μTransfer's "within one grid step", Yang et al. 2022) and
+    below −``step`` otherwise (``below``: SP's drift). An optimum at a grid edge is
+    censored: a "transfers" claim with one fails (the optimum is unknown); for a drift
+    claim the edge only hides drift, so it stays conservative. The exponent c in
+    η* ∝ size^c is reported as ``{name}_exponent``.
+    """
+    out = Claims()
+    sizes = sorted(optima)
+    logs = [[o.log2_lr for o in optima[z]] for z in sizes]
+    m = [float(np.mean(v)) for v in logs]
+    se = [Estimate.of(v).se for v in logs]
+    edge = any(o.at_edge for z in sizes for o in optima[z])
+    fit = transfer_exponent(sizes, m, se if all(x > 0 for x in se) else None)
+    df = min(len(v) for v in logs) - 1
+    span = math.log2(max(sizes) / min(sizes))
+    out.reported(
+        f"{name}_exponent",
+        Estimate(fit.exponent, fit.exponent_se, df),
+        description=f"c in η* ∝ {what}^c ("
+        + ", ".join(f"{z:g}: 2^{v:.2f}" for z, v in zip(sizes, m, strict=True))
+        + ")"
+        + ("; an optimum sits at the grid's edge" if edge else ""),
+    )
+    shift = Estimate(fit.shift_log2, fit.exponent_se * span, df)
+    rng = f"{max(sizes) / min(sizes):g}× {what} range"
+    if transfers:
+        if edge:  # censored: the optimum lies somewhere beyond the grid
+            shift = Estimate(math.nan, math.nan, df)
+        out.equivalent(
+            f"{name}_shift_log2",
+            shift,
+            step,
+            description=f"fitted shift of log₂ η* over the {rng}: within one grid "
+            "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
+        )
+    else:
+        out.below(
+            f"{name}_shift_log2",
+            shift,
+            -step,
+            description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
+            "more than one grid step",
+        )
+    return out

@@ -49,10 +49,12 @@ from torch import nn
 
 from learnmech.claims import Claims, Estimate
 from learnmech.data.real import digits_subset
+from learnmech.laws.batch import fit_batch_tradeoff
 from learnmech.measure.gradients import noise_scale
 from learnmech.records import Curve, Figure, Metric
-from learnmech.report.plots import save_png, subplots
+from learnmech.report.plots import legend, save_png, subplots
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
+from learnmech.train.loops import steps_to_target
 
 __all__ = ["CriticalBatchSize", "CriticalBatchSizeConfig"]
 
@@ -69,10 +71,6 @@ class CriticalBatchSizeConfig(StudyConfig):
     data_seed: int = Field(0, ge=0)
 
 
-def _data(cfg: CriticalBatchSizeConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    return digits_subset(cfg.samples, cfg.data_seed)
-
-
 def _model(cfg: CriticalBatchSizeConfig, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(64, cfg.width), nn.ReLU(), nn.Linear(cfg.width, 10))
@@ -82,30 +80,6 @@ def _eval_every(batch: int, n: int) -> int:
     """Check the full training loss every k steps, k ≈ n/(8B): the check then costs about
     as much as the steps between checks; S is known to within k steps."""
     return max(1, n // (8 * batch))
-
-
-def _steps_to_target(
-    cfg: CriticalBatchSizeConfig, X: torch.Tensor, Y: torch.Tensor, batch: int, lr: float, seed: int
-) -> float:
-    model = _model(cfg, seed).to(X.device)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    n = X.shape[0]
-    every = _eval_every(batch, n)
-    for step in range(1, cfg.max_steps + 1):
-        b = torch.randint(0, n, (batch,), generator=gen).to(X.device) if batch < n else slice(None)
-        opt.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(X[b]), Y[b]).backward()
-        opt.step()
-        if step % every:
-            continue
-        with torch.no_grad():
-            full = float(nn.functional.cross_entropy(model(X), Y))
-        if not math.isfinite(full):
-            return math.inf
-        if full <= cfg.target_loss:
-            return float(step)
-    return math.inf
 
 
 class CriticalBatchSize(Study):
@@ -137,18 +111,32 @@ class CriticalBatchSize(Study):
     def grid(self, cfg: CriticalBatchSizeConfig) -> list[dict[str, Any]]:
         return [{"kind": "noise"}] + [{"kind": "sweep", "batch": b} for b in cfg.batch_sizes]
 
-    def predict(self, cfg: CriticalBatchSizeConfig) -> list[Curve]:
-        return []
-
     def measure(
         self, cfg: CriticalBatchSizeConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        X, Y = (t.to(device) for t in _data(cfg))
+        X, Y = (t.to(device) for t in digits_subset(cfg.samples, cfg.data_seed))
+        ce = nn.functional.cross_entropy
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             if point["kind"] == "sweep":
                 b = int(point["batch"])
-                steps = [_steps_to_target(cfg, X, Y, b, lr, seed) for lr in cfg.lrs]
+                steps = []
+                for lr in cfg.lrs:
+                    model = _model(cfg, seed).to(device)
+                    steps.append(
+                        steps_to_target(
+                            model,
+                            torch.optim.SGD(model.parameters(), lr=lr),
+                            X,
+                            Y,
+                            ce,
+                            cfg.target_loss,
+                            batch_size=b,
+                            max_steps=cfg.max_steps,
+                            generator=torch.Generator().manual_seed(seed),
+                            every=_eval_every(b, X.shape[0]),
+                        )
+                    )
                 best = min(steps)
                 if not math.isfinite(best):
                     raise FloatingPointError(f"no learning rate reached the target at B = {b}")
@@ -203,7 +191,8 @@ class CriticalBatchSize(Study):
         sweep = trials.where(kind="sweep")
         tab = {int(b): ts.last("steps_to_target") for b, ts in sweep.by("batch").items()}
         if len(tab) >= 3:
-            out["fit"] = _fit_hyperbola(tab, cfg.samples)
+            res = [_eval_every(b, cfg.samples) / math.sqrt(12) for b in tab]
+            out["fit"] = fit_batch_tradeoff(list(tab), list(tab.values()), res)
         noise = trials.where(kind="noise").has("b_noise")
         if noise:
             curves = {k: noise.stack(k)[1] for k in ("b_noise", "b_noise_se", "b_simple")}
@@ -217,18 +206,18 @@ class CriticalBatchSize(Study):
         fit, nz = s["fit"], s["noise"]
         if fit is None:
             return out
-        bc = Estimate(fit["b_crit"], fit["b_crit_se"], fit["df"])
+        bc = Estimate(fit.b_crit, fit.b_crit_se, fit.df)
         out.reported(
             "b_crit",
             bc,
-            description=f"E_min/S_min from S = S_min + E_min/B: S_min = {fit['s_min']:.1f}, "
-            f"E_min = {fit['e_min']:.0f}",
+            description=f"E_min/S_min from S = S_min + E_min/B: S_min = {fit.s_min:.1f}, "
+            f"E_min = {fit.e_min:.0f}",
         )
-        out.reported("hyperbola_fit_r2", fit["r2"], description="weighted R²")
+        out.reported("hyperbola_fit_r2", fit.r2, description="weighted R²")
         out.lack_of_fit(
             "hyperbola_fit",
-            fit["chi2"],
-            fit["dof"],
+            fit.chi2,
+            fit.dof,
             description="S = S_min + E_min/B fits the measured steps within their errors",
         )
         if nz is None:
@@ -280,24 +269,16 @@ class CriticalBatchSize(Study):
         fit, nz = s["fit"], s["noise"]
         fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.8))
         if fit is not None:
-            S, B = fit["S"], fit["B"]
-            a1.errorbar(
-                S * B,
-                S,
-                2 * fit["se"],
-                marker="o",
-                ls="none",
-                capsize=3,
-                label="measured (best lr per B)",
-            )
+            S, B = fit.steps, fit.batch
+            lab = "measured (best lr per B)"
+            a1.errorbar(S * B, S, 2 * fit.steps_se, marker="o", ls="none", capsize=3, label=lab)
             bb = np.geomspace(B.min() / 2, B.max() * 2, 200)
-            ss = fit["s_min"] + fit["e_min"] / bb
-            lab = f"(S/S_min−1)(E/E_min−1)=1, B_crit={fit['b_crit']:.0f}"
+            ss = fit.steps_at(bb)
+            lab = f"(S/S_min−1)(E/E_min−1)=1, B_crit={fit.b_crit:.0f}"
             a1.plot(ss * bb, ss, "k--", lw=1, label=lab)
             a1.set(xscale="log", yscale="log", xlabel="examples E", ylabel="steps S")
             a1.set_title(f"to training loss {cfg.target_loss:g}")
-            a1.legend(fontsize=7)
-            a2.axhline(fit["b_crit"], color="k", ls="--", lw=1, label="measured B_crit")
+            a2.axhline(fit.b_crit, color="k", ls="--", lw=1, label="measured B_crit")
         if nz is not None:
             for i in range(nz["b_noise"].shape[0]):
                 lab = ("B_noise = tr(HΣ)/GᵀHG", "B_simple = tr Σ/|G|²") if i == 0 else ("", "")
@@ -306,48 +287,10 @@ class CriticalBatchSize(Study):
         a2.set(xscale="log", yscale="log", xlabel="training loss (full-batch run)")
         a2.set(ylabel="batch size", title="noise scale along the run")
         a2.invert_xaxis()
-        if a2.get_legend_handles_labels()[0]:
-            a2.legend(fontsize=7)
+        legend(a1, a2)
         caption = (
             "Left: steps vs examples to the target loss over batch sizes, with the fitted "
             "hyperbola (McCandlish et al. 2018, Fig. 1). Right: the gradient noise scale "
             "along a full-batch run, and the measured B_crit."
         )
         return [Figure(save_png(fig, outdir / "critical-batch-size.png"), caption)]
-
-
-def _fit_hyperbola(tab: dict[int, np.ndarray], n: int) -> dict[str, Any]:
-    """Weighted fit of S = S_min + E_min/B; B_crit = E_min/S_min with its delta-method SE
-    from the stated errors (1/variance of each mean, floored at the step resolution
-    k/√12)."""
-    B = np.array(sorted(tab), dtype=np.float64)
-    S = np.array([tab[int(b)].mean() for b in B])
-    se = np.array(
-        [
-            tab[int(b)].std(ddof=1) / math.sqrt(tab[int(b)].size) if tab[int(b)].size > 1 else 0.0
-            for b in B
-        ]
-    )
-    res = np.array([_eval_every(int(b), n) / math.sqrt(12) for b in B])
-    w = 1 / np.maximum(se, np.maximum(res, 1.0)) ** 2
-    A = np.stack([np.ones_like(B), 1 / B], 1)
-    cov = np.linalg.inv(A.T @ (A * w[:, None]))
-    coef = cov @ (A.T @ (w * S))
-    resid = S - A @ coef
-    s_min, e_min = float(coef[0]), float(coef[1])
-    grad = np.array([-e_min / s_min**2, 1 / s_min])
-    ss = float(np.sum(w * (S - np.average(S, weights=w)) ** 2))
-    chi2 = float(np.sum(w * resid**2))
-    return {
-        "B": B,
-        "S": S,
-        "se": se,
-        "s_min": s_min,
-        "e_min": e_min,
-        "b_crit": e_min / s_min,
-        "b_crit_se": float(math.sqrt(grad @ cov @ grad)),
-        "df": max(min(v.size for v in tab.values()) - 1, 1),
-        "chi2": chi2,
-        "dof": B.size - 2,
-        "r2": 1 - chi2 / ss if ss > 0 else 1.0,
-    }

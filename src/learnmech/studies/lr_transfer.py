@@ -33,17 +33,11 @@ depth-μP branch multiplier 1/√L (Yang et al. 2023, "Tensor Programs VI"; Bord
 Negative control ``sp-as-mup``: the MLP arm's "μP" scheme is replaced by SP. SP's
 optimum drifts, so the μP no-shift claim must fail.
 
-Quick-scale results (3 seeds): η* ∝ width^c with c = −0.72 ± 0.04 (SP) vs −0.01 ± 0.03 (μP)
-for the MLP over widths 32 → 512 and −0.92 ± 0.03 vs 0.06 ± 0.03 for the GPT over 16 → 64;
-over depth 2 → 8, c = −0.89 ± 0.20 without depth scaling and 0.08 ± 0.17 with depth-μP.
-Full scale (3 seeds; 27 min on 2 cores): MLP 32 → 1024, c = −0.72 ± 0.04 (SP) vs
-−0.05 ± 0.02 (μP, a shift of 0.26 grid steps); GPT 16 → 256, −1.05 ± 0.08 vs −0.04 ± 0.05;
-depth 2 → 16, −0.65 ± 0.10 without scaling vs 0.02 ± 0.06 with depth-μP.
+Results at both scales: docs/tutorial-hparams.md.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -55,11 +49,13 @@ from torch.nn import functional as F
 from learnmech.claims import Claims, Estimate
 from learnmech.data.language import ZipfMarkov, table_size_error
 from learnmech.data.real import digits_subset
-from learnmech.hparams import optimal_lr, parametrize, transfer_exponent
+from learnmech.hparams import optimal_lr, parametrize
+from learnmech.hparams.transfer import lr_sweep, transfer_claims
 from learnmech.nets import GPT, MLP, ResMLP
 from learnmech.records import Curve, Figure, Metric
-from learnmech.report.plots import colors, save_png, subplots
+from learnmech.report.plots import colors, legend, save_png, subplots
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
+from learnmech.train.language import lm_loss
 
 __all__ = ["LRTransfer", "LRTransferConfig"]
 
@@ -111,29 +107,6 @@ class LRTransferConfig(StudyConfig):
         return self
 
 
-def _capped(x: float) -> float:
-    return x if math.isfinite(x) and x < LOSS_CAP else LOSS_CAP
-
-
-def _train(
-    model: torch.nn.Module,
-    opt: torch.optim.Optimizer,
-    steps: int,
-    draw: Any,
-    loss_fn: Any,
-) -> bool:
-    """Train; returns False as soon as the loss is non-finite (diverged)."""
-    for s in range(steps):
-        xb, yb = draw(s)
-        loss = loss_fn(model(xb), yb)
-        if not torch.isfinite(loss):
-            return False
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return True
-
-
 def _sweep(
     cfg: LRTransferConfig, arm: str, scheme: str, size: int, seed: int, device: str = "cpu"
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -141,14 +114,14 @@ def _sweep(
     if scheme == "mup":
         scheme = cfg.mup_scheme
     lrs = [2.0**k for k in (cfg.gpt_lr_log2 if arm == "gpt" else cfg.lr_log2)]
-    losses = []
     if arm in ("mlp", "depth"):
         X, Y = (t.to(device) for t in digits_subset(1797, cfg.data_seed))
-        n = X.shape[0]
+        loss_fn: Any = F.cross_entropy
 
-        def data(gen: torch.Generator) -> Any:
+        def draw(gen: torch.Generator) -> Any:
             if arm == "depth":  # full batch: the optimum is not blurred by minibatch noise
                 return lambda _s: (X, Y)
+            n = X.shape[0]
             return lambda _s: (lambda i: (X[i], Y[i]))(
                 torch.randint(0, n, (cfg.mlp_batch,), generator=gen).to(device)
             )
@@ -157,29 +130,24 @@ def _sweep(
             with torch.no_grad():
                 return float(F.cross_entropy(m(X), Y))
 
-        loss_fn = F.cross_entropy
     else:
         lang = ZipfMarkov(cfg.vocab, cfg.order, cfg.zipf, seed=cfg.data_seed)
         train = lang.sample(8192, cfg.context + 1, seed=cfg.data_seed + 1).to(device)
         test = lang.sample(512, cfg.context + 1, seed=cfg.data_seed + 2).to(device)
-        o = cfg.order
+        loss_fn = lm_loss
 
-        def data(gen: torch.Generator) -> Any:
-            def draw(_s: int) -> Any:
+        def draw(gen: torch.Generator) -> Any:
+            def batch(_s: int) -> Any:
                 b = train[torch.randint(0, train.shape[0], (cfg.batch,), generator=gen).to(device)]
                 return b[:, :-1], b[:, 1:]
 
-            return draw
-
-        def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-            return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+            return batch
 
         def evaluate(m: torch.nn.Module) -> float:
             with torch.no_grad():  # positions with a full context only
-                out = m(test[:, :-1])[:, o - 1 :]
-                return float(loss_fn(out, test[:, o:]))
+                return float(lm_loss(m(test[:, :-1])[:, cfg.order - 1 :], test[:, cfg.order :]))
 
-    for lr in lrs:
+    def build(lr: float) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(seed)
         if arm == "mlp":
             model: torch.nn.Module = MLP(64, size, 2, 10, parameterization="standard", seed=seed)
@@ -195,15 +163,14 @@ def _sweep(
             model = ResMLP(64, cfg.depth_width, size, 10, seed=seed)
             with torch.device("meta"):
                 base = ResMLP(64, cfg.depth_width, cfg.depths[0], 10)
-            p = parametrize(
-                model, "mup", base=base, lr=lr, depth=None if scheme == "none" else scheme
-            )
-        steps = {"mlp": cfg.mlp_steps, "gpt": cfg.gpt_steps, "depth": cfg.depth_steps}[arm]
-        gen = torch.Generator().manual_seed(seed + 7919)
+            depth = None if scheme == "none" else scheme
+            p = parametrize(model, "mup", base=base, lr=lr, depth=depth)
         model.to(device)
-        ok = _train(model, p.optimizer(), steps, data(gen), loss_fn)
-        losses.append(_capped(evaluate(model)) if ok else LOSS_CAP)
-    return np.array(lrs), np.array(losses)
+        return model, p.optimizer()
+
+    steps = {"mlp": cfg.mlp_steps, "gpt": cfg.gpt_steps, "depth": cfg.depth_steps}[arm]
+    batches = lambda: draw(torch.Generator().manual_seed(seed + 7919))  # noqa: E731
+    return np.array(lrs), lr_sweep(lrs, build, batches, loss_fn, steps, evaluate, cap=LOSS_CAP)
 
 
 class LRTransfer(Study):
@@ -304,43 +271,13 @@ class LRTransfer(Study):
     def claims(self, cfg: LRTransferConfig, s: dict) -> list[Metric]:
         out = Claims()
         for (arm, scheme), tab in s.items():
-            if len(tab) < 3:
-                continue
-            sizes = sorted(tab)
-            m = [float(np.mean([o.log2_lr for o in tab[z]["opts"]])) for z in sizes]
-            se = [Estimate.of([o.log2_lr for o in tab[z]["opts"]]).se for z in sizes]
-            edge = any(o.at_edge for z in sizes for o in tab[z]["opts"])
-            fit = transfer_exponent(sizes, m, se if all(x > 0 for x in se) else None)
-            n = min(len(tab[z]["opts"]) for z in sizes)
-            span = math.log2(max(sizes) / min(sizes))
-            what = "depth" if arm == "depth" else "width"
-            out.reported(
-                f"{arm}_{scheme}_exponent",
-                Estimate(fit.exponent, fit.exponent_se, n - 1),
-                description=f"c in η* ∝ {what}^c ("
-                + ", ".join(f"{z}: 2^{v:.2f}" for z, v in zip(sizes, m, strict=True))
-                + ")"
-                + ("; an optimum sits at the grid's edge" if edge else ""),
-            )
-            shift = Estimate(fit.shift_log2, fit.exponent_se * span, n - 1)
-            rng = f"{max(sizes) // min(sizes)}× {what} range"
-            if scheme in ("mup", "depth-mup"):
-                if edge:  # censored: the optimum lies somewhere beyond the grid
-                    shift = Estimate(math.nan, math.nan, n - 1)
-                out.equivalent(
-                    f"{arm}_{scheme}_shift_log2",
-                    shift,
-                    1.0,
-                    description=f"fitted shift of log₂ η* over the {rng}: within one grid "
-                    "step" + (" — an optimum at the grid's edge: censored" if edge else ""),
-                )
-            else:
-                out.below(
-                    f"{arm}_{scheme}_shift_log2",
-                    shift,
-                    -1.0,
-                    description=f"fitted shift of log₂ η* over the {rng}: drifts down by "
-                    "more than one grid step",
+            if len(tab) >= 3:
+                opts = {z: tab[z]["opts"] for z in tab}
+                out += transfer_claims(
+                    f"{arm}_{scheme}",
+                    opts,
+                    transfers=scheme in ("mup", "depth-mup"),
+                    what="depth" if arm == "depth" else "width",
                 )
         for arm in ("mlp", "gpt"):
             out += self._transfer_claims(s, arm)
@@ -415,8 +352,7 @@ class LRTransfer(Study):
                 ax.set(xscale="log", yscale="log", xlabel="learning rate (Adam)", ylabel="loss")
                 ax.set_title(f"{arm}: {scheme}", fontsize=9)
                 ax.set_ylim(top=min(ax.get_ylim()[1], LOSS_CAP))
-                if ax.get_legend_handles_labels()[0]:
-                    ax.legend(fontsize=6)
+                legend(ax, fontsize=6)
         caption = (
             "Loss against learning rate, coloured by width (rows: MLP on digits, GPT on a "
             "Zipfian Markov chain) or depth (residual MLP), mean over seeds; dotted lines mark "

@@ -20,7 +20,7 @@ from learnmech.train.batching import MinibatchSampler
 if TYPE_CHECKING:
     from learnmech.train.recorder import Recorder
 
-__all__ = ["StepRun", "TrainResult", "train", "train_steps"]
+__all__ = ["StepRun", "TrainResult", "steps_to_target", "train", "train_steps"]
 
 
 @dataclass
@@ -146,3 +146,44 @@ def train_steps(
             run.steps.append(step)
             run.values.append(evaluate(model))
     return run
+
+
+def steps_to_target(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    target: float,
+    *,
+    batch_size: int,
+    max_steps: int,
+    generator: torch.Generator,
+    every: int = 1,
+) -> float:
+    """Optimizer steps until the full-data loss is ≤ ``target`` (checked every ``every``
+    steps, so S is known to within ``every``); inf if it diverges or never gets there.
+
+    Minibatches of ``batch_size`` are drawn with replacement from ``generator`` (the
+    whole set when ``batch_size >= len(x)``): the S(B) measurement of McCandlish et al.
+    (2018, §2.2), fitted by :func:`learnmech.laws.fit_batch_tradeoff`.
+    """
+    n = x.shape[0]
+    for step in range(1, max_steps + 1):
+        b = (
+            torch.randint(0, n, (batch_size,), generator=generator).to(x.device)
+            if batch_size < n
+            else slice(None)
+        )
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x[b]), y[b]).backward()
+        optimizer.step()
+        if step % every:
+            continue
+        with torch.no_grad():
+            full = float(loss_fn(model(x), y))
+        if not math.isfinite(full):
+            return math.inf
+        if full <= target:
+            return float(step)
+    return math.inf
