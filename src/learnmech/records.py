@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["Curve", "Figure", "Metric", "TrialResult", "failures_metric", "verdict_of"]
+__all__ = [
+    "Curve",
+    "Figure",
+    "Metric",
+    "TrialResult",
+    "failures_metric",
+    "scalars",
+    "verdict_of",
+]
 
 
 @dataclass
@@ -44,6 +52,12 @@ class Curve:
     @property
     def finite(self) -> bool:
         return bool(np.all(np.isfinite(self.values)))
+
+
+def scalars(coord_name: str, coord: float, **values: float) -> list[Curve]:
+    """One single-point curve per keyword, all at one coordinate:
+    ``scalars("width", 64, train_loss=0.1, probe_error=0.02)``."""
+    return [Curve(k, coord_name, [coord], [v]) for k, v in values.items()]
 
 
 Comparator = Literal["<=", ">=", "<", ">"]

@@ -79,3 +79,36 @@ def fit_power_law(x: np.ndarray, y: np.ndarray, y_se: np.ndarray | None = None) 
     else:
         se = float("nan")
     return PowerLawFit(float(coef[1]), se, float(math.exp(coef[0])))
+
+
+def crossing_time(t: np.ndarray, u: np.ndarray, target: float) -> float:
+    """First time the series u(t) reaches ``target`` (u ≥ target), linearly interpolated
+    between the recorded times; 0 if it starts there, NaN if it never gets there."""
+    above = np.flatnonzero(u >= target)
+    if above.size == 0:
+        return float("nan")
+    i = above[0]
+    if i == 0:
+        return 0.0
+    f = (target - u[i - 1]) / (u[i] - u[i - 1])
+    return float(t[i - 1] + f * (t[i] - t[i - 1]))
+
+
+def r_squared(measured: np.ndarray, predicted: np.ndarray) -> float:
+    """Coefficient of determination of ``predicted`` for ``measured`` (columns pooled, each
+    column's own mean as the baseline); NaN when ``measured`` is constant."""
+    ss_res = float(np.sum((measured - predicted) ** 2))
+    ss_tot = float(np.sum((measured - measured.mean(0)) ** 2))
+    return 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def debiased_mean_square(d: np.ndarray) -> float:
+    """Unbiased estimate of mean_j (E d_j)² from samples d (seeds × coordinates).
+
+    ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S; the estimate subtracts it, so it is
+    unbiased and unclipped (it can be negative when the mean is below the seed noise),
+    which keeps a jackknife SE of it honest. With one sample nothing is subtracted.
+    """
+    m2 = np.mean(d.mean(0) ** 2)
+    noise = np.mean(d.var(0, ddof=1)) / d.shape[0] if d.shape[0] > 1 else 0.0
+    return float(m2 - noise)

@@ -83,3 +83,32 @@ class DeepLinear(nn.Module):
         for ell, w in enumerate(self.weights):
             m = left[ell] @ np.diag(a) @ right[ell].T
             w.copy_(torch.from_numpy(m).to(w.dtype))
+
+    def fit_modes(
+        self,
+        X: torch.Tensor,
+        Y: torch.Tensor,
+        U: np.ndarray,
+        V: np.ndarray,
+        lr: float,
+        steps: int,
+        record: np.ndarray,
+    ) -> tuple[np.ndarray, list[float]]:
+        """Full-batch gradient descent (``torch.optim.SGD``) on ½·mean_i ‖y_i − f(x_i)‖² for
+        ``steps`` steps; the mode strengths (:meth:`mode_strengths`) and loss at each step
+        in ``record`` (sorted, within 0 … steps): (strengths (R, K), losses (R,))."""
+        want = np.zeros(steps + 1, bool)
+        want[record] = True
+        opt = torch.optim.SGD(self.parameters(), lr=lr)
+        strengths, losses = [], []
+        for step in range(steps + 1):
+            loss = 0.5 * ((self(X) - Y) ** 2).sum(1).mean()
+            if want[step]:
+                strengths.append(self.mode_strengths(U, V))
+                losses.append(float(loss.detach()))
+            if step == steps:
+                break
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return np.array(strengths), losses

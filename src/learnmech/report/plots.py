@@ -15,6 +15,7 @@ __all__ = [
     "colors",
     "deep_linear_figures",
     "errorbars",
+    "law_curves",
     "lazy_rich_figures",
     "legend",
     "save_png",
@@ -113,6 +114,34 @@ def legend(*axes: Any, **kw: Any) -> None:
     for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(**kw)
+
+
+def law_curves(
+    ax: Any,
+    fit: Any,
+    N: np.ndarray,
+    D: np.ndarray,
+    L: np.ndarray,
+    *,
+    held_from: float | None = None,
+    floors: dict[str, float] | None = None,
+    extend_to: float | None = None,
+) -> None:
+    """Loss against tokens D, one colour per model size N: the measured points and a
+    fitted L(N, D) law's curve (``fit.predict(N=…, D=…)``). Sizes ≥ ``held_from`` were held
+    out of the fit: crosses and dashed lines (the extrapolation). ``floors`` draws dotted
+    horizontal lines (e.g. a known Bayes-optimal loss, the fit's E); ``extend_to`` carries
+    the curves past the data to that D."""
+    sizes = np.unique(N)
+    dd = np.geomspace(D.min(), max(D.max(), extend_to or 0.0), 100)
+    for c, n in zip(colors(sizes.size), sizes, strict=True):
+        k, held = N == n, held_from is not None and n >= held_from
+        label = f"N = {n:,.0f}" + (" (held out)" if held else "")
+        ax.plot(D[k], L[k], "x" if held else "o", color=c, label=label)
+        ax.plot(dd, fit.predict(N=np.full(dd.size, n), D=dd), "--" if held else "-", color=c)
+    for (name, y), c in zip((floors or {}).items(), ("k", "r", "b", "g"), strict=False):
+        ax.axhline(y, color=c, lw=1, ls=":", label=f"{name} = {y:.3f}")
+    ax.set(xscale="log", xlabel="training tokens D", ylabel="loss")
 
 
 def _width_colors(widths: list[int]) -> dict[int, Any]:

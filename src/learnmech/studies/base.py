@@ -302,6 +302,26 @@ class Trials:
             out.append(c.values[hit[0]] if hit.size else np.nan)
         return np.asarray(out, dtype=np.float64)
 
+    def table(self, key: str, observable: str, series: str = "") -> tuple[np.ndarray, np.ndarray]:
+        """(values of point ``key``, first value of ``observable`` [seed, key]) over the seeds
+        that recorded it at every ``key`` value (seed order); empty arrays when none did."""
+        obs = self.has(observable, series)
+        by = {x: obs.where(**{key: x}) for x in obs.values(key)}
+        seeds = set.intersection(*(set(ts.seeds) for ts in by.values())) if by else set()
+        if not seeds:
+            return np.zeros(0), np.zeros((0, 0))
+        cols = [
+            [
+                c.values[0]
+                for t in sorted(ts, key=lambda t: t.seed)
+                if t.seed in seeds
+                for c in [t.curve(observable, series)]
+                if c is not None
+            ]
+            for ts in by.values()
+        ]
+        return np.array(list(by), dtype=np.float64), np.array(cols, dtype=np.float64).T
+
     def mean(self, observable: str, series: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(coords, mean, SE) over seeds (SE NaN with one seed)."""
         x, v = self.stack(observable, series)

@@ -46,6 +46,7 @@ from pydantic import Field
 from learnmech.claims import Claims, Estimate
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.records import Curve, Figure, Metric
+from learnmech.stats import crossing_time, r_squared
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import deep_linear as dl
 
@@ -91,46 +92,8 @@ def _random_u0(cfg: DeepLinearConfig, depth: int, scale: float) -> float:
     return max(scale**depth / math.sqrt(cfg.in_dim), 1e-12)
 
 
-def _task(cfg: DeepLinearConfig) -> dict[str, np.ndarray]:
-    task = dl.whitened_task(
-        cfg.singular_values, cfg.in_dim, cfg.out_dim, cfg.samples, seed=cfg.data_seed
-    )
-    if cfg.input_anisotropy != 1.0:  # the control: Σ_xx ≠ I
-        scales = np.geomspace(1.0, cfg.input_anisotropy, cfg.in_dim) ** 0.5
-        task = dict(task, X=task["X"] * scales / np.sqrt(np.mean(scales**2)))
-    return task
-
-
 def _record(steps: int, n: int = 400) -> np.ndarray:
     return np.unique(np.round(np.linspace(0, steps, n)).astype(int))
-
-
-def _half_time(steps: np.ndarray, u: np.ndarray, target: float) -> float:
-    """First time u crosses target, linearly interpolated between recorded steps."""
-    above = np.flatnonzero(u >= target)
-    if above.size == 0:
-        return float("nan")
-    i = above[0]
-    if i == 0:
-        return 0.0
-    f = (target - u[i - 1]) / (u[i] - u[i - 1])
-    return float(steps[i - 1] + f * (steps[i] - steps[i - 1]))
-
-
-def _r2(measured: np.ndarray, theory: np.ndarray) -> float:
-    """Coefficient of determination of theory curves for measured ones (all modes pooled)."""
-    ss_res = float(np.sum((measured - theory) ** 2))
-    ss_tot = float(np.sum((measured - measured.mean(0)) ** 2))
-    return 1 - ss_res / ss_tot if ss_tot > 0 else float("nan")
-
-
-def _sharpness(steps: np.ndarray, S: np.ndarray, s: np.ndarray) -> float:
-    """Staircase sharpness: gap between the first two modes' learning times over the first
-    mode's 10–90% rise time (large = well-separated steps)."""
-    t10 = _half_time(steps, S[:, 0], 0.1 * s[0])
-    t90 = _half_time(steps, S[:, 0], 0.9 * s[0])
-    gap = _half_time(steps, S[:, 1], s[1] / 2) - _half_time(steps, S[:, 0], s[0] / 2)
-    return gap / (t90 - t10) if t90 > t10 else float("nan")
 
 
 class DeepLinearStudy(Study):
@@ -165,7 +128,14 @@ class DeepLinearStudy(Study):
         return pts
 
     def setup(self, cfg: DeepLinearConfig) -> dict[str, np.ndarray]:
-        return _task(cfg)
+        return dl.whitened_task(
+            cfg.singular_values,
+            cfg.in_dim,
+            cfg.out_dim,
+            cfg.samples,
+            seed=cfg.data_seed,
+            anisotropy=cfg.input_anisotropy,
+        )
 
     def _point_steps(self, cfg: DeepLinearConfig, point: dict[str, Any]) -> int:
         d, scale = int(point["depth"]), float(point["scale"])
@@ -197,8 +167,6 @@ class DeepLinearStudy(Study):
         depth, init, scale = int(point["depth"]), point["init"], float(point["scale"])
         steps = self._point_steps(cfg, point)
         rec = _record(steps)
-        want = np.zeros(steps + 1, bool)
-        want[rec] = True
         dev = torch.device(device)
         X = torch.from_numpy(task["X"]).to(dev)
         Y = torch.from_numpy(task["Y"]).to(dev)
@@ -214,20 +182,7 @@ class DeepLinearStudy(Study):
                 W1 = net.weights[0].detach().double().cpu().numpy()
                 W2 = net.weights[1].detach().double().cpu().numpy()
                 u0_eff_k = np.sum(((W2.T @ U + W1 @ V) / 2) ** 2, axis=0)
-            opt = torch.optim.SGD(net.parameters(), lr=cfg.lr)
-            strengths, losses = [], []
-            for step in range(steps + 1):
-                out_ = net(X)
-                loss = 0.5 * ((out_ - Y) ** 2).sum(1).mean()
-                if want[step]:
-                    strengths.append(net.mode_strengths(U, V))
-                    losses.append(float(loss.detach()))
-                if step == steps:
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            S = np.array(strengths)
+            S, losses = net.fit_modes(X, Y, U, V, cfg.lr, steps, rec)
             curves = [Curve("loss", "step", rec, losses)]
             curves += [
                 Curve("mode_strength", "step", rec, S[:, k], f"mode{k}") for k in range(S.shape[1])
@@ -247,7 +202,7 @@ class DeepLinearStudy(Study):
             d, init, scale = int(t.point["depth"]), t.point["init"], float(t.point["scale"])
             steps = t.curve("loss").coords
             S = np.stack([t.curve("mode_strength", f"mode{k}").values for k in range(s.size)], 1)
-            t_meas = np.array([_half_time(steps, S[:, k], s[k] / 2) for k in range(s.size)])
+            t_meas = np.array([crossing_time(steps, S[:, k], s[k] / 2) for k in range(s.size)])
             row: dict[str, Any] = {
                 "depth": d,
                 "init": init,
@@ -266,9 +221,9 @@ class DeepLinearStudy(Study):
                 row["flow_err"] = float(np.max(np.abs(S - flow) / s))
                 row["t_theory"] = dl.learning_time(s, scale, d, tau=1 / cfg.lr)
                 row["u_theory"] = th
-                row["r2"] = _r2(S, th)
-                row["r2_flow"] = _r2(S, flow)
-                row["sharpness"] = _sharpness(steps, S, s)
+                row["r2"] = r_squared(S, th)
+                row["r2_flow"] = r_squared(S, flow)
+                row["sharpness"] = dl.staircase_sharpness(steps, S, s)
             elif d == 2 and t.curve("u0_effective") is not None:
                 u0e = t.curve("u0_effective").values
                 ok = u0e < s / 2
@@ -278,7 +233,7 @@ class DeepLinearStudy(Study):
                     th = dl.mode_trajectory_discrete(
                         s[ok], u0e[ok], int(steps[-1]), cfg.lr, 2, steps.astype(int)
                     )
-                    row["r2"] = _r2(S[:, ok], th)
+                    row["r2"] = r_squared(S[:, ok], th)
                 row["t_theory"] = tt
             rows.append(row)
         return rows

@@ -53,7 +53,8 @@ import torch
 from pydantic import Field, field_validator
 
 from learnmech.claims import Claims, Estimate, fit_slope
-from learnmech.records import Curve, Figure, Metric
+from learnmech.nets import two_layer as tl
+from learnmech.records import Curve, Figure, Metric, scalars
 from learnmech.stats import mean_se
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 
@@ -91,22 +92,6 @@ def _data(cfg: LazyRichConfig) -> dict[str, torch.Tensor]:
     Xt = torch.randn(cfg.n_test, 2, generator=g, dtype=torch.float64)
     Wt = _teacher(cfg)
     return {"X": X, "Xt": Xt, "y": torch.relu(X @ Wt.T).sum(1), "yt": torch.relu(Xt @ Wt.T).sum(1)}
-
-
-def tangent_kernel(x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor, a: torch.Tensor):  # type: ignore[no-untyped-def]
-    """K_h(x, x') = (1/m)Σ_j ∇_θ h_j(x)·∇_θ h_j(x') for h_j = a_j relu(w_jᵀx)."""
-    p1, p2 = x1 @ w.T, x2 @ w.T
-    m = w.shape[0]
-    feat = torch.relu(p1) @ torch.relu(p2).T
-    gate = ((p1 > 0).to(w.dtype) * a**2) @ (p2 > 0).to(w.dtype).T
-    return (feat + gate * (x1 @ x2.T)) / m
-
-
-def _alignment(w: torch.Tensor, a: torch.Tensor, Wt: torch.Tensor) -> float:
-    mass = a.abs() * w.norm(dim=1)
-    cos = ((w / w.norm(dim=1, keepdim=True).clamp_min(1e-300)) @ Wt.T).max(1).values
-    near = cos > math.cos(math.radians(ALIGN_DEG))
-    return float((mass * near).sum() / mass.sum())
 
 
 class LazyRich(Study):
@@ -148,74 +133,50 @@ class LazyRich(Study):
         X, Xt, y, yt = (d[k].to(dev) for k in ("X", "Xt", "y", "yt"))
         Wt = _teacher(cfg).to(dev)
         alpha = float(point["alpha"])
-        m, n = int(point["width"]), cfg.n_train
+        m = int(point["width"])
         slow = min(1.0, alpha)
         lr = cfg.lr * slow
         steps = round(cfg.steps / slow)
+        rec = set(np.unique(np.round(np.geomspace(1, steps, 40)).astype(int)).tolist())
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
-            g = torch.Generator().manual_seed(seed)
-            half = torch.randn(m // 2, 2, generator=g, dtype=torch.float64)
-            w0 = torch.cat([half, half]).to(dev)
-            a0 = torch.cat([half.norm(dim=1), -half.norm(dim=1)]).to(dev)
-            w, a = w0.clone().requires_grad_(), a0.clone().requires_grad_()
-            losses = []
-            rec = set(np.unique(np.round(np.geomspace(1, steps, 40)).astype(int)).tolist())
-            rec_steps = []
-            for step in range(steps + 1):
-                f = alpha / m * (torch.relu(X @ w.T) @ a)
-                loss = 0.5 * ((f - y) ** 2).mean()
-                if step in rec or step == 0:
-                    losses.append(float(loss.detach()))
-                    rec_steps.append(step)
-                if step == steps:
-                    break
-                gw, ga = torch.autograd.grad(loss / alpha**2, [w, a])
-                with torch.no_grad():
-                    w -= lr * m * gw
-                    a -= lr * m * ga
+            w0, a0 = tl.symmetric_init(m, 2, seed, dev)
+            run = tl.train_scaled(X, y, w0, a0, alpha, lr, steps, rec)
+            w, a, losses = run.w, run.a, run.losses
+            if not math.isfinite(losses[-1]):
+                out[seed] = [Curve("train_loss", "step", run.steps, losses)]
+                continue
             with torch.no_grad():
-                if not math.isfinite(losses[-1]):
-                    out[seed] = [Curve("train_loss", "step", rec_steps, losses)]
-                    continue
-                K0 = tangent_kernel(X, X, w0, a0)
-                KT = tangent_kernel(X, X, w, a)
+                K0 = tl.tangent_kernel(X, X, w0, a0)
+                KT = tl.tangent_kernel(X, X, w, a)
                 ft = alpha / m * (torch.relu(Xt @ w.T) @ a)
-                lam, V = torch.linalg.eigh(K0)
-                lam = lam.clamp_min(0)
-                filt = (1 - lr * lam / n) ** steps  # mean loss: mode rate η·λ/n
-                coef = torch.where(lam > 1e-12 * lam.max(), (1 - filt) / lam, lr * steps / n)
-                f_lin = tangent_kernel(Xt, X, w0, a0) @ (V @ (coef * (V.T @ y)))
-                # linearized train loss at the recorded steps: residual modes decay (1 − ηλ/n)^t
-                proj = V.T @ y
-                tt = torch.tensor(rec_steps, dtype=lam.dtype, device=lam.device)
-                decay = (1 - lr * lam / n)[None, :] ** tt[:, None]
-                lin_loss = 0.5 * ((decay * proj[None, :]) ** 2).sum(1) / n
-                loss_t = torch.tensor(losses, dtype=lam.dtype, device=lam.device)
-                loss_err = float((loss_t - lin_loss).abs().max() / lin_loss[0])
+                f_lin, lin_loss = tl.linearized_run(X, y, Xt, w0, a0, lr, steps, run.steps)
+                loss_t = torch.tensor(losses, dtype=lin_loss.dtype, device=lin_loss.device)
                 theta0 = torch.cat([w0.reshape(-1), a0])
                 theta = torch.cat([w.reshape(-1), a])
-                vals = {
-                    "weight_change": float((theta - theta0).norm() / theta0.norm()),
-                    "kernel_change": float((KT - K0).norm() / K0.norm()),
-                    "alignment": _alignment(w, a, Wt),
-                    "alignment_init": _alignment(w0, a0, Wt),
-                    "test_loss": float(0.5 * ((ft - yt) ** 2).mean()),
-                    "lin_test_loss": float(0.5 * ((f_lin - yt) ** 2).mean()),
-                    "lin_error": float((ft - f_lin).norm() / f_lin.norm()),
-                    "loss_curve_error": loss_err,
-                }
-            curves = [Curve(k, "alpha", [alpha], [v]) for k, v in vals.items()]
-            curves.append(Curve("train_loss", "step", rec_steps, losses))
+                curves = scalars(
+                    "alpha",
+                    alpha,
+                    weight_change=float((theta - theta0).norm() / theta0.norm()),
+                    kernel_change=float((KT - K0).norm() / K0.norm()),
+                    alignment=tl.alignment(w, a, Wt, ALIGN_DEG),
+                    alignment_init=tl.alignment(w0, a0, Wt, ALIGN_DEG),
+                    test_loss=float(0.5 * ((ft - yt) ** 2).mean()),
+                    lin_test_loss=float(0.5 * ((f_lin - yt) ** 2).mean()),
+                    lin_error=float((ft - f_lin).norm() / f_lin.norm()),
+                    loss_curve_error=float((loss_t - lin_loss).abs().max() / lin_loss[0]),
+                )
+            curves.append(Curve("train_loss", "step", run.steps, losses))
             if seed == min(seeds):
                 wa0 = (w0 * a0.abs()[:, None]).cpu().numpy()
-                wa = (w.detach() * a.detach().abs()[:, None]).cpu().numpy()
+                wa = (w * a.abs()[:, None]).cpu().numpy()
+                i = np.arange(m)
                 curves += [
-                    Curve("neuron_x_init", "neuron", np.arange(m), wa0[:, 0]),
-                    Curve("neuron_y_init", "neuron", np.arange(m), wa0[:, 1]),
-                    Curve("neuron_x_final", "neuron", np.arange(m), wa[:, 0]),
-                    Curve("neuron_y_final", "neuron", np.arange(m), wa[:, 1]),
-                    Curve("neuron_sign", "neuron", np.arange(m), np.sign(a.detach().cpu().numpy())),
+                    Curve("neuron_x_init", "neuron", i, wa0[:, 0]),
+                    Curve("neuron_y_init", "neuron", i, wa0[:, 1]),
+                    Curve("neuron_x_final", "neuron", i, wa[:, 0]),
+                    Curve("neuron_y_final", "neuron", i, wa[:, 1]),
+                    Curve("neuron_sign", "neuron", i, np.sign(a.cpu().numpy())),
                 ]
             out[seed] = curves
         return out

@@ -67,7 +67,7 @@ from learnmech.errors import UserError
 from learnmech.measure import regression as rr
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
-from learnmech.stats import jackknife, mean_se
+from learnmech.stats import debiased_mean_square, jackknife, mean_se
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning
 from learnmech.theory.spectra import gram_matrix, power_law_spectrum, spectrum_from_gram
@@ -327,10 +327,7 @@ class LearningCurves(Study):
                 scale = float(mine.last("kernel_rms").mean())
 
                 def bias_rms(d: np.ndarray, scale: float = scale) -> float:
-                    # ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S: subtract it
-                    m2 = np.mean(d.mean(0) ** 2)
-                    noise = np.mean(d.var(0, ddof=1)) / d.shape[0]
-                    return float(np.sqrt(max(m2 - noise, 0.0)) / scale)
+                    return math.sqrt(max(debiased_mean_square(d), 0.0)) / scale
 
                 nets.setdefault(n, []).append(
                     {

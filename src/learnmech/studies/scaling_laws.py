@@ -67,7 +67,7 @@ from learnmech.laws import extrapolation_score, fit_law
 from learnmech.measure import regression as rr
 from learnmech.nets import GPT
 from learnmech.records import Curve, Figure, Metric, TrialResult
-from learnmech.report.plots import colors, errorbars, legend, save_png, subplots
+from learnmech.report.plots import colors, errorbars, law_curves, legend, save_png, subplots
 from learnmech.stats import jackknife
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning
@@ -526,16 +526,9 @@ class ScalingLaws(Study):
         fit = Nm < widths[-cfg.gpt_holdout]
         f = fit_law("chinchilla", Lm[fit], N=Nm[fit], D=Dm[fit], warn=False)
         fig, ax = subplots(figsize=(6.5, 4.5))
-        cs = colors(widths.size)
-        dd = np.geomspace(Dm.min(), Dm.max(), 100)
-        for c, n in zip(cs, widths, strict=True):
-            k, held = Nm == n, n >= widths[-cfg.gpt_holdout]
-            label = f"N = {n:,.0f}" + (" (held out)" if held else "")
-            ax.plot(Dm[k], Lm[k], "x" if held else "o", color=c, label=label)
-            ax.plot(dd, f.predict(N=np.full(dd.size, n), D=dd), "--" if held else "-", color=c)
-        ax.axhline(H, color="k", lw=1, ls=":", label=f"Bayes-optimal loss H = {H:.3f}")
-        ax.axhline(f.params["E"], color="r", lw=1, ls=":", label=f"fitted E = {f.params['E']:.3f}")
-        ax.set(xscale="log", xlabel="training tokens D", ylabel="test loss (nats per token)")
+        floors = {"Bayes-optimal loss H": H, "fitted E": f.params["E"]}
+        law_curves(ax, f, Nm, Dm, Lm, held_from=widths[-cfg.gpt_holdout], floors=floors)
+        ax.set(ylabel="test loss (nats per token)")
         ax.set_title("GPT on a Zipfian Markov chain: Chinchilla law fitted on the smaller widths")
         ax.title.set_fontsize(9)
         ax.legend(fontsize=7)

@@ -53,8 +53,8 @@ from learnmech.measure.similarity import (
     similarity,
 )
 from learnmech.nets.mlp import MLP
-from learnmech.records import Curve, Figure, Metric
-from learnmech.report.plots import save_png, subplots
+from learnmech.records import Curve, Figure, Metric, scalars
+from learnmech.report.plots import errorbars, legend, save_png, subplots
 from learnmech.stats import mean_se
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
 from learnmech.theory.kernels import mlp_kernels
@@ -183,10 +183,12 @@ class Universality(Study):
             ]
             with torch.no_grad():
                 phi0 = [n.features(P)[-1] for n in nets]
-            curves = [
-                Curve("nngp_gap", "width", [w], [1 - gram_cka(_kernel(cfg, phi0[0]), k_inf)]),
-                Curve("cross_seed_gap", "width", [w], [1 - linear_cka(phi0[0], phi0[1])]),
-            ]
+            curves = scalars(
+                "width",
+                w,
+                nngp_gap=1 - gram_cka(_kernel(cfg, phi0[0]), k_inf),
+                cross_seed_gap=1 - linear_cka(phi0[0], phi0[1]),
+            )
             if point["phase"] == "train":
                 losses = []
                 for n in nets:
@@ -205,31 +207,19 @@ class Universality(Study):
                 sc = similarity(
                     phi[0], phi[1], "linear_cka", permutations=cfg.permutations, seed=seed
                 )
-                curves += [
-                    Curve(
-                        "trained_nngp_gap",
-                        "width",
-                        [w],
-                        [1 - gram_cka(_kernel(cfg, phi[0]), k_inf)],
-                    ),
-                    Curve("trained_cross_seed_gap", "width", [w], [1 - sc.value]),
-                    Curve("trained_cross_seed_chance_z", "width", [w], [sc.above_chance]),
-                    Curve("trained_cross_seed_chance", "width", [w], [sc.chance]),
-                    Curve(
-                        "trained_cross_seed_cka_debiased",
-                        "width",
-                        [w],
-                        [linear_cka(phi[0], phi[1], debiased=True)],
-                    ),
-                    Curve(
-                        "trained_mutual_knn", "width", [w], [mutual_knn(phi[0], phi[1], k=cfg.k)]
-                    ),
-                    Curve(
-                        "trained_procrustes", "width", [w], [procrustes_distance(phi[0], phi[1])]
-                    ),
-                    Curve("train_loss", "width", [w], [float(np.mean(losses))]),
-                    Curve("probe_error", "width", [w], [float(np.mean(probe_err))]),
-                ]
+                curves += scalars(
+                    "width",
+                    w,
+                    trained_nngp_gap=1 - gram_cka(_kernel(cfg, phi[0]), k_inf),
+                    trained_cross_seed_gap=1 - sc.value,
+                    trained_cross_seed_chance_z=sc.above_chance,
+                    trained_cross_seed_chance=sc.chance,
+                    trained_cross_seed_cka_debiased=linear_cka(phi[0], phi[1], debiased=True),
+                    trained_mutual_knn=mutual_knn(phi[0], phi[1], k=cfg.k),
+                    trained_procrustes=procrustes_distance(phi[0], phi[1]),
+                    train_loss=float(np.mean(losses)),
+                    probe_error=float(np.mean(probe_err)),
+                )
             out[seed] = curves
         return out
 
@@ -252,22 +242,7 @@ class Universality(Study):
         out: dict[str, Any] = {}
         for phase, keys in obs.items():
             tp = trials.where(phase=phase)
-            ws = [int(w) for w in tp.values("width")]
-            by_w = {w: tp.where(width=w) for w in ws}
-            seeds = sorted(set.intersection(*(set(t.seeds) for t in by_w.values()))) if ws else []
-            out[phase] = {}
-            for key in keys:
-                cols = [
-                    [
-                        v
-                        for t in sorted(by_w[w], key=lambda t: t.seed)
-                        if t.seed in seeds
-                        for v in (t.curve(key).values[:1] if t.curve(key) else [])
-                    ]
-                    for w in ws
-                ]
-                if cols and all(len(c) == len(seeds) for c in cols) and seeds:
-                    out[phase][key] = (np.array(ws, float), np.array(cols, float).T)
+            out[phase] = {k: v for k in keys if (v := tp.table("width", k))[1].size}
         return out
 
     def claims(self, cfg: UniversalityConfig, s: dict) -> list[Metric]:
@@ -347,9 +322,7 @@ class Universality(Study):
         ):
             if obs in s[phase]:
                 ws, v = s[phase][obs]
-                m, se = mean_se(v)
-                ls = "-" if phase == "train" else ":"
-                a1.errorbar(ws, m, 2 * se, marker=mk, capsize=3, label=label, ls=ls)
+                errorbars(a1, ws, v, marker=mk, label=label, ls="-" if phase == "train" else ":")
         if "nngp_gap" in s["init"]:
             ws, v = s["init"]["nngp_gap"]
             a1.plot(ws, v[:, -1].mean() * ws[-1] / ws, "k--", lw=1, label="slope −1 (theory)")
@@ -363,8 +336,9 @@ class Universality(Study):
             if obs not in s["train"]:
                 continue
             ws, v = s["train"][obs]
-            m, se = mean_se(1 - v if obs == "trained_cross_seed_gap" else v)
-            line = a2.errorbar(ws, m, 2 * se, marker="o", capsize=3, label=label)
+            line = errorbars(
+                a2, ws, 1 - v if obs == "trained_cross_seed_gap" else v, marker="o", label=label
+            )
             c = line[0].get_color()
             if obs == "trained_cross_seed_gap" and "trained_cross_seed_chance" in s["train"]:
                 ch = s["train"]["trained_cross_seed_chance"][1].mean(0)
@@ -374,9 +348,7 @@ class Universality(Study):
                 a2.axhline(chance, ls="--", color=c, lw=1, label="mutual kNN chance")
         a2.set(xscale="log", xlabel="width", ylabel="similarity across seeds", ylim=(-0.05, 1.05))
         a2.set_title("trained networks, probe images")
-        for a in (a1, a2):
-            if a.get_legend_handles_labels()[0]:
-                a.legend(fontsize=7)
+        legend(a1, a2)
         caption = (
             "Left: distance to the infinite-width NNGP kernel and between seeds, 1 − CKA, vs "
             "width (±2 SE); at init it falls as 1/width. Right: similarity of trained "

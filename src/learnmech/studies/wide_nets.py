@@ -57,7 +57,7 @@ from learnmech.data.synthetic import sphere_regression
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.nets.mlp import MLP
 from learnmech.records import Curve, Figure, Metric
-from learnmech.stats import jackknife, mean_se
+from learnmech.stats import debiased_mean_square, jackknife, mean_se
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
 from learnmech.theory import linearized
 from learnmech.theory.kernels import mlp_kernels
@@ -164,12 +164,10 @@ class WideNets(Study):
                 nngp_test_train=k_ts.nngp,
                 nngp_test_diag=nngp_tt,
             )
-            # Control variate: f_t(x*) − f₀(x*) = G_t (Y − f₀(X)).
-            lam, v = np.linalg.eigh(k_tr.ntk)
-            filt = linearized.mode_filters(lam, np.asarray(steps, float), lr / cfg.n_train, True)
-            gain_op = np.einsum("mj,tj,ij->tmi", k_ts.ntk @ v, (1 - filt) / lam[None], v)
-            # Train residual propagator: f_t(X) − Y = R_t (f₀(X) − Y).
-            resid_op = np.einsum("ij,tj,kj->tik", v, filt, v)
+            # control variates: each net's own linearization from its f₀
+            gain_op, resid_op = linearized.response_operators(
+                k_tr.ntk, k_ts.ntk, steps, lr / cfg.n_train
+            )
         return {
             "task": task,
             "lr": lr,
@@ -277,15 +275,10 @@ class WideNets(Study):
                 dev = outs - lin  # (S, T, m): deviation from each net's own linearization
                 scale = np.sqrt(np.mean(mu[-1] ** 2))
 
-                def bias_sq(d: np.ndarray, scale: float = scale) -> float:
-                    # ‖mean_s d‖² over-estimates ‖E d‖² by tr Cov/S: subtract it. Unbiased
-                    # and unclipped (it can be negative), so its jackknife SE is honest.
-                    m2 = np.mean(d.mean(0) ** 2)
-                    noise = np.mean(d.var(0, ddof=1)) / d.shape[0] if d.shape[0] > 1 else 0.0
-                    return float((m2 - noise) / scale**2)
-
                 e: dict[str, Any] = {"n": dev.shape[0], "steps": ts.stack("train_loss")[0]}
-                e["bias_sq"] = jackknife(dev[:, -1, :], bias_sq)
+                e["bias_sq"] = jackknife(
+                    dev[:, -1, :], lambda d, c=scale: debiased_mean_square(d) / c**2
+                )
                 b2, b2_se = e["bias_sq"]  # RMS form for plots (0 where below the seed noise)
                 rms = math.sqrt(max(b2, 0.0))
                 e["mean_err"] = (rms, b2_se / (2 * rms) if rms > 0 else b2_se)

@@ -40,6 +40,7 @@ __all__ = [
     "loss_curve",
     "mode_trajectory",
     "mode_trajectory_discrete",
+    "staircase_sharpness",
     "whitened_task",
 ]
 
@@ -173,12 +174,21 @@ def loss_curve(s: Any, u: np.ndarray, residual: float = 0.0) -> np.ndarray:
 
 
 def whitened_task(
-    singular_values: Any, in_dim: int, out_dim: int, samples: int, seed: int = 0
+    singular_values: Any,
+    in_dim: int,
+    out_dim: int,
+    samples: int,
+    seed: int = 0,
+    anisotropy: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """A regression task with exactly whitened inputs and Σ_yx = U S Vᵀ.
 
     X (samples × in_dim) has XᵀX/samples = I exactly; Y = X V S Uᵀ; U, V random orthonormal
     (seeded). Returns X, Y, U (out_dim × K), V (in_dim × K), s (K,).
+
+    ``anisotropy`` > 1 breaks the whitening *after* Y is built (a negative control): input
+    coordinate i is scaled by √(anisotropy^{i/(in−1)}), normalised to unit mean square, so
+    Σ_xx ≠ I and Saxe et al.'s modes no longer decouple.
     """
     s = np.asarray(singular_values, dtype=np.float64)
     K = s.size
@@ -190,4 +200,20 @@ def whitened_task(
     V, _ = np.linalg.qr(rng.standard_normal((in_dim, K)))
     U, _ = np.linalg.qr(rng.standard_normal((out_dim, K)))
     Y = X @ V @ np.diag(s) @ U.T
+    if anisotropy != 1.0:
+        scales = np.geomspace(1.0, anisotropy, in_dim) ** 0.5
+        X = X * scales / np.sqrt(np.mean(scales**2))
     return {"X": X, "Y": Y, "U": U, "V": V, "s": s}
+
+
+def staircase_sharpness(steps: np.ndarray, u: np.ndarray, s: Any) -> float:
+    """Gap between the first two modes' learning times (u_k = s_k/2) over the first mode's
+    10–90% rise time, from recorded strengths ``u`` (steps × modes): large when the loss
+    is a staircase of well-separated steps (saddle-to-saddle), small when modes overlap."""
+    from learnmech.stats import crossing_time
+
+    s = np.asarray(s, dtype=np.float64)
+    t10 = crossing_time(steps, u[:, 0], 0.1 * s[0])
+    t90 = crossing_time(steps, u[:, 0], 0.9 * s[0])
+    gap = crossing_time(steps, u[:, 1], s[1] / 2) - crossing_time(steps, u[:, 0], s[0] / 2)
+    return gap / (t90 - t10) if t90 > t10 else float("nan")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["LinearizedPrediction", "mode_filters", "predict"]
+__all__ = ["LinearizedPrediction", "mode_filters", "predict", "response_operators"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,32 @@ def mode_filters(
     if discrete:
         return np.power.outer(1.0 - lr * lam, times).T
     return np.exp(-lr * np.outer(times, lam))
+
+
+def response_operators(
+    k_train: np.ndarray,
+    k_test_train: np.ndarray,
+    times: Any,
+    lr: float,
+    discrete: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The linear maps from one network's initial residual to its outputs at each time.
+
+    With K = V Λ Vᵀ and filters e_t (:func:`mode_filters`; η already divided by n for a
+    mean loss), a linearized network satisfies (Lee et al. 2019, eq. 9–11)
+
+        f_t(x*) − f₀(x*) = G_t (Y − f₀(X)),   G_t = Θ*X V (1 − e_t)/Λ Vᵀ   (gain)
+        f_t(X) − Y       = R_t (f₀(X) − Y),   R_t = V e_t Vᵀ                (residual)
+
+    Returns (G (T, m, n), R (T, n, n)). Applied to each network's own f₀ they give its
+    own linearization: the control variate that separates a finite network's deviation
+    from the seed-to-seed spread of its initial function.
+    """
+    lam, v = np.linalg.eigh(k_train)
+    filt = mode_filters(lam, np.asarray(times, float), lr, discrete)
+    gain = np.einsum("mj,tj,ij->tmi", k_test_train @ v, (1 - filt) / lam[None], v)
+    resid = np.einsum("ij,tj,kj->tik", v, filt, v)
+    return gain, resid
 
 
 def predict(
