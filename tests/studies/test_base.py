@@ -87,3 +87,28 @@ def test_grid_is_the_product_of_sweeps_and_roles_drop_from_the_trial_hash() -> N
 def test_bounds_must_be_known() -> None:
     with pytest.raises(TypeError, match="unknown list bound"):
         Values([1], gte=0)
+
+
+def test_trials_table_keeps_the_seeds_seen_at_every_point() -> None:
+    from learnmech.records import TrialResult, scalars
+    from learnmech.studies.base import Trials
+
+    def trial(w: int, seed: int, v: float, status: str = "ok") -> TrialResult:
+        return TrialResult(
+            f"k{w}{seed}", {"width": w}, seed, status, None, 0.0, scalars("width", w, gap=v)
+        )
+
+    ts = Trials(
+        [
+            trial(64, 0, 1.0),
+            trial(64, 1, 2.0),
+            trial(128, 1, 3.0),
+            trial(128, 0, 4.0),
+            trial(64, 2, 9.0),
+            trial(128, 3, 5.0, status="error"),
+        ]
+    )
+    ws, v = ts.table("width", "gap")
+    assert ws.tolist() == [64.0, 128.0]
+    assert v.tolist() == [[1.0, 4.0], [2.0, 3.0]]  # seeds 0 and 1; seed 2 lacks width 128
+    assert ts.table("width", "absent")[1].size == 0

@@ -96,3 +96,27 @@ def test_loss_curve_is_half_squared_gap():
 def test_bad_input(call, match):
     with pytest.raises(UserError, match=match):
         call()
+
+
+def test_fit_modes_follows_the_exact_discrete_map_and_the_control_breaks_it() -> None:
+    import numpy as np
+    import torch
+
+    from learnmech.nets.deep_linear import DeepLinear
+    from learnmech.theory import deep_linear as dl
+
+    s, steps, lr = [2.0, 1.0], 300, 0.05
+    rec = np.arange(0, steps + 1, 30)
+    errs = []
+    for anis in (1.0, 4.0):
+        task = dl.whitened_task(s, 4, 3, 32, seed=0, anisotropy=anis)
+        net = DeepLinear([4, 5, 3], seed=0)
+        net.align_(task["U"], task["V"], 1e-2, seed=0)
+        X, Y = torch.from_numpy(task["X"]), torch.from_numpy(task["Y"])
+        S, losses = net.fit_modes(X, Y, task["U"], task["V"], lr, steps, rec)
+        th = dl.mode_trajectory_discrete(np.array(s), 1e-2, steps, lr, 2, rec)
+        errs.append(float(np.max(np.abs(S - th))))
+        assert len(losses) == rec.size
+    assert errs[0] < 1e-12 and errs[1] > 1e-3
+    sharp = dl.staircase_sharpness(rec.astype(float), S, s)
+    assert np.isfinite(sharp)

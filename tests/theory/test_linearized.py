@@ -135,3 +135,20 @@ def test_spectral_bias_mode_decay(problem):
 def test_bad_input(kwargs, match):
     with pytest.raises(ValueError, match=match):
         linearized.predict(**kwargs)
+
+
+def test_response_operators_reproduce_a_linear_model_trained_by_gd() -> None:
+    rng = np.random.default_rng(0)
+    J, Jt = rng.standard_normal((6, 20)), rng.standard_normal((3, 20))
+    K, Kt = J @ J.T, Jt @ J.T
+    y, f0, f0t = rng.standard_normal(6), rng.standard_normal(6), rng.standard_normal(3)
+    lr = 0.5 / np.linalg.eigvalsh(K)[-1]
+    gain, resid = linearized.response_operators(K, Kt, [0, 7, 40], lr)
+    # a linear model f = f0 + J θ trained by GD on ½‖f − y‖² from θ = 0
+    theta = np.zeros(20)
+    for t in range(41):
+        if t in (7, 40):
+            k = [0, 7, 40].index(t)
+            assert np.allclose(f0t + Jt @ theta - f0t, gain[k] @ (y - f0), atol=1e-10)
+            assert np.allclose(f0 + J @ theta - y, resid[k] @ (f0 - y), atol=1e-10)
+        theta -= lr * J.T @ (f0 + J @ theta - y)
