@@ -112,3 +112,29 @@ def debiased_mean_square(d: np.ndarray) -> float:
     m2 = np.mean(d.mean(0) ** 2)
     noise = np.mean(d.var(0, ddof=1)) / d.shape[0] if d.shape[0] > 1 else 0.0
     return float(m2 - noise)
+
+
+def corrected_slope(
+    x: np.ndarray, y: np.ndarray, h: np.ndarray, min_points: int = 4
+) -> tuple[float, float]:
+    """Log–log slope p with a known leading correction: fit log y = c + p·log x + q·h
+    (and again with + r·h²), for h the correction's variable (e.g. 1/width, or η).
+
+    Returns (p with q, p with q and r); their difference estimates the truncation error
+    of the first fit (Richardson-style). With fewer than ``min_points`` points the second
+    fit is not made and p with q is returned twice.
+    """
+    ly = np.log(y)
+    A = np.stack([np.ones_like(x), np.log(x), h, h**2], 1)
+    p3 = float(np.linalg.lstsq(A[:, :3], ly, rcond=None)[0][1])
+    p4 = float(np.linalg.lstsq(A, ly, rcond=None)[0][1]) if x.size >= min_points else p3
+    return p3, p4
+
+
+def weighted_line(x: np.ndarray, y: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted least squares y = a + b·x with weights 1/se²: ((a, b), covariance) — the
+    covariance from the stated errors alone (not scaled by the fit's χ²)."""
+    w = 1 / se**2
+    A = np.stack([np.ones_like(x), x], 1)
+    cov = np.linalg.inv(A.T @ (A * w[:, None]))
+    return cov @ (A.T @ (w * y)), cov

@@ -43,9 +43,9 @@ from learnmech.claims import Claims, Estimate
 from learnmech.measure.invariants import balancedness, neuron_balance
 from learnmech.nets.deep_linear import DeepLinear
 from learnmech.nets.mlp import MLP
-from learnmech.records import Curve, Figure, Metric
-from learnmech.report.plots import save_png, subplots
-from learnmech.stats import mean_se
+from learnmech.records import Curve, Figure, Metric, scalars
+from learnmech.report.plots import errorbars, legend, save_png, subplots
+from learnmech.stats import corrected_slope, mean_se, weighted_line
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
 
 __all__ = ["Conservation", "ConservationConfig"]
@@ -77,47 +77,25 @@ def _model(kind: str, cfg: ConservationConfig, seed: int) -> torch.nn.Module:
     return MLP(cfg.in_dim, cfg.width, 1, out_dim=2, b_std=0.5, seed=seed, dtype=torch.float64)
 
 
-def _pairs(kind: str, net: torch.nn.Module) -> list[tuple[torch.Tensor, ...]]:
-    """(W_in, W_out[, b_in]) per invariant-carrying junction, as live parameters."""
+def _invariants(kind: str, net: torch.nn.Module, grad: bool = False) -> torch.Tensor:
+    """The conserved quantities (Kunin et al. 2021), or with ``grad`` the same form in the
+    gradients: one GD step changes C by η² times it."""
+
+    def get(p: torch.Tensor) -> torch.Tensor:
+        return p.grad if grad else p  # type: ignore[return-value]
+
     if kind == "linear":
-        w = list(net.weights)  # type: ignore[attr-defined]
-        return [(w[i], w[i + 1]) for i in range(len(w) - 1)]
+        ws = [get(w) for w in net.weights]  # type: ignore[attr-defined]
+        return torch.cat([c.reshape(-1) for c in balancedness(ws)])
     first, last = net.layers[0], net.layers[1]  # type: ignore[attr-defined]
-    return [(first.weight, last.weight, first.bias)]
+    return neuron_balance(get(first.weight), get(last.weight), get(first.bias))
 
 
-def _invariants(kind: str, net: torch.nn.Module) -> torch.Tensor:
+def _in_weights(kind: str, net: torch.nn.Module) -> list[torch.Tensor]:
+    """The incoming weights of each invariant-carrying junction."""
     if kind == "linear":
-        return torch.cat([c.reshape(-1) for c in balancedness(net)])
-    first, last = net.layers[0], net.layers[1]  # type: ignore[attr-defined]
-    return neuron_balance(first.weight, last.weight, first.bias)
-
-
-def _step_terms(kind: str, net: torch.nn.Module) -> torch.Tensor:
-    """g_in g_inᵀ − g_outᵀ g_out (linear) or ‖g_in,j‖² + g_b,j² − ‖g_out,j‖² (ReLU)."""
-    if kind == "linear":
-        ws = list(net.weights)  # type: ignore[attr-defined]
-        return torch.cat(
-            [
-                (ws[i].grad @ ws[i].grad.T - ws[i + 1].grad.T @ ws[i + 1].grad).reshape(-1)
-                for i in range(len(ws) - 1)
-            ]
-        )
-    first, last = net.layers[0], net.layers[1]  # type: ignore[attr-defined]
-    return neuron_balance(first.weight.grad, last.weight.grad, first.bias.grad)
-
-
-def _exponents(lrs: np.ndarray, drift: np.ndarray) -> tuple[float, float]:
-    """Slope p of log D = c + p log η + q η (+ r η²) for one seed's drift curve.
-
-    Returns (p with the first correction q, p with q and r): their difference estimates the
-    truncation error of the first (Richardson-style).
-    """
-    y = np.log(drift)
-    A = np.stack([np.ones_like(lrs), np.log(lrs), lrs, lrs**2], 1)
-    p3 = float(np.linalg.lstsq(A[:, :3], y, rcond=None)[0][1])
-    p4 = float(np.linalg.lstsq(A, y, rcond=None)[0][1]) if lrs.size >= 4 else p3
-    return p3, p4
+        return list(net.weights)[:-1]  # type: ignore[attr-defined]
+    return [net.layers[0].weight]  # type: ignore[attr-defined]
 
 
 class Conservation(Study):
@@ -176,11 +154,11 @@ class Conservation(Study):
                     xb, yb = X, Y
                 opt.zero_grad(set_to_none=True)
                 (0.5 * ((net(xb) - yb) ** 2).sum(1).mean()).backward()
-                acc += lr * lr * _step_terms(kind, net)
+                acc += lr * lr * _invariants(kind, net, grad=True)
                 opt.step()
             c1 = _invariants(kind, net)
             scale = float(torch.linalg.norm(c0)) + sum(
-                float(torch.linalg.norm(p[0].detach()) ** 2) for p in _pairs(kind, net)
+                float(torch.linalg.norm(w.detach()) ** 2) for w in _in_weights(kind, net)
             )
             drift = float(torch.linalg.norm(c1 - c0)) / scale
             gap = float(torch.linalg.norm((c1 - c0) - acc))
@@ -188,16 +166,13 @@ class Conservation(Study):
             # moves each invariant by ≤ 2·eps·‖W‖² per layer pair and step; evaluating C
             # itself costs as much once more: 16·steps·eps·scale covers both
             bound = 16 * (steps + 1) * float(np.finfo(np.float64).eps) * scale
-            out[seed] = [
-                Curve("drift", "lr", [lr], [drift]),
-                Curve("identity_gap_over_rounding_bound", "lr", [lr], [gap / bound]),
-                Curve(
-                    "identity_rel_error",
-                    "lr",
-                    [lr],
-                    [gap / max(float(torch.linalg.norm(c1 - c0)), 1e-300)],
-                ),
-            ]
+            out[seed] = scalars(
+                "lr",
+                lr,
+                drift=drift,
+                identity_gap_over_rounding_bound=gap / bound,
+                identity_rel_error=gap / max(float(torch.linalg.norm(c1 - c0)), 1e-300),
+            )
         return out
 
     def analyze(self, cfg: ConservationConfig, theory: list[Curve], trials: Trials) -> dict:
@@ -231,7 +206,7 @@ class Conservation(Study):
         for net, r in s["nets"].items():
             lrs, d = r["gd"]
             if d is not None and lrs.size >= 3 and d.shape[0] >= 2:
-                ps = [_exponents(lrs, row) for row in d]
+                ps = [corrected_slope(lrs, row, lrs) for row in d]
                 p3 = np.array([a for a, _ in ps])
                 out.within(
                     f"{net}_gd_drift_exponent",
@@ -249,10 +224,7 @@ class Conservation(Study):
             bs, d = r["sgd"]
             if d is not None and bs.size >= 2:
                 m, se = mean_se(d)
-                w = 1 / np.maximum(se, 1e-300) ** 2
-                A = np.stack([np.ones_like(bs), 1 / bs], 1)
-                cov = np.linalg.inv(A.T @ (A * w[:, None]))
-                coef = cov @ (A.T @ (w * m))
+                coef, cov = weighted_line(1 / bs, m, np.maximum(se, 1e-300))
                 slope = Estimate(float(coef[1]), math.sqrt(cov[1, 1]), d.shape[0] - 1)
                 out.above(
                     f"{net}_sgd_drift_slope_in_1_over_B",
@@ -268,20 +240,16 @@ class Conservation(Study):
         for net, r in s["nets"].items():
             x, d = r["gd"]
             if d is not None:
-                m, se = mean_se(d)
-                a1.errorbar(x, m, 2 * se, marker="o", capsize=3, label=net)
-                a1.plot(x, m[-1] * x / x[-1], "k--", lw=1)
+                errorbars(a1, x, d, marker="o", label=net)
+                a1.plot(x, d.mean(0)[-1] * x / x[-1], "k--", lw=1)
             b, d = r["sgd"]
             if d is not None:
-                m, se = mean_se(d)
-                a2.errorbar(1 / b, m, 2 * se, marker="o", capsize=3, label=net)
+                errorbars(a2, 1 / b, d, marker="o", label=net)
         a1.set(xscale="log", yscale="log", xlabel="learning rate η (GD, fixed t = η·steps)")
         a1.set(ylabel="relative drift of the invariants", title="dashed: slope 1 (theory)")
         a2.set(xlabel="1 / batch size (SGD)", ylabel="relative drift")
         a2.set_title(f"SGD at η = {cfg.sgd_lr:g}")
-        for a in (a1, a2):
-            if a.get_legend_handles_labels()[0]:
-                a.legend()
+        legend(a1, a2, fontsize=10)
         caption = (
             "Drift of the conserved quantities: linear in η at fixed training time under GD "
             "(left), growing with SGD noise 1/B (right); ±2 SE."

@@ -55,7 +55,7 @@ from learnmech.measure.similarity import (
 from learnmech.nets.mlp import MLP
 from learnmech.records import Curve, Figure, Metric, scalars
 from learnmech.report.plots import errorbars, legend, save_png, subplots
-from learnmech.stats import mean_se
+from learnmech.stats import corrected_slope, mean_se
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
 from learnmech.theory.kernels import mlp_kernels
 
@@ -99,15 +99,6 @@ def _split(cfg: UniversalityConfig) -> tuple[torch.Tensor, ...]:
 def _kernel(cfg: UniversalityConfig, phi: torch.Tensor) -> torch.Tensor:
     """The readout's input kernel: (σ_w²/w)·φφᵀ + σ_b² (the NNGP's finite-width estimate)."""
     return cfg.w_std**2 / phi.shape[1] * (phi @ phi.T) + cfg.b_std**2
-
-
-def _fit_exponent(widths: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Slope p of log y = a + p log w + b/w (+ c/w²): (p with b, p with b and c)."""
-    ly = np.log(y)
-    A = np.stack([np.ones_like(widths), np.log(widths), 1 / widths, 1 / widths**2], 1)
-    p3 = float(np.linalg.lstsq(A[:, :3], ly, rcond=None)[0][1])
-    p4 = float(np.linalg.lstsq(A, ly, rcond=None)[0][1]) if widths.size >= 5 else p3
-    return p3, p4
 
 
 class Universality(Study):
@@ -251,7 +242,7 @@ class Universality(Study):
             if obs not in s["init"]:
                 continue
             ws, v = s["init"][obs]
-            fits = [_fit_exponent(ws, row) for row in v if np.all(row > 0)]
+            fits = [corrected_slope(ws, row, 1 / ws, min_points=5) for row in v if np.all(row > 0)]
             p3 = np.array([a for a, _ in fits])
             out.within(
                 f"init_{label}_exponent",
