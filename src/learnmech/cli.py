@@ -595,6 +595,123 @@ def _print_fit(out: dict[str, Any]) -> None:
         con.print(f"figure: {escape(str(out['plot']))}")
 
 
+@cli.command("plan")
+@click.argument("spec", metavar="SPEC|verify")
+@click.argument("plan_dir", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--budget", type=float, default=None, help="Compute budget of the planned run, FLOPs."
+)
+@click.option("--width", "target_width", type=int, default=None, help="Plan for this width.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Folder for plan.json and plan.html (default: next to the store).",
+)
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="verify: read the planned run's losses (a 'loss' column) instead of training.",
+)
+@click.option("--seeds", type=int, default=None, help="verify: seeds of the planned run.")
+@click.option("--device", type=str, default=None, help="cpu or cuda (default: cuda if available).")
+@_store_opt
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (or verdict) as JSON.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def plan_cmd(
+    spec: str,
+    plan_dir: Path | None,
+    budget: float | None,
+    target_width: int | None,
+    out: Path | None,
+    csv_file: Path | None,
+    seeds: int | None,
+    device: str | None,
+    store: Path,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Plan a run of your model family from small proxies (SPEC is module:function
+    returning a learnmech.plan.PlanSpec), or ``plan verify PLAN_DIR`` to train the planned
+    run (or read --csv) and score the prediction. Exit 1 when a check stops the plan."""
+    import math
+
+    from learnmech.plan import Plan, PlanStopped, make_plan, verify_plan
+
+    if device is not None:
+        from learnmech.lab.provenance import resolve_device
+
+        try:
+            resolve_device(device)
+        except UserError as err:
+            raise _Fail(f"--{err}") from None
+    _check_store_path(store)
+    cb, ctx = _progress(quiet or as_json)
+
+    def say(msg: str) -> None:
+        if cb is not None:
+            cb(msg, 0, 0)
+
+    if spec == "verify":
+        if plan_dir is None:
+            raise _Fail("plan verify needs the plan's folder (or its plan.json)")
+        if seeds is not None and seeds < 1:
+            raise _Fail(f"--seeds must be a positive integer, got {seeds}")
+        p = Plan.load(plan_dir)
+        with ctx:
+            res = verify_plan(
+                p, losses_csv=csv_file, seeds=seeds, store=store, device=device, progress=say
+            )
+        if as_json:
+            click.echo(json.dumps(res, default=float))
+        else:
+            lo, hi = p.predicted_interval
+            click.echo(
+                f"verify {res['verdict'].upper()}: measured {res['measured_mean']:.4f} "
+                f"({len(res['measured'])} runs) vs predicted {p.predicted_loss:.4f} "
+                f"[{lo:.4f}, {hi:.4f}] — written to {p.path}"
+            )
+        return
+    if plan_dir is not None:
+        raise _Fail(f"unexpected argument {str(plan_dir)!r} (plan takes one SPEC)")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise _Fail(f"--budget must be a positive number of FLOPs, got {budget}")
+    if target_width is not None and target_width < 1:
+        raise _Fail(f"--width must be a positive integer, got {target_width}")
+    if budget is None and target_width is None:
+        raise _Fail("give --budget FLOPS or --width N")
+    if out is not None:
+        _check_writable_folder(out, "--out")
+    from learnmech.plan import load_spec
+
+    load_spec(spec)  # a bad spec is bad input: refused before any output
+    try:
+        with ctx:
+            p = make_plan(
+                spec,
+                budget=budget,
+                target_width=target_width,
+                store=store,
+                device=device,
+                out=out,
+                progress=say,
+            )
+    except PlanStopped as err:
+        raise _Fail(f"plan stopped: {err}", code=1) from None
+    if as_json:
+        click.echo(json.dumps(p.as_dict() | {"path": p.path}, default=float))
+        return
+    click.echo(p.summary())
+    for n in p.notes:
+        click.echo(f"  note: {n}")
+    click.echo(
+        f"  written: {p.path} and plan.html; verify with: learnmech plan verify "
+        f"{Path(p.path).parent}"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 ok, 1 verdict unaffected failures, 2 bad input)."""
     import matplotlib

@@ -71,6 +71,21 @@ class CoordCheck:
     seconds: float = 0.0
     layers: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_rows(
+        cls,
+        rows: list[dict[str, Any]],
+        *,
+        tolerance: float = 0.25,
+        layers: Sequence[str] | None = None,
+    ) -> CoordCheck:
+        """Rebuild a result (fits, verdict, diagnosis) from stored tidy rows."""
+        ws = sorted({int(r["width"]) for r in rows})
+        steps = max(int(r["step"]) for r in rows)
+        names = list(layers) if layers else list(dict.fromkeys(r["layer"] for r in rows))
+        slopes = _fit_slopes(rows, names, ws, steps, float(tolerance))
+        return cls(rows, slopes, ws, steps, float(tolerance), 0.0, names)
+
     @property
     def passed(self) -> bool:
         return not self.breaks()

@@ -242,6 +242,21 @@ class ScalingFit:
         out = self.law.log_predict(torch.from_numpy(self.theta[None, :]), logs)
         return np.exp(out[0].numpy())
 
+    def predict_interval(self, level: float = 0.95, **inputs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile bootstrap interval of the predicted loss at ``inputs`` (each replicate
+        is a refit on resampled points, so the interval carries the fit's uncertainty,
+        extrapolation included)."""
+        if self.boot is None or len(self.boot) == 0:
+            raise UserError("no bootstrap replicates: fit with bootstrap > 0")
+        logs = {
+            k: torch.from_numpy(np.log(np.asarray(inputs[k], np.float64)).reshape(-1))
+            for k in self.law.inputs
+        }
+        with np.errstate(all="ignore"):
+            reps = np.exp(self.law.log_predict(torch.from_numpy(self.boot), logs).numpy())
+        lo, hi = 50 * (1 - level), 50 * (1 + level)
+        return np.nanpercentile(reps, lo, 0), np.nanpercentile(reps, hi, 0)
+
     def _boot_natural(self) -> dict[str, np.ndarray]:
         if self.boot is None or len(self.boot) == 0:
             raise UserError("no bootstrap replicates: fit with bootstrap > 0")
@@ -260,19 +275,25 @@ class ScalingFit:
             for k, v in self._boot_natural().items()
         }
 
-    def compute_optimal(self, compute: Any, level: float = 0.95) -> dict[str, Any]:
-        """N_opt(C), D_opt(C) and D/N for C = 6ND (Hoffmann et al. 2022, eq. 4), with
-        bootstrap percentile intervals when replicates exist. Chinchilla law only."""
+    def compute_optimal(
+        self, compute: Any, level: float = 0.95, flops_per_param_token: float = 6.0
+    ) -> dict[str, Any]:
+        """N_opt(C), D_opt(C) and D/N for C = k·N·D (Hoffmann et al. 2022, eq. 4: k = 6 for
+        a dense transformer's forward and backward pass; pass a counted k for your model),
+        with bootstrap percentile intervals when replicates exist. Chinchilla law only."""
         if self.law.name != "chinchilla":
             raise UserError("compute-optimal allocation needs the chinchilla law")
         C = np.asarray(compute, dtype=np.float64).reshape(-1)
         if np.any(~np.isfinite(C) | (C <= 0)):
             raise UserError("compute budgets must be positive and finite")
+        k = float(flops_per_param_token)
+        if not (math.isfinite(k) and k > 0):
+            raise UserError(f"flops_per_param_token must be positive, got {k!r}")
 
         def alloc(p: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
             a, b = p["alpha"], p["beta"]
             G = (a * p["A"] / (b * p["B"])) ** (1 / (a + b))
-            return G * (C / 6) ** (b / (a + b)), (C / 6) ** (a / (a + b)) / G
+            return G * (C / k) ** (b / (a + b)), (C / k) ** (a / (a + b)) / G
 
         n_opt, d_opt = alloc(self.params)
         out: dict[str, Any] = {

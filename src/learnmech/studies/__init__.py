@@ -29,6 +29,10 @@ STUDIES: dict[str, str] = {
 }
 
 
+# run by workflows through the lab's runner, not listed in the catalog
+HIDDEN: dict[str, str] = {"plan": "learnmech.plan.study:PlanStudy"}
+
+
 def _registry() -> dict[str, str]:
     """Built-in studies, then plugins: the ``learnmech.studies`` entry-point group and
     ``LEARNMECH_STUDIES="name=module:Class,..."`` (handy for a project's own studies)."""
@@ -48,7 +52,7 @@ def _registry() -> dict[str, str]:
 
 
 def get_study(name: str) -> Study:
-    reg = _registry()
+    reg = _registry() | HIDDEN
     if name not in reg:
         raise UserError(f"unknown study {name!r}; known studies: {', '.join(reg)}")
     module, _, cls = reg[name].partition(":")

@@ -1,0 +1,343 @@
+"""The planner's measurements as a (hidden) study, so the lab's store, resume, executors
+and reports carry them: stage ``sweep`` (coord check + learning-rate sweeps at the proxy
+widths, with a loss curve along every run), stage ``check`` (gradient noise scale along a
+run at the planned rate, and its sharpness against the stability threshold), and stage
+``verify`` (the planned run itself)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from learnmech.claims import Claims, Estimate
+from learnmech.hparams import coord_check, optimal_lr, parametrize
+from learnmech.hparams.coord_check import CoordCheck
+from learnmech.hparams.transfer import transfer_claims
+from learnmech.measure.gradients import noise_scale
+from learnmech.measure.hessian import SharpnessProbe
+from learnmech.measure.model_io import forward, in_mode, take, to_device
+from learnmech.plan.spec import PlanSpec, load_spec
+from learnmech.records import Curve, Metric, scalars
+from learnmech.studies.base import Study, StudyConfig, Trials
+from learnmech.train.loops import train_steps
+
+__all__ = ["PlanConfig", "PlanStudy", "build", "count_params", "eval_loss", "step_flops"]
+
+
+#: stored in place of a diverged run's losses (curves must be finite to count as measured)
+LOSS_CAP = 1e30
+
+
+class PlanConfig(StudyConfig):
+    spec: str = Field(..., description="module:function returning a PlanSpec")
+    spec_hash: str = Field("", description="hash of the spec's settings and module source")
+    stage: Literal["sweep", "check", "verify"] = "sweep"
+    lr: float = Field(0.0, ge=0, description="the planned rate (check, verify)")
+    width: int = Field(0, ge=0, description="check: the widest proxy; verify: the target")
+    steps: int = Field(0, ge=0, le=100_000_000, description="verify: steps of the planned run")
+    coord_steps: int = Field(4, ge=1, le=100)
+    noise_points: int = Field(4, ge=2, le=50)
+    noise_examples: int = Field(256, ge=8, le=1_000_000)
+
+
+def count_params(spec: PlanSpec, width: int) -> int:
+    """Parameters of ``spec.model(width)``, built on the meta device (no memory)."""
+    try:
+        with torch.device("meta"):
+            m = spec.model(width)
+    except Exception:
+        m = spec.model(width)
+    return int(sum(p.numel() for p in m.parameters()))
+
+
+def build(
+    spec: PlanSpec, width: int, lr: float, seed: int, device: Any
+) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    """The seeded model at ``width``, parameterized (μP against the first proxy width, or
+    SP for the control), and its optimizer at ``lr``."""
+    torch.manual_seed(seed)
+    model = spec.model(width)
+    try:
+        with torch.device("meta"):
+            base = spec.model(spec.widths[0])
+    except Exception:
+        base = spec.model(spec.widths[0])
+    p = parametrize(model, spec.scheme, base=base, optimizer=spec.optimizer, lr=lr)  # type: ignore[arg-type]
+    model.to(device)
+    return model, p.optimizer()
+
+
+def eval_loss(spec: PlanSpec, model: torch.nn.Module, device: Any) -> float:
+    """The held-out loss (eval mode, no gradients)."""
+    x, y = spec.eval_data
+    with torch.no_grad(), in_mode(model, "eval"):
+        return float(spec.loss_fn(forward(model, to_device(x, device)), y.to(device)))
+
+
+def step_flops(spec: PlanSpec, width: int, device: Any) -> tuple[float, float]:
+    """(FLOPs of one training step's forward and backward, FLOPs of one held-out
+    evaluation), counted by ``torch.utils.flop_counter`` on a real batch (the optimizer's
+    own element-wise update is not counted: O(parameters), not O(parameters × tokens))."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model, _ = build(spec, width, float(spec.lrs[0]), 0, device)
+    x, y = spec.batch(0, 0, device)
+    with FlopCounterMode(display=False) as fc:
+        spec.loss_fn(forward(model, x), y).backward()
+    train = fc.get_total_flops()
+    ex, ey = spec.eval_data
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        spec.loss_fn(forward(model, to_device(ex, device)), ey.to(device))
+    return float(train), float(fc.get_total_flops())
+
+
+def _run(
+    spec: PlanSpec, width: int, lr: float, seed: int, steps: int, at: list[int], device: Any
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[float], bool]:
+    model, opt = build(spec, width, lr, seed, device)
+    run = train_steps(
+        model,
+        opt,
+        lambda step: spec.batch(step - 1, seed, device),
+        spec.loss_fn,
+        steps,
+        evaluate=lambda m: eval_loss(spec, m, device),
+        at=at,
+    )
+    # a diverged run is data, not a failed trial: its losses are stored as LOSS_CAP and
+    # flagged, and the analysis reads them as +inf (the worst point of a sweep)
+    bad = run.diverged or not all(math.isfinite(v) for v in run.values)
+    vals = [v if math.isfinite(v) else LOSS_CAP for v in run.values]
+    vals += [LOSS_CAP] * (len(at) - len(vals))
+    return model, opt, vals, bad
+
+
+class PlanStudy(Study):
+    name = "plan"
+    title = "Plan a training run from small proxies"
+    summary = "μP coord check, proxy learning-rate sweeps, noise scale, stability, loss law"
+    pillar = "hyperparameter theories"
+    Config = PlanConfig
+    scales: ClassVar[dict[str, dict[str, Any]]] = {"quick": {}, "full": {}}
+
+    def spec(self, cfg: PlanConfig) -> PlanSpec:
+        return load_spec(cfg.spec)[0]
+
+    def grid(self, cfg: PlanConfig) -> list[dict[str, Any]]:
+        spec = self.spec(cfg)
+        if cfg.stage == "sweep":
+            return [{"part": "coord"}] + [{"part": "sweep", "width": w} for w in spec.widths]
+        if cfg.stage == "check":
+            return [{"part": "check", "width": cfg.width}]
+        return [{"part": "target", "width": cfg.width}]
+
+    def seeds_for(self, cfg: StudyConfig, point: dict[str, Any]) -> list[int]:
+        return [0] if point["part"] == "coord" else self.seed_list(cfg)
+
+    # -- measure -------------------------------------------------------------------------
+    def measure(
+        self, cfg: PlanConfig, point: dict[str, Any], seeds: list[int], device: str
+    ) -> dict[int, list[Curve]]:
+        spec = self.spec(cfg)
+        part = point["part"]
+        self._seeds = self.seeds_for(cfg, point)
+        out: dict[int, list[Curve]] = {}
+        for seed in seeds:
+            if part == "coord":
+                out[seed] = self._coord(spec, cfg, seed, device)
+            elif part == "sweep":
+                out[seed] = self._sweep(spec, int(point["width"]), seed, device)
+            elif part == "check":
+                out[seed] = self._check(spec, cfg, seed, device)
+            else:
+                at = sorted({max(1, cfg.steps // 2**k) for k in range(spec.checkpoints)})
+                _, _, vals, diverged = _run(spec, cfg.width, cfg.lr, seed, cfg.steps, at, device)
+                if diverged:
+                    raise FloatingPointError("the planned run's loss became non-finite")
+                out[seed] = [Curve("eval_loss", "step", at, vals)]
+        return out
+
+    def _coord(self, spec: PlanSpec, cfg: PlanConfig, seed: int, device: str) -> list[Curve]:
+        lr = float(np.exp(np.mean(np.log(spec.lrs))))  # the grid's geometric middle
+        cc = coord_check(
+            lambda w, s: build(spec, w, lr, s, device),
+            spec.widths,
+            lambda t: spec.batch(t, seed, device),
+            steps=cfg.coord_steps,
+            seeds=[seed, seed + 1],
+            loss_fn=spec.loss_fn,
+        )
+        series: dict[tuple[str, str, int, int], list[tuple[int, float]]] = {}
+        for r in cc.rows:
+            key = (r["layer"], r["quantity"], r["width"], r["seed"])
+            series.setdefault(key, []).append((r["step"], r["value"]))
+        return [
+            Curve("coord", "step", [t for t, _ in v], [x for _, x in v], "|".join(map(str, k)))
+            for k, v in series.items()
+        ]
+
+    def _sweep(self, spec: PlanSpec, width: int, seed: int, device: str) -> list[Curve]:
+        at = spec.checkpoint_steps()
+        curves, finals, diverged = [], [], []
+        for i, lr in enumerate(spec.lrs):
+            _, _, vals, bad = _run(spec, width, float(lr), seed, spec.steps, at, device)
+            finals.append(vals[-1])
+            diverged.append(float(bad))
+            curves.append(Curve("eval_loss", "step", at, vals, f"lr{i}"))
+        curves.append(Curve("diverged", "lr", list(spec.lrs), diverged))
+        curves.append(Curve("final_loss", "lr", list(spec.lrs), finals))
+        curves += scalars("run", 0, params=count_params(spec, width))
+        if seed == min(self._seeds):  # FLOPs per step do not depend on the seed
+            train, ev = step_flops(spec, width, device)
+            curves += scalars("run", 0, step_flops=train, eval_flops=ev)
+        return curves
+
+    def _check(self, spec: PlanSpec, cfg: PlanConfig, seed: int, device: str) -> list[Curve]:
+        """B_simple = tr Σ/|G|² (McCandlish et al. 2018, eq. 2.9) along a run at the planned
+        rate, on ``noise_examples`` fresh training examples; then λ_max of the
+        (preconditioned) loss Hessian over its stability threshold (2/η for GD, 38/η for
+        Adam's preconditioned sharpness: Cohen et al. 2021, 2022)."""
+        at = sorted(
+            {max(1, spec.steps * (k + 1) // cfg.noise_points) for k in range(cfg.noise_points)}
+        )
+        model, opt = build(spec, cfg.width, cfg.lr, seed, device)
+        k = math.ceil(cfg.noise_examples / spec.batch_size)
+        parts = [spec.batch(10_000_000 + j, seed, device) for j in range(k)]
+        x = _cat([p[0] for p in parts])
+        y = torch.cat([p[1] for p in parts])
+
+        def probe(m: torch.nn.Module) -> float:
+            with in_mode(m, "eval"):
+                return noise_scale(m, spec.loss_fn, x, y).b_simple
+
+        run = train_steps(
+            model,
+            opt,
+            lambda step: spec.batch(step - 1, seed, device),
+            spec.loss_fn,
+            spec.steps,
+            evaluate=probe,
+            at=at,
+        )
+        if run.diverged:
+            raise FloatingPointError(f"training at the planned rate {cfg.lr:g} diverged")
+        hb = (take(x, slice(0, spec.batch_size)), y[: spec.batch_size])
+        read = SharpnessProbe(spec.loss_fn, hb, opt, every=1, tol=1e-3, seed=seed).read(model, 0)
+        return [
+            Curve("b_simple", "step", run.steps, run.values),
+            *scalars(
+                "run",
+                0,
+                sharpness=read["sharpness"],
+                stability_threshold=read["stability_threshold"],
+                sharpness_ratio=read["sharpness_ratio"],
+                final_loss=eval_loss(spec, model, device),
+            ),
+        ]
+
+    # -- analyze -------------------------------------------------------------------------
+    def analyze(self, cfg: PlanConfig, theory: list[Curve], trials: Trials) -> dict[str, Any]:
+        spec = self.spec(cfg)
+        if cfg.stage == "sweep":
+            return sweep_summary(spec, trials)
+        if cfg.stage == "check":
+            t = trials.where(part="check")
+            return {
+                "b_simple": t.stack("b_simple"),
+                "sharpness_ratio": t.last("sharpness_ratio"),
+                "final_loss": t.last("final_loss"),
+            }
+        return {"eval_loss": trials.stack("eval_loss")}
+
+    def claims(self, cfg: PlanConfig, s: dict[str, Any]) -> list[Metric]:
+        out = Claims()
+        if cfg.stage == "sweep":
+            cc = s.get("coord")
+            if cc is not None:
+                out.exact(
+                    "coord_check_breaks",
+                    len({(b["layer"], b["quantity"]) for b in cc.breaks()}),
+                    0,
+                    description="layers whose activations or updates change with width "
+                    f"(|fitted exponent| > {cc.tolerance:g}): "
+                    + ("; ".join(cc.diagnose()) or "none"),
+                )
+            if len(s["optima"]) >= 2:
+                out += transfer_claims("proxy_lr", s["optima"], transfers=True)
+            return out
+        if cfg.stage == "check":
+            r = s["sharpness_ratio"]
+            if r.size:
+                out.below(
+                    "sharpness_over_threshold",
+                    Estimate.of(r) if r.size > 1 else Estimate(float(r[0]), math.nan),
+                    1.0,
+                    description="λ_max (preconditioned for Adam) over its stability threshold "
+                    "at the end of a proxy run at the planned rate: below 1 the rate is "
+                    "stable (Cohen et al. 2021)",
+                )
+            _steps, b = s["b_simple"]
+            if b.size:
+                out.reported(
+                    "b_simple_final",
+                    Estimate.of(b[:, -1]),
+                    description="B_simple = tr Σ/|G|² at the end of the run (McCandlish et "
+                    "al. 2018): the batch size beyond which steps stop paying",
+                )
+        return out
+
+
+def _cat(xs: list[Any]) -> Any:
+    if isinstance(xs[0], dict):
+        return {k: torch.cat([x[k] for x in xs]) for k in xs[0]}
+    return torch.cat(xs)
+
+
+def sweep_summary(spec: PlanSpec, trials: Trials) -> dict[str, Any]:
+    """Per width: the loss-vs-rate curves per seed, each seed's optimum, the loss curves
+    along the runs, the counted FLOPs; and the coord check rebuilt from its rows."""
+    out: dict[str, Any] = {"widths": {}, "optima": {}, "coord": None}
+    rows = []
+    for t in trials.where(part="coord"):
+        for c in t.curves:
+            layer, q, w, sd = c.series.split("|")
+            rows += [
+                {
+                    "layer": layer,
+                    "quantity": q,
+                    "width": int(w),
+                    "seed": int(sd),
+                    "step": int(s),
+                    "value": float(v),
+                }
+                for s, v in zip(c.coords, c.values, strict=True)
+            ]
+    if rows:
+        out["coord"] = CoordCheck.from_rows(rows)
+    for w, tw in trials.where(part="sweep").by("width").items():
+        lrs, finals = tw.stack("final_loss")
+        if not finals.size:
+            continue
+        bad = tw.stack("diverged")[1] > 0
+        finals = np.where(bad | (finals >= LOSS_CAP), np.inf, finals)
+        opts = [optimal_lr(lrs, row) for row in finals if np.isfinite(row).any()]
+        curves = {}
+        for i in range(lrs.size):
+            steps, v = tw.stack("eval_loss", f"lr{i}")
+            curves[i] = (steps, np.where(bad[:, i : i + 1] | (v >= LOSS_CAP), np.nan, v))
+        out["widths"][int(w)] = {
+            "lrs": lrs,
+            "finals": finals,
+            "curves": curves,
+            "params": float(tw.last("params")[0]),
+            "step_flops": float(tw.has("step_flops").last("step_flops")[0]),
+            "eval_flops": float(tw.has("eval_flops").last("eval_flops")[0]),
+            "seeds": tw.seeds,
+        }
+        if opts:
+            out["optima"][int(w)] = opts
+    return out

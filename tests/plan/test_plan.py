@@ -1,0 +1,158 @@
+"""The run planner: spec checks, counted FLOPs, the workflow end to end, verify, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from learnmech.cli import main
+from learnmech.errors import UserError
+from learnmech.plan import Plan, PlanSpec, PlanStopped, load_spec, make_plan, verify_plan
+from learnmech.plan.study import count_params, step_flops
+
+SMALL = "docs.examples.plan_mlp:small"
+
+
+def _spec(**kw: object) -> PlanSpec:
+    x = torch.randn(32, 4)
+    y = torch.randint(0, 3, (32,))
+    base = dict(
+        model=lambda w: nn.Linear(4, 3),
+        data=(x, y),
+        eval_data=(x, y),
+        widths=[8, 16, 32],
+        lrs=[1e-3, 1e-2, 1e-1, 1.0, 10.0],
+        steps=3,
+        batch_size=4,
+        seeds=2,
+    )
+    return PlanSpec(**(base | kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("widths", [8, 16], "widths"),
+        ("widths", [16, 8, 32], "widths"),
+        ("widths", [8, 16, -1], "width"),
+        ("lrs", [1e-3, 1e-2, 1e-1], "lrs"),
+        ("lrs", [1e-3, 1e-2, float("nan"), 1.0, 2.0], "lrs"),
+        ("steps", 0, "steps"),
+        ("seeds", 1, "seeds"),
+        ("optimizer", "lion", "optimizer"),
+        ("scheme", "ntk", "scheme"),
+        ("data", (torch.zeros(3, 4), torch.zeros(2)), "data"),
+        ("eval_data", torch.zeros(3), "eval_data"),
+    ],
+)
+def test_a_bad_spec_is_refused_by_name(field: str, value: object, match: str) -> None:
+    with pytest.raises(UserError, match=match):
+        _spec(**{field: value}).check()
+
+
+@pytest.mark.parametrize(
+    ("ref", "match"),
+    [
+        ("nocolon", "module:function"),
+        ("no_such_module_xyz:spec", "cannot import"),
+        ("tests.plan.specs:missing", "no function"),
+        ("tests.plan.specs:not_a_spec", "not a learnmech.plan.PlanSpec"),
+    ],
+)
+def test_a_bad_spec_reference_is_refused(ref: str, match: str) -> None:
+    with pytest.raises(UserError, match=match):
+        load_spec(ref)
+
+
+def test_flops_are_counted_not_assumed() -> None:
+    spec, _ = load_spec(SMALL)
+    w, b = 16, spec.batch_size
+    dims = [(64, w), (w, w), (w, 10)]
+    fwd = [2 * b * i * o for i, o in dims]
+    # backward: the weight gradient for every layer, the input gradient for all but the
+    # first (the data need none): one matmul of the forward's size each
+    expect = sum(fwd) + sum(fwd) + sum(fwd[1:])
+    train, ev = step_flops(spec, w, "cpu")
+    assert train == expect
+    n_eval = spec.eval_data[0].shape[0]
+    assert ev == sum(2 * n_eval * i * o for i, o in dims)
+    assert count_params(spec, w) == sum(i * o + o for i, o in dims)
+
+
+def test_the_workflow_plans_resumes_and_verifies(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    p = make_plan(SMALL, budget=3e9, store=store, out=tmp_path / "plan")
+    assert (tmp_path / "plan" / "plan.json").exists()
+    assert (tmp_path / "plan" / "plan.html").exists()
+    assert (tmp_path / "plan" / "plan.png").exists()
+    lo, hi = p.predicted_interval
+    assert lo <= p.predicted_loss <= hi
+    assert p.lr_interval[0] <= p.lr <= p.lr_interval[1]
+    assert p.width % 1 == 0 and p.params == count_params(load_spec(SMALL)[0], p.width)
+    assert p.steps * p.batch_size == p.tokens
+    # C = k·N·D with the counted k: the plan spends its budget (to one step's rounding)
+    spent = p.flops_per_param_token * p.params * p.tokens
+    assert spent == pytest.approx(3e9, rel=p.batch_size / p.tokens + 1e-9)
+    assert p.proxy_flops > 0 and p.checks["coord_check"]["passed"] is True
+    # resuming re-measures nothing and gives the same plan
+    again = make_plan(SMALL, budget=3e9, store=store, out=tmp_path / "plan")
+    assert again.as_dict() | {"proxy_seconds": 0, "overhead_seconds": 0} == p.as_dict() | {
+        "proxy_seconds": 0,
+        "overhead_seconds": 0,
+    }
+    # verify from a CSV: inside the interval passes, far outside fails
+    good = tmp_path / "good.csv"
+    good.write_text("loss\n" + "\n".join(f"{(lo + hi) / 2 + d:.6f}" for d in (-1e-4, 0, 1e-4)))
+    assert verify_plan(p, losses_csv=good)["verdict"] == "pass"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("loss\n" + "\n".join(f"{hi * 3 + d:.6f}" for d in (-1e-4, 0, 1e-4)))
+    res = verify_plan(Plan.load(tmp_path / "plan"), losses_csv=bad)
+    assert res["verdict"] == "fail"
+    assert (
+        json.loads((tmp_path / "plan" / "plan.json").read_text())["verified"]["verdict"] == "fail"
+    )
+
+
+def test_a_failing_coord_check_stops_the_plan_with_its_diagnosis(tmp_path: Path) -> None:
+    with pytest.raises(PlanStopped, match="coord check failed") as err:
+        make_plan("tests.plan.specs:blown", target_width=1024, store=tmp_path / "s.duckdb")
+    assert "grow" in str(err.value)
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = str(tmp_path / "s.duckdb")
+    for args in (
+        ["plan", SMALL, "--store", store],
+        ["plan", SMALL, "--budget", "-1", "--store", store],
+        ["plan", SMALL, "--width", "0", "--store", store],
+        ["plan", "nocolon", "--width", "64", "--store", store],
+        ["plan", "verify", "--store", store],
+        ["plan", "verify", str(tmp_path / "nowhere"), "--store", store],
+    ):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("learnmech: error:") and "Traceback" not in err
+    assert not (tmp_path / "s.duckdb").exists()
+
+
+def test_cli_plans_and_verifies_from_a_csv(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = str(tmp_path / "s.duckdb")
+    out = tmp_path / "p"
+    assert (
+        main(["plan", SMALL, "--budget", "3e9", "--store", store, "--out", str(out), "--json"]) == 0
+    )
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["width"] >= 1 and Path(plan["path"]).exists()
+    lo, hi = plan["predicted_interval"]
+    csv = tmp_path / "l.csv"
+    csv.write_text(f"loss\n{(lo + hi) / 2}\n{(lo + hi) / 2 + 1e-6}\n")
+    assert main(["plan", "verify", str(out), "--csv", str(csv), "--store", store]) == 0
+    assert "PASS" in capsys.readouterr().out
+    csv.write_text("loss\nabc\n")
+    assert main(["plan", "verify", str(out), "--csv", str(csv), "--store", store]) == 2
+    assert np.isfinite(plan["flops_per_param_token"])
