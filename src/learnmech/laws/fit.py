@@ -252,10 +252,10 @@ class ScalingFit:
             k: torch.from_numpy(np.log(np.asarray(inputs[k], np.float64)).reshape(-1))
             for k in self.law.inputs
         }
-        with np.errstate(all="ignore"):
-            reps = np.exp(self.law.log_predict(torch.from_numpy(self.boot), logs).numpy())
         lo, hi = 50 * (1 - level), 50 * (1 + level)
-        return np.nanpercentile(reps, lo, 0), np.nanpercentile(reps, hi, 0)
+        with np.errstate(all="ignore"):  # a replicate may overflow: its prediction is inf
+            reps = np.exp(self.law.log_predict(torch.from_numpy(self.boot), logs).numpy())
+            return np.nanpercentile(reps, lo, 0), np.nanpercentile(reps, hi, 0)
 
     def _boot_natural(self) -> dict[str, np.ndarray]:
         if self.boot is None or len(self.boot) == 0:
@@ -303,16 +303,17 @@ class ScalingFit:
             "tokens_per_param": d_opt / n_opt,
         }
         if self.boot is not None and len(self.boot):
+            lo, hi = 50 * (1 - level), 50 * (1 + level)
+            # a degenerate replicate allocates inf or nan: it stays in the tails
             with np.errstate(all="ignore"):
                 reps = [alloc(self.law.natural(t)) for t in self.boot]
-            N = np.stack([r[0] for r in reps])
-            D = np.stack([r[1] for r in reps])
-            lo, hi = 50 * (1 - level), 50 * (1 + level)
-            for key, arr in (("N_opt", N), ("D_opt", D), ("tokens_per_param", D / N)):
-                out[f"{key}_interval"] = (
-                    np.nanpercentile(arr, lo, 0),
-                    np.nanpercentile(arr, hi, 0),
-                )
+                N = np.stack([r[0] for r in reps])
+                D = np.stack([r[1] for r in reps])
+                for key, arr in (("N_opt", N), ("D_opt", D), ("tokens_per_param", D / N)):
+                    out[f"{key}_interval"] = (
+                        np.nanpercentile(arr, lo, 0),
+                        np.nanpercentile(arr, hi, 0),
+                    )
         return out
 
     def as_dict(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -150,18 +151,14 @@ class PlanSpec:
         return to_device(x, device), y.to(device)
 
     def checkpoint_steps(self) -> list[int]:
-        """Log-spaced steps (the last is ``steps``) at which proxy runs are evaluated."""
-        k = min(self.checkpoints, self.steps)
-        first = max(1, self.steps // 2 ** (k - 1))
-        pts = sorted(
-            {
-                round(v)
-                for v in torch.logspace(
-                    math.log10(first), math.log10(self.steps), k, dtype=torch.float64
-                ).tolist()
-            }
-        )
-        return pts
+        """``checkpoints`` log-spaced steps from steps/16 to ``steps``, at which proxy runs
+        are evaluated: the data axis of the loss law. The first sixteenth of a run is left
+        out: there the loss still sits near its initial plateau, which no power law in D
+        describes (fixed before any run, whatever the data)."""
+        first = max(1, self.steps // 16)
+        k = min(self.checkpoints, self.steps - first + 1)
+        grid = np.geomspace(first, self.steps, k)
+        return sorted({round(float(v)) for v in grid})
 
     def settings(self) -> dict[str, Any]:
         """The JSON-able part of the spec (what a trial's result depends on besides code)."""
