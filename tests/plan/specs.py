@@ -45,3 +45,44 @@ def blown() -> PlanSpec:
 
 def not_a_spec() -> dict:
     return {"widths": [1, 2, 3]}
+
+
+def hf_gpt2() -> PlanSpec:
+    """A HuggingFace GPT-2 family built from configs (random weights, eager attention for
+    the Hessian's double backward) on a Zipfian Markov chain."""
+    import transformers as tf
+
+    from learnmech.data.language import ZipfMarkov
+
+    tf.logging.set_verbosity_error()
+
+    def model(width: int) -> nn.Module:
+        cfg = tf.GPT2Config(
+            vocab_size=16,
+            n_positions=8,
+            n_embd=width,
+            n_layer=1,
+            n_head=2,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            attn_implementation="eager",
+        )
+        return tf.GPT2LMHeadModel(cfg)
+
+    chain = ZipfMarkov(16, order=1, exponent=1.0, seed=0)
+    train, test = chain.sample(512, 9, seed=1), chain.sample(64, 9, seed=2)
+    return PlanSpec(
+        model=model,
+        data=(train[:, :-1], train[:, 1:]),
+        eval_data=(test[:, :-1], test[:, 1:]),
+        widths=[64, 128, 256],
+        lrs=[2.0**k for k in range(-10, -3)],
+        steps=12,
+        batch_size=8,
+        seeds=2,
+        tokens_per_example=8,
+        checkpoints=3,
+        width_step=2,
+        init="fixed",
+    )

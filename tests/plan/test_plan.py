@@ -156,3 +156,27 @@ def test_cli_plans_and_verifies_from_a_csv(tmp_path: Path, capsys: pytest.Captur
     csv.write_text("loss\nabc\n")
     assert main(["plan", "verify", str(out), "--csv", str(csv), "--store", store]) == 2
     assert np.isfinite(plan["flops_per_param_token"])
+
+
+def test_a_huggingface_gpt2_family_is_planned(tmp_path: Path) -> None:
+    """GPT-2 built from configs (fixed-std init, tied readout, ModelOutput): μP coord check,
+    sweeps, noise scale (per-example gradients) and the preconditioned Hessian all run."""
+    pytest.importorskip("transformers")
+    p = make_plan("tests.plan.specs:hf_gpt2", budget=1e9, store=tmp_path / "s.duckdb")
+    assert p.checks["coord_check"]["passed"] is True
+    assert p.width % 2 == 0 and np.isfinite(p.predicted_loss)
+    assert p.tokens == p.steps * p.batch_size * 8
+    assert all(np.isfinite(p.checks["stability"]["sharpness_over_threshold"]))
+    assert p.batch_size_noise > 0
+
+
+def test_fixed_init_without_saying_so_stops_with_a_hint(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from dataclasses import replace
+
+    from tests.plan import specs
+
+    spec = replace(specs.hf_gpt2(), init="sp")
+    specs.hf_gpt2_sp = lambda: spec  # type: ignore[attr-defined]
+    with pytest.raises(PlanStopped, match="init='fixed'"):
+        make_plan("tests.plan.specs:hf_gpt2_sp", budget=1e9, store=tmp_path / "s.duckdb")

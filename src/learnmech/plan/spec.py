@@ -74,6 +74,10 @@ class PlanSpec:
         checkpoints: evaluations along each proxy run (log-spaced steps), the data axis of
             the loss law.
         width_step: widths the target may take are multiples of this (e.g. head count).
+        init: "sp" (default: weights initialised with std ∝ 1/√fan_in, PyTorch's default)
+            or "fixed" (one std at every width, as HuggingFace's ``initializer_range`` and
+            timm's ``trunc_normal_(std=.02)``): passed to
+            :func:`~learnmech.hparams.parametrize`, which brings such weights to SP first.
     """
 
     model: Callable[[int], nn.Module]
@@ -90,6 +94,7 @@ class PlanSpec:
     scheme: str = "mup"
     checkpoints: int = 6
     width_step: int = 1
+    init: str = "sp"
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- validation ----------------------------------------------------------------------
@@ -123,6 +128,8 @@ class PlanSpec:
             raise UserError(
                 f"plan spec: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
             )
+        if self.init not in ("sp", "fixed"):
+            raise UserError(f"plan spec: init must be 'sp' or 'fixed', got {self.init!r}")
         if self.scheme not in SCHEMES:
             raise UserError(f"plan spec: scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if not callable(self.data):
@@ -173,6 +180,7 @@ class PlanSpec:
             "scheme": self.scheme,
             "checkpoints": self.checkpoints,
             "width_step": self.width_step,
+            "init": self.init,
             "extra": self.extra,
         }
 

@@ -66,7 +66,14 @@ def build(
             base = spec.model(spec.widths[0])
     except Exception:
         base = spec.model(spec.widths[0])
-    p = parametrize(model, spec.scheme, base=base, optimizer=spec.optimizer, lr=lr)  # type: ignore[arg-type]
+    p = parametrize(
+        model,
+        spec.scheme,
+        base=base,
+        optimizer=spec.optimizer,  # type: ignore[arg-type]
+        lr=lr,
+        init=spec.init,  # type: ignore[arg-type]
+    )
     model.to(device)
     return model, p.optimizer()
 

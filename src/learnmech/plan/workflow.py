@@ -218,9 +218,16 @@ def make_plan(
     notes: list[str] = []
     cc = s["coord"]
     if cc is not None and not cc.passed:
+        hint = ""
+        if spec.init == "sp" and any("initial variance" in d for d in cc.diagnose()):
+            hint = (
+                "\nif the model initialises its weights with one std at every width (as "
+                "HuggingFace's initializer_range does), set init='fixed' in the spec"
+            )
         raise PlanStopped(
             "the coord check failed, so rates tuned on the proxies will not transfer:\n"
             + "\n".join(cc.diagnose())
+            + hint
             + f"\n(report: learnmech report {r1.run_id})"
         )
     widths = sorted(s["widths"])
@@ -352,6 +359,9 @@ def make_plan(
         notes=notes,
     )
     _write(plan, out_dir, s, fit, spec, check)
+    # the figures and the report are the workflow's too: count them, then save again
+    plan.overhead_seconds = max(time.perf_counter() - t_start - train_seconds, 0.0)
+    Path(plan.path).write_text(json.dumps(plan.as_dict(), indent=2, default=float))
     return plan
 
 
