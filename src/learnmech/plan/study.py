@@ -7,6 +7,7 @@ run at the planned rate, and its sharpness against the stability threshold), and
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -218,8 +219,12 @@ class PlanStudy(Study):
         y = torch.cat([p[1] for p in parts])
 
         def probe(m: torch.nn.Module) -> float:
-            with in_mode(m, "eval"):
-                return noise_scale(m, spec.loss_fn, x, y).b_simple
+            # near a minimum |G|² falls below its own noise and B_simple is inf (stored
+            # as LOSS_CAP): a measurement, not a failure — recorded without the warning
+            with in_mode(m, "eval"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                b = noise_scale(m, spec.loss_fn, x, y).b_simple
+            return b if math.isfinite(b) else LOSS_CAP
 
         run = train_steps(
             model,
@@ -253,8 +258,9 @@ class PlanStudy(Study):
             return sweep_summary(spec, trials)
         if cfg.stage == "check":
             t = trials.where(part="check")
+            steps, b = t.stack("b_simple")
             return {
-                "b_simple": t.stack("b_simple"),
+                "b_simple": (steps, np.where(b >= LOSS_CAP, np.inf, b)),
                 "sharpness_ratio": t.last("sharpness_ratio"),
                 "final_loss": t.last("final_loss"),
             }
