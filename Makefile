@@ -39,7 +39,8 @@ endif
 	@touch $@
 
 demo: venv
-	$(BIN)/learnmech run wide-nets --scale $(SCALE)
+	# exit 1 is the study's verdict (wide-nets fails on purpose: a finding), not an error
+	$(BIN)/learnmech run wide-nets --scale $(SCALE) || [ $$? -eq 1 ]
 
 test: venv
 	$(BIN)/python -m pytest

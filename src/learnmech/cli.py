@@ -1,7 +1,9 @@
 """The ``learnmech`` command.
 
-Bad input (unknown study, invalid ``--set`` value, missing or corrupt store, …) prints one
-line on stderr and exits with code 2, before anything is written.
+Exit codes: 0 — done, and every scored claim passed (a control: every targeted claim
+failed, as it must); 1 — done, and the verdict is fail (a control: some targeted claim
+survived; ``plan``: a check stopped the plan); 2 — bad input: one line on stderr, before
+anything is written; 130 — interrupted (finished trials are kept).
 """
 
 from __future__ import annotations
@@ -17,6 +19,14 @@ from learnmech import __version__
 from learnmech.errors import UserError
 
 EXIT_USAGE = 2
+EXIT_FAIL = 1
+
+
+def _exit_for(res: Any) -> None:
+    """Exit 1 when a run's outcome is a failure (see the module docstring)."""
+    bad = not res.control_ok if res.control else res.verdict == "fail"
+    if bad:
+        raise click.exceptions.Exit(EXIT_FAIL)
 
 
 class _Fail(Exception):
@@ -190,8 +200,9 @@ def run_cmd(
         )
     if as_json:
         click.echo(json.dumps(res.as_json()))
-        return
-    _print_result(res)
+    else:
+        _print_result(res)
+    _exit_for(res)
 
 
 def _check_writable_folder(folder: Path, what: str) -> None:
@@ -278,6 +289,7 @@ def lab_cmd(
     _check_store_path(store)
     studies = [get_study(n) for n in only] if only else list_studies()
     entries = []
+    failed = False
     for s in studies:
         runs = [None, *(c.name for c in s.controls)] if controls else [None]
         entry: dict[str, Any] = {}
@@ -287,8 +299,10 @@ def lab_cmd(
                 res = run_study(s.name, scale=scale, store=store, progress=cb, control=control)
             if control is None:
                 entry = res.as_json() | {"title": s.title, "controls": {}}
+                failed |= res.verdict == "fail"
             else:
                 entry["controls"][control] = res.control_ok
+                failed |= not res.control_ok
             if as_json:
                 click.echo(json.dumps(res.as_json()))
             else:
@@ -297,6 +311,8 @@ def lab_cmd(
     index = write_index(store.parent / "index.html", entries)
     if not as_json:
         click.echo(f"index: {index}")
+    if failed:
+        raise click.exceptions.Exit(EXIT_FAIL)
 
 
 @cli.group("runs")
@@ -673,6 +689,8 @@ def plan_cmd(
                 f"({len(res['measured'])} runs) vs predicted {p.predicted_loss:.4f} "
                 f"[{lo:.4f}, {hi:.4f}] — written to {p.path}"
             )
+        if res["verdict"] == "fail":
+            raise click.exceptions.Exit(EXIT_FAIL)
         return
     if plan_dir is not None:
         raise _Fail(f"unexpected argument {str(plan_dir)!r} (plan takes one SPEC)")
@@ -699,7 +717,7 @@ def plan_cmd(
                 progress=say,
             )
     except PlanStopped as err:
-        raise _Fail(f"plan stopped: {err}", code=1) from None
+        raise _Fail(f"plan stopped: {err}", code=EXIT_FAIL) from None
     if as_json:
         click.echo(json.dumps(p.as_dict() | {"path": p.path}, default=float))
         return
@@ -713,12 +731,14 @@ def plan_cmd(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: returns the exit code (0 ok, 1 verdict unaffected failures, 2 bad input)."""
+    """Entry point: returns the exit code (0 pass, 1 fail, 2 bad input, 130 interrupted)."""
     import matplotlib
 
     matplotlib.use("Agg")  # the command line draws to files; a notebook keeps its backend
     try:
-        cli.main(args=argv, prog_name="learnmech", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="learnmech", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # click returns Exit's code here
+            return rv
     except click.exceptions.Exit as e:
         return e.exit_code
     except click.exceptions.Abort:
