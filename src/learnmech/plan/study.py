@@ -26,7 +26,18 @@ from learnmech.records import Curve, Metric, scalars
 from learnmech.studies.base import Study, StudyConfig, Trials
 from learnmech.train.loops import train_steps
 
-__all__ = ["PlanConfig", "PlanStudy", "build", "count_params", "eval_loss", "step_flops"]
+__all__ = [
+    "LOSS_CAP",
+    "PlanConfig",
+    "PlanStudy",
+    "build",
+    "coord_runs",
+    "count_params",
+    "eval_loss",
+    "step_flops",
+    "sweep_runs",
+    "sweep_summary",
+]
 
 
 #: stored in place of a diverged run's losses (curves must be finite to count as measured)
@@ -124,6 +135,51 @@ def _run(
     return model, opt, vals, bad
 
 
+def coord_runs(spec: PlanSpec, steps: int, seed: int, device: str) -> list[Curve]:
+    """The coord check across the proxy widths (seeds ``seed`` and ``seed + 1``) at the
+    grid's geometric-middle rate, its tidy rows stored as curves (see
+    :func:`sweep_summary`)."""
+    lr = float(np.exp(np.mean(np.log(spec.lrs))))
+    cc = coord_check(
+        lambda w, s: build(spec, w, lr, s, device),
+        spec.widths,
+        lambda t: spec.batch(t, seed, device),
+        steps=steps,
+        seeds=[seed, seed + 1],
+        loss_fn=spec.loss_fn,
+    )
+    series: dict[tuple[str, str, int, int], list[tuple[int, float]]] = {}
+    for r in cc.rows:
+        key = (r["layer"], r["quantity"], r["width"], r["seed"])
+        series.setdefault(key, []).append((r["step"], r["value"]))
+    return [
+        Curve("coord", "step", [t for t, _ in v], [x for _, x in v], "|".join(map(str, k)))
+        for k, v in series.items()
+    ]
+
+
+def sweep_runs(
+    spec: PlanSpec, width: int, seed: int, device: str, *, flops: bool = True
+) -> list[Curve]:
+    """One run per rate of ``spec.lrs`` at ``width``: the held-out loss at the checkpoints
+    (``eval_loss``, series ``lr{i}``), the final loss per rate, which runs diverged, the
+    parameter count and (with ``flops``) the counted FLOPs per step and per evaluation."""
+    at = spec.checkpoint_steps()
+    curves, finals, diverged = [], [], []
+    for i, lr in enumerate(spec.lrs):
+        _, _, vals, bad = _run(spec, width, float(lr), seed, spec.steps, at, device)
+        finals.append(vals[-1])
+        diverged.append(float(bad))
+        curves.append(Curve("eval_loss", "step", at, vals, f"lr{i}"))
+    curves.append(Curve("diverged", "lr", list(spec.lrs), diverged))
+    curves.append(Curve("final_loss", "lr", list(spec.lrs), finals))
+    curves += scalars("run", 0, params=count_params(spec, width))
+    if flops:
+        train, ev = step_flops(spec, width, device)
+        curves += scalars("run", 0, step_flops=train, eval_flops=ev)
+    return curves
+
+
 class PlanStudy(Study):
     name = "plan"
     title = "Plan a training run from small proxies"
@@ -156,9 +212,10 @@ class PlanStudy(Study):
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             if part == "coord":
-                out[seed] = self._coord(spec, cfg, seed, device)
+                out[seed] = coord_runs(spec, cfg.coord_steps, seed, device)
             elif part == "sweep":
-                out[seed] = self._sweep(spec, int(point["width"]), seed, device)
+                flops = seed == min(self._seeds)  # FLOPs per step do not depend on the seed
+                out[seed] = sweep_runs(spec, int(point["width"]), seed, device, flops=flops)
             elif part == "check":
                 out[seed] = self._check(spec, cfg, seed, device)
             else:
@@ -168,41 +225,6 @@ class PlanStudy(Study):
                     raise FloatingPointError("the planned run's loss became non-finite")
                 out[seed] = [Curve("eval_loss", "step", at, vals)]
         return out
-
-    def _coord(self, spec: PlanSpec, cfg: PlanConfig, seed: int, device: str) -> list[Curve]:
-        lr = float(np.exp(np.mean(np.log(spec.lrs))))  # the grid's geometric middle
-        cc = coord_check(
-            lambda w, s: build(spec, w, lr, s, device),
-            spec.widths,
-            lambda t: spec.batch(t, seed, device),
-            steps=cfg.coord_steps,
-            seeds=[seed, seed + 1],
-            loss_fn=spec.loss_fn,
-        )
-        series: dict[tuple[str, str, int, int], list[tuple[int, float]]] = {}
-        for r in cc.rows:
-            key = (r["layer"], r["quantity"], r["width"], r["seed"])
-            series.setdefault(key, []).append((r["step"], r["value"]))
-        return [
-            Curve("coord", "step", [t for t, _ in v], [x for _, x in v], "|".join(map(str, k)))
-            for k, v in series.items()
-        ]
-
-    def _sweep(self, spec: PlanSpec, width: int, seed: int, device: str) -> list[Curve]:
-        at = spec.checkpoint_steps()
-        curves, finals, diverged = [], [], []
-        for i, lr in enumerate(spec.lrs):
-            _, _, vals, bad = _run(spec, width, float(lr), seed, spec.steps, at, device)
-            finals.append(vals[-1])
-            diverged.append(float(bad))
-            curves.append(Curve("eval_loss", "step", at, vals, f"lr{i}"))
-        curves.append(Curve("diverged", "lr", list(spec.lrs), diverged))
-        curves.append(Curve("final_loss", "lr", list(spec.lrs), finals))
-        curves += scalars("run", 0, params=count_params(spec, width))
-        if seed == min(self._seeds):  # FLOPs per step do not depend on the seed
-            train, ev = step_flops(spec, width, device)
-            curves += scalars("run", 0, step_flops=train, eval_flops=ev)
-        return curves
 
     def _check(self, spec: PlanSpec, cfg: PlanConfig, seed: int, device: str) -> list[Curve]:
         """B_simple = tr Σ/|G|² (McCandlish et al. 2018, eq. 2.9) along a run at the planned

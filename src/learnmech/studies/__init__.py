@@ -26,6 +26,7 @@ STUDIES: dict[str, str] = {
     "neural-collapse": "learnmech.studies.neural_collapse:NeuralCollapse",
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",
     "data-spectra": "learnmech.studies.data_spectra:DataSpectra",
+    "proxy-plan": "learnmech.studies.proxy_plan:ProxyPlan",
 }
 
 
