@@ -50,7 +50,8 @@ class Law:
     def natural(self, theta: np.ndarray) -> dict[str, float]:
         """Parameters as users quote them (prefactors exponentiated)."""
         t = dict(zip(self.params, np.asarray(theta, dtype=np.float64), strict=True))
-        return _NATURAL[self.name](t)
+        with np.errstate(over="ignore"):  # a runaway log-prefactor is reported as inf
+            return _NATURAL[self.name](t)
 
 
 def _chinchilla(cols, logs, law):  # type: ignore[no-untyped-def]
