@@ -450,13 +450,15 @@ def verify_plan(
     lo, hi = p.predicted_interval
     est = Estimate.of(measured) if measured.size > 1 else Estimate(float(measured[0]), math.nan)
     claims = Claims()
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
     claims.within(
         "planned_loss_in_predicted_interval",
-        est,
-        (lo + hi) / 2,
-        (hi - lo) / 2,
-        description=f"measured loss of the planned run vs the predicted interval "
-        f"[{lo:.4f}, {hi:.4f}] (point prediction {p.predicted_loss:.4f})",
+        Estimate((est.value - mid) / half, est.se / half, est.df),
+        0.0,
+        1.0,
+        description=f"(measured loss of the planned run − the predicted interval's centre)/"
+        f"half-width, interval [{lo:.4f}, {hi:.4f}] (point prediction "
+        f"{p.predicted_loss:.4f}): within ±1 puts the measured 95% interval inside it",
     )
     claims.reported(
         "planned_loss_rel_error",

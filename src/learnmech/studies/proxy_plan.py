@@ -25,7 +25,9 @@ Claims (95% bounds, df = seeds − 1):
   0.20 ≈ 3 SD. Selecting the best cell by its mean biases it low (winner's curse), which
   makes the claim conservative.
 * ``predicted_interval_covers_planned``: the planned cell's mean loss, with its 95%
-  t-interval over seeds, lies inside the law's bootstrap interval (``within``).
+  t-interval over seeds, lies inside the law's bootstrap interval (``within`` on the loss
+  in units of the interval: centre 0, ends ±1 — the prediction comes from the proxies'
+  data, the claim's expected value and tolerance do not).
 * ``proxy_compute_fraction``: the proxies' counted FLOPs (every training step and
   held-out evaluation) are at most 10% of the target grid search's (``exact``: both are
   counted, not estimated).
@@ -64,6 +66,14 @@ __all__ = ["ProxyPlan", "ProxyPlanConfig"]
 
 MARGIN = 0.20  # relative to the best cell's L − H; from a pilot's seed spread (docstring)
 COMPUTE_FRACTION = 0.10  # the issue's bound on proxy compute vs the target grid search
+
+
+def _in_interval(est: Estimate, interval: tuple[float, float]) -> Estimate:
+    """A measurement in units of a predicted interval: 0 at its centre, ±1 at its ends (so
+    the claim's expected value and tolerance are fixed, not the data-made interval)."""
+    lo, hi = interval
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    return Estimate((est.value - mid) / half, est.se / half, est.df)
 
 
 class ProxyPlanConfig(StudyConfig):
@@ -260,14 +270,14 @@ class ProxyPlan(Study):
             f"{MARGIN:g} from a pilot's seed spread",
         )
         if "interval" in plan:
-            lo, hi = plan["interval"]
             out.within(
                 "predicted_interval_covers_planned",
-                Estimate.of(planned),
-                (lo + hi) / 2,
-                (hi - lo) / 2,
-                description=f"the planned cell's loss vs the law's interval [{lo:.4f}, "
-                f"{hi:.4f}] (point {plan['loss']:.4f})",
+                _in_interval(Estimate.of(planned), plan["interval"]),
+                0.0,
+                1.0,
+                description=f"(planned loss − the interval's centre)/half-width, interval "
+                f"[{plan['interval'][0]:.4f}, {plan['interval'][1]:.4f}] (point "
+                f"{plan['loss']:.4f}): within ±1 puts the loss's 95% interval inside it",
             )
         out.exact(
             "proxy_compute_fraction",
