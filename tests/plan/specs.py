@@ -77,7 +77,7 @@ def hf_gpt2() -> PlanSpec:
         data=(train[:, :-1], train[:, 1:]),
         eval_data=(test[:, :-1], test[:, 1:]),
         widths=[64, 128, 256],
-        lrs=[2.0**k for k in range(-10, -3)],
+        lrs=[2.0**k for k in range(-9, -4)],
         steps=12,
         batch_size=8,
         seeds=2,
