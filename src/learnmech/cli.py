@@ -161,13 +161,7 @@ def run_cmd(
         raise _Fail(f"--seeds must be a positive integer, got {seeds}")
     if workers < 1:
         raise _Fail(f"--workers must be a positive integer, got {workers}")
-    from learnmech.lab.provenance import resolve_device
-
-    if device is not None:
-        try:
-            resolve_device(device)
-        except UserError as err:
-            raise _Fail(f"--{err}") from None
+    _check_device(device)
     _check_store_path(store)
     from learnmech.studies import get_study
 
@@ -203,6 +197,18 @@ def run_cmd(
     else:
         _print_result(res)
     _exit_for(res)
+
+
+def _check_device(device: str | None) -> None:
+    """``--device`` names a device this machine has (one line and exit 2 otherwise)."""
+    if device is None:
+        return
+    from learnmech.lab.provenance import resolve_device
+
+    try:
+        resolve_device(device)
+    except UserError as err:
+        raise _Fail(f"--{err}") from None
 
 
 def _check_writable_folder(folder: Path, what: str) -> None:
@@ -656,13 +662,7 @@ def plan_cmd(
 
     from learnmech.plan import Plan, PlanStopped, make_plan, verify_plan
 
-    if device is not None:
-        from learnmech.lab.provenance import resolve_device
-
-        try:
-            resolve_device(device)
-        except UserError as err:
-            raise _Fail(f"--{err}") from None
+    _check_device(device)
     _check_store_path(store)
     cb, ctx = _progress(quiet or as_json)
 

@@ -33,12 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from learnmech.errors import UserError
+from learnmech.hparams.parametrize import OPTIMIZERS
 from learnmech.measure.model_io import n_rows, prediction, take, to_device
 
 __all__ = ["PlanSpec", "default_loss", "load_spec"]
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEMES = ("mup", "sp")
+SCHEMES = ("mup", "sp")  # the planner's: μP, or SP as the control
 
 
 def default_loss(out: Any, y: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,7 @@ __all__ = [
     "coord_runs",
     "count_params",
     "eval_loss",
+    "law_points",
     "step_flops",
     "sweep_runs",
     "sweep_summary",
@@ -376,3 +377,26 @@ def sweep_summary(spec: PlanSpec, trials: Trials) -> dict[str, Any]:
         if opts:
             out["optima"][int(w)] = opts
     return out
+
+
+def law_points(
+    spec: PlanSpec, summary: dict[str, Any], lr: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(N parameters, D tokens, seed-mean held-out loss) at every proxy checkpoint, from the
+    runs at the sweep grid's rate nearest ``lr``: the points the loss law is fitted on."""
+    N: list[float] = []
+    D: list[float] = []
+    L: list[float] = []
+    tokens_per_step = spec.batch_size * spec.tokens_per_example
+    for w in sorted(summary["widths"]):
+        r = summary["widths"][w]
+        i = int(np.argmin(np.abs(np.log(r["lrs"]) - math.log(lr))))
+        steps, vals = r["curves"][i]
+        if not vals.size:
+            continue
+        m = np.nanmean(vals, 0)
+        ok = np.isfinite(m)
+        N += [r["params"]] * int(ok.sum())
+        D += list(steps[ok] * tokens_per_step)
+        L += list(m[ok])
+    return np.array(N), np.array(D), np.array(L)

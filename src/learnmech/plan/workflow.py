@@ -45,7 +45,7 @@ from learnmech.lab.runner import run_study
 from learnmech.lab.store import DEFAULT_STORE, Store
 from learnmech.laws import fit_law
 from learnmech.plan.spec import PlanSpec, load_spec
-from learnmech.plan.study import PlanStudy, count_params, sweep_summary
+from learnmech.plan.study import PlanStudy, count_params, law_points, sweep_summary
 from learnmech.records import Metric, verdict_of
 from learnmech.studies.base import Trials
 
@@ -262,26 +262,15 @@ def make_plan(
     ratio = check["sharpness_ratio"]
 
     # loss law from the runs at the planned rate's nearest grid rate
-    N, D, L = [], [], []
     tokens_per_step = spec.batch_size * spec.tokens_per_example
-    for w in widths:
-        r = s["widths"][w]
-        i = int(np.argmin(np.abs(np.log(r["lrs"]) - math.log(lr))))
-        steps_, vals = r["curves"][i]
-        if not vals.size:
-            continue
-        m = np.nanmean(vals, 0)
-        ok = np.isfinite(m)
-        N += [r["params"]] * int(ok.sum())
-        D += list(steps_[ok] * tokens_per_step)
-        L += list(m[ok])
+    N, D, L = law_points(spec, s, lr)
     if len(set(N)) < 3:
         raise PlanStopped("the loss law needs finished runs at three widths at least")
     fit = fit_law(
         "chinchilla",
-        np.array(L),
-        N=np.array(N),
-        D=np.array(D),
+        L,
+        N=N,
+        D=D,
         bootstrap=bootstrap,
         cluster="N",
         warn=False,

@@ -58,7 +58,15 @@ from learnmech.hparams.transfer import transfer_claims
 from learnmech.laws import fit_law
 from learnmech.nets import GPT
 from learnmech.plan.spec import PlanSpec
-from learnmech.plan.study import LOSS_CAP, _run, count_params, step_flops, sweep_runs, sweep_summary
+from learnmech.plan.study import (
+    LOSS_CAP,
+    _run,
+    count_params,
+    law_points,
+    step_flops,
+    sweep_runs,
+    sweep_summary,
+)
 from learnmech.records import Curve, Figure, Metric, scalars
 from learnmech.report.plots import colors, legend, save_png, subplots
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
@@ -203,25 +211,16 @@ class ProxyPlan(Study):
         logs = [o.log2_lr for o in s["optima"][widths[-1]]]
         lr = 2.0 ** float(np.mean(logs))
         tokens_per_step = spec.batch_size * spec.tokens_per_example
-        N, D, L = [], [], []
-        for w in widths:
-            r = s["widths"][w]
-            i = int(np.argmin(np.abs(np.log(r["lrs"]) - math.log(lr))))
-            steps_, vals = r["curves"][i]
-            m = np.nanmean(vals, 0) if vals.size else np.zeros(0)
-            ok = np.isfinite(m)
-            N += [r["params"]] * int(ok.sum())
-            D += list(steps_[ok] * tokens_per_step)
-            L += list(m[ok])
+        N, D, L = law_points(spec, s, lr)
         n_target = float(count_params(spec, cfg.target_width))
         d_target = cfg.steps * tokens_per_step
         plan: dict[str, Any] = {"lr": lr, "params": n_target}
         if len(set(N)) >= 3:
             fit = fit_law(
                 "chinchilla",
-                np.array(L),
-                N=np.array(N),
-                D=np.array(D),
+                L,
+                N=N,
+                D=D,
                 bootstrap=200,
                 cluster="N",
                 warn=False,
