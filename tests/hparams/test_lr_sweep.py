@@ -14,7 +14,7 @@ from learnmech.hparams.transfer import LROptimum, lr_sweep, transfer_claims
 from learnmech.train.loops import steps_to_target
 
 
-def _quadratic_sweep(lrs: list[float], steps: int) -> np.ndarray:
+def _quadratic_sweep(lrs: list[float], steps: int, stack: bool = True) -> np.ndarray:
     """GD on ½·h·(w − 1)² with h = 1: w_t − 1 = (1 − η)^t (w_0 − 1), diverging for η > 2."""
     x, y = torch.ones(1, 1, dtype=torch.float64), torch.ones(1, 1, dtype=torch.float64)
 
@@ -30,16 +30,18 @@ def _quadratic_sweep(lrs: list[float], steps: int) -> np.ndarray:
         with torch.no_grad():
             return float(loss(m(x), y))
 
-    return lr_sweep(lrs, build, lambda: lambda s: (x, y), loss, steps, evaluate, cap=10.0)
+    batches = lambda: lambda s: (x, y)  # noqa: E731
+    return lr_sweep(lrs, build, batches, loss, steps, evaluate, cap=10.0, stack=stack)
 
 
-def test_lr_sweep_matches_the_closed_form_and_caps_divergence() -> None:
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "loop"])
+def test_lr_sweep_matches_the_closed_form_and_caps_divergence(stack: bool) -> None:
     lrs = [0.25, 0.5, 1.0, 1.5, 2.5]
-    out = _quadratic_sweep(lrs, steps=3)
+    out = _quadratic_sweep(lrs, steps=3, stack=stack)
     expect = [0.5 * (1 - lr) ** 6 for lr in lrs[:4]]
     np.testing.assert_allclose(out[:4], expect, rtol=1e-12)
     assert out[4] == pytest.approx(0.5 * 1.5**6, rel=1e-12)  # above 2/h, still below the cap
-    assert _quadratic_sweep([2.5], steps=30)[0] == 10.0  # 0.5·1.5^60 is capped
+    assert _quadratic_sweep([2.5, 3.0], steps=30, stack=stack)[0] == 10.0  # 0.5·1.5^60 capped
     assert optimal_lr(lrs, out).best_grid_lr == 1.0
 
 

@@ -48,6 +48,7 @@ def _spec(**kw: object) -> PlanSpec:
         ("scheme", "ntk", "scheme"),
         ("data", (torch.zeros(3, 4), torch.zeros(2)), "data"),
         ("eval_data", torch.zeros(3), "eval_data"),
+        ("vectorize", "yes", "vectorize"),
     ],
 )
 def test_a_bad_spec_is_refused_by_name(field: str, value: object, match: str) -> None:
@@ -168,6 +169,35 @@ def test_a_huggingface_gpt2_family_is_planned(tmp_path: Path) -> None:
     assert p.tokens == p.steps * p.batch_size * 8
     assert all(np.isfinite(p.checks["stability"]["sharpness_over_threshold"]))
     assert p.batch_size_noise > 0
+
+
+@pytest.mark.parametrize("ref", [SMALL, "tests.plan.specs:hf_gpt2"])
+def test_stacked_sweeps_equal_the_per_run_loop(ref: str) -> None:
+    """A proxy width's sweep (every rate × seed) trained as one stacked ensemble gives the
+    loop's losses: float32, so to within 100 ulps per step (|ΔL|/L ≤ 100·steps·ε₃₂), and
+    the same runs diverge. The GPT-2 family has tied weights and returns ModelOutputs."""
+    if "hf" in ref:
+        pytest.importorskip("transformers")
+    from dataclasses import replace
+
+    from learnmech.plan.study import LOSS_CAP, sweep_runs
+
+    spec = load_spec(ref)[0]
+    w = spec.widths[0]
+
+    def finals(s: PlanSpec) -> tuple[np.ndarray, float]:
+        out = sweep_runs(s, w, [0, 1], "cpu")
+        rows = [next(c for c in out[k] if c.observable == "final_loss").values for k in (0, 1)]
+        engine = next(c for c in out[0] if c.observable == "stacked").values[0]
+        return np.array(rows), float(engine)
+
+    (a, stacked), (b, looped) = finals(spec), finals(replace(spec, vectorize=False))
+    assert (stacked, looped) == (1.0, 0.0)
+    assert np.array_equal(a >= LOSS_CAP, b >= LOSS_CAP)
+    ok = a < LOSS_CAP
+    assert ok.sum() >= 5
+    bound = 100 * spec.steps * float(np.finfo(np.float32).eps)
+    assert np.max(np.abs(a[ok] - b[ok]) / b[ok]) <= bound
 
 
 def test_fixed_init_without_saying_so_stops_with_a_hint(tmp_path: Path) -> None:

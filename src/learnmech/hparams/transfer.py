@@ -25,6 +25,7 @@ from learnmech.claims import Claims, Estimate
 from learnmech.records import Metric
 from learnmech.stats import fit_power_law
 from learnmech.train.loops import train_steps
+from learnmech.train.stacked import stack_reason, stacking_pays, train_steps_stacked
 
 __all__ = [
     "LROptimum",
@@ -131,6 +132,7 @@ def lr_sweep(
     evaluate: Callable[[nn.Module], float],
     *,
     cap: float = math.inf,
+    stack: bool = True,
 ) -> np.ndarray:
     """The loss ``evaluate`` reads after ``steps`` optimizer steps at each learning rate.
 
@@ -139,13 +141,37 @@ def lr_sweep(
     A run whose training loss turns non-finite, or whose final loss is non-finite or above
     ``cap``, is recorded as ``cap`` (a diverged run is the worst point of the curve:
     :func:`optimal_lr` then places η* below it).
+
+    With ``stack`` (default), the rates train as one stacked ensemble on the shared stream
+    where the model allows it and it pays (:mod:`learnmech.train.stacked`; equal to the
+    loop to float tolerance), else one after another.
     """
-    out = []
-    for lr in lrs:
-        model, opt = build(lr)
-        run = train_steps(model, opt, batches(), loss_fn, steps, first_step=0)
-        loss = cap if run.diverged else float(evaluate(model))
-        out.append(loss if math.isfinite(loss) and loss < cap else cap)
+    first = build(lrs[0])
+    n_params = sum(p.numel() for p in first[0].parameters())
+    device = next(first[0].parameters()).device if n_params else "cpu"
+    built = [first]
+    if stack and len(lrs) > 1 and stacking_pays(n_params, device):
+        built += [build(lr) for lr in lrs[1:]]
+    models, opts = [b[0] for b in built], [b[1] for b in built]
+
+    def read(model: nn.Module, diverged: bool) -> float:
+        loss = cap if diverged else float(evaluate(model))
+        return loss if math.isfinite(loss) and loss < cap else cap
+
+    if len(models) > 1 and not stack_reason(models, opts):
+        batch = batches()
+        runs = train_steps_stacked(
+            models, opts, lambda step, _stream: batch(step), loss_fn, steps, first_step=0
+        )
+        out = [read(m, r.diverged) for m, r in zip(models, runs, strict=True)]
+    else:  # one at a time, each model dropped before the next is built
+        out = []
+        del models, opts
+        for i, lr in enumerate(lrs):
+            model, opt = built[i] if i < len(built) else build(lr)
+            run = train_steps(model, opt, batches(), loss_fn, steps, first_step=0)
+            out.append(read(model, run.diverged))
+        built.clear()
     return np.asarray(out, dtype=np.float64)
 
 

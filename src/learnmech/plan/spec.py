@@ -78,6 +78,10 @@ class PlanSpec:
             or "fixed" (one std at every width, as HuggingFace's ``initializer_range`` and
             timm's ``trunc_normal_(std=.02)``): passed to
             :func:`~learnmech.hparams.parametrize`, which brings such weights to SP first.
+        vectorize: train all rates and seeds of one proxy width as one stacked ensemble
+            (:func:`~learnmech.train.stacked.train_steps_stacked`) where the model and
+            optimizer allow it and it pays
+            (:func:`~learnmech.train.stacked.stacking_pays`), else one run at a time.
     """
 
     model: Callable[[int], nn.Module]
@@ -95,6 +99,7 @@ class PlanSpec:
     checkpoints: int = 6
     width_step: int = 1
     init: str = "sp"
+    vectorize: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
     # -- validation ----------------------------------------------------------------------
@@ -124,6 +129,8 @@ class PlanSpec:
         count("seeds", self.seeds, 2)
         count("checkpoints", self.checkpoints, 2)
         count("width_step", self.width_step, 1)
+        if not isinstance(self.vectorize, bool):
+            raise UserError(f"plan spec: vectorize must be True or False, got {self.vectorize!r}")
         if self.optimizer not in OPTIMIZERS:
             raise UserError(
                 f"plan spec: optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"
@@ -181,6 +188,7 @@ class PlanSpec:
             "checkpoints": self.checkpoints,
             "width_step": self.width_step,
             "init": self.init,
+            "vectorize": self.vectorize,
             "extra": self.extra,
         }
 

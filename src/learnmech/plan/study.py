@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -24,7 +25,8 @@ from learnmech.measure.model_io import forward, in_mode, take, to_device
 from learnmech.plan.spec import PlanSpec, load_spec
 from learnmech.records import Curve, Metric, scalars
 from learnmech.studies.base import Study, StudyConfig, Trials
-from learnmech.train.loops import train_steps
+from learnmech.train.loops import StepRun, train_steps
+from learnmech.train.stacked import stack_reason, stacking_pays, train_steps_stacked
 
 __all__ = [
     "LOSS_CAP",
@@ -35,9 +37,11 @@ __all__ = [
     "count_params",
     "eval_loss",
     "law_points",
+    "run_values",
     "step_flops",
     "sweep_runs",
     "sweep_summary",
+    "train_grid",
 ]
 
 
@@ -117,7 +121,7 @@ def step_flops(spec: PlanSpec, width: int, device: Any) -> tuple[float, float]:
 
 def _run(
     spec: PlanSpec, width: int, lr: float, seed: int, steps: int, at: list[int], device: Any
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[float], bool]:
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[float], bool, StepRun]:
     model, opt = build(spec, width, lr, seed, device)
     run = train_steps(
         model,
@@ -128,12 +132,18 @@ def _run(
         evaluate=lambda m: eval_loss(spec, m, device),
         at=at,
     )
-    # a diverged run is data, not a failed trial: its losses are stored as LOSS_CAP and
-    # flagged, and the analysis reads them as +inf (the worst point of a sweep)
+    vals, bad = run_values(run, at)
+    return model, opt, vals, bad, run
+
+
+def run_values(run: StepRun, at: list[int]) -> tuple[list[float], bool]:
+    """A run's losses at ``at`` and whether it diverged. A diverged run is data, not a
+    failed trial: its losses are stored as LOSS_CAP and flagged, and the analysis reads
+    them as +inf (the worst point of a sweep)."""
     bad = run.diverged or not all(math.isfinite(v) for v in run.values)
     vals = [v if math.isfinite(v) else LOSS_CAP for v in run.values]
     vals += [LOSS_CAP] * (len(at) - len(vals))
-    return model, opt, vals, bad
+    return vals, bad
 
 
 def coord_runs(spec: PlanSpec, steps: int, seed: int, device: str) -> list[Curve]:
@@ -159,26 +169,74 @@ def coord_runs(spec: PlanSpec, steps: int, seed: int, device: str) -> list[Curve
     ]
 
 
+def train_grid(
+    spec: PlanSpec,
+    width: int,
+    lrs: Sequence[float],
+    seeds: Sequence[int],
+    steps: int,
+    at: list[int],
+    device: str,
+) -> tuple[dict[tuple[int, int], StepRun], bool]:
+    """Train one run per (seed, rate index) at ``width`` for ``steps`` steps, evaluated
+    at ``at``: as one stacked ensemble when ``spec.vectorize``, the model and optimizer
+    stack (:func:`stack_reason`) and stacking pays (:func:`stacking_pays`); else one run
+    at a time. Returns the runs and
+    whether they were stacked."""
+    pairs = [(seed, i) for seed in seeds for i in range(len(lrs))]
+    small = stacking_pays(count_params(spec, width), device)
+    if spec.vectorize and len(pairs) > 1 and small:
+        built = [build(spec, width, float(lrs[i]), seed, device) for seed, i in pairs]
+        models, opts = [b[0] for b in built], [b[1] for b in built]
+        if not stack_reason(models, opts):
+            ev = (to_device(spec.eval_data[0], device), spec.eval_data[1].to(device))
+            got = train_steps_stacked(
+                models,
+                opts,
+                lambda step, seed: spec.batch(step - 1, seed, device),
+                spec.loss_fn,
+                steps,
+                streams=[seed for seed, _ in pairs],
+                eval_data=ev,
+                at=at,
+                write_back=False,
+            )
+            return dict(zip(pairs, got, strict=True)), True
+    runs = {}
+    for seed, i in pairs:
+        runs[seed, i] = _run(spec, width, float(lrs[i]), seed, steps, at, device)[4]
+    return runs, False
+
+
 def sweep_runs(
-    spec: PlanSpec, width: int, seed: int, device: str, *, flops: bool = True
-) -> list[Curve]:
-    """One run per rate of ``spec.lrs`` at ``width``: the held-out loss at the checkpoints
-    (``eval_loss``, series ``lr{i}``), the final loss per rate, which runs diverged, the
-    parameter count and (with ``flops``) the counted FLOPs per step and per evaluation."""
+    spec: PlanSpec, width: int, seeds: Sequence[int], device: str
+) -> dict[int, list[Curve]]:
+    """One run per rate of ``spec.lrs`` and seed at ``width``: the held-out loss at the
+    checkpoints (``eval_loss``, series ``lr{i}``), the final loss per rate, which runs
+    diverged, the parameter count, whether the runs were trained stacked (``stacked``) and,
+    for the first seed, the counted FLOPs per step and per evaluation.
+
+    All rates and seeds train as one ensemble where :func:`train_grid` can stack them
+    (:func:`train_steps_stacked`, equal to the loop to float tolerance)."""
     at = spec.checkpoint_steps()
-    curves, finals, diverged = [], [], []
-    for i, lr in enumerate(spec.lrs):
-        _, _, vals, bad = _run(spec, width, float(lr), seed, spec.steps, at, device)
-        finals.append(vals[-1])
-        diverged.append(float(bad))
-        curves.append(Curve("eval_loss", "step", at, vals, f"lr{i}"))
-    curves.append(Curve("diverged", "lr", list(spec.lrs), diverged))
-    curves.append(Curve("final_loss", "lr", list(spec.lrs), finals))
-    curves += scalars("run", 0, params=count_params(spec, width))
-    if flops:
-        train, ev = step_flops(spec, width, device)
-        curves += scalars("run", 0, step_flops=train, eval_flops=ev)
-    return curves
+    runs, stacked = train_grid(spec, width, spec.lrs, seeds, spec.steps, at, device)
+    params = count_params(spec, width)
+    out: dict[int, list[Curve]] = {}
+    for seed in seeds:
+        curves, finals, diverged = [], [], []
+        for i in range(len(spec.lrs)):
+            vals, bad = run_values(runs[seed, i], at)
+            finals.append(vals[-1])
+            diverged.append(float(bad))
+            curves.append(Curve("eval_loss", "step", at, vals, f"lr{i}"))
+        curves.append(Curve("diverged", "lr", list(spec.lrs), diverged))
+        curves.append(Curve("final_loss", "lr", list(spec.lrs), finals))
+        curves += scalars("run", 0, params=params, stacked=float(stacked))
+        if seed == min(seeds):  # FLOPs per step do not depend on the seed
+            train, ev_flops = step_flops(spec, width, device)
+            curves += scalars("run", 0, step_flops=train, eval_flops=ev_flops)
+        out[seed] = curves
+    return out
 
 
 class PlanStudy(Study):
@@ -209,19 +267,17 @@ class PlanStudy(Study):
     ) -> dict[int, list[Curve]]:
         spec = self.spec(cfg)
         part = point["part"]
-        self._seeds = self.seeds_for(cfg, point)
+        if part == "sweep":
+            return sweep_runs(spec, int(point["width"]), seeds, device)
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             if part == "coord":
                 out[seed] = coord_runs(spec, cfg.coord_steps, seed, device)
-            elif part == "sweep":
-                flops = seed == min(self._seeds)  # FLOPs per step do not depend on the seed
-                out[seed] = sweep_runs(spec, int(point["width"]), seed, device, flops=flops)
             elif part == "check":
                 out[seed] = self._check(spec, cfg, seed, device)
             else:
                 at = sorted({max(1, cfg.steps // 2**k) for k in range(spec.checkpoints)})
-                _, _, vals, diverged = _run(spec, cfg.width, cfg.lr, seed, cfg.steps, at, device)
+                _, _, vals, diverged, _ = _run(spec, cfg.width, cfg.lr, seed, cfg.steps, at, device)
                 if diverged:
                     raise FloatingPointError("the planned run's loss became non-finite")
                 out[seed] = [Curve("eval_loss", "step", at, vals)]

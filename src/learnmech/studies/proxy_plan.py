@@ -60,12 +60,13 @@ from learnmech.nets import GPT
 from learnmech.plan.spec import PlanSpec
 from learnmech.plan.study import (
     LOSS_CAP,
-    _run,
     count_params,
     law_points,
+    run_values,
     step_flops,
     sweep_runs,
     sweep_summary,
+    train_grid,
 )
 from learnmech.records import Curve, Figure, Metric, scalars
 from learnmech.report.plots import colors, legend, save_png, subplots
@@ -166,17 +167,16 @@ class ProxyPlan(Study):
         spec = self.spec(cfg)
         if point["part"] == "sweep":
             w = int(point["width"])
-            return {s: sweep_runs(spec, w, s, device, flops=s == seeds[0]) for s in seeds}
+            return sweep_runs(spec, w, seeds, device)
         b = int(point["batch"])
         tspec = replace(spec, batch_size=b)
         steps = self.target_steps(cfg, b)
+        runs, _ = train_grid(tspec, cfg.target_width, tspec.lrs, seeds, steps, [steps], device)
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             finals = []
-            for lr in tspec.lrs:
-                _, _, vals, bad = _run(
-                    tspec, cfg.target_width, float(lr), seed, steps, [steps], device
-                )
+            for i in range(len(tspec.lrs)):
+                vals, bad = run_values(runs[seed, i], [steps])
                 finals.append(LOSS_CAP if bad else vals[-1])
             out[seed] = [Curve("final_loss", "lr", list(tspec.lrs), finals)]
             if seed == seeds[0]:

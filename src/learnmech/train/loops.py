@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from learnmech.measure.model_io import call
 from learnmech.train.batching import MinibatchSampler
 
 if TYPE_CHECKING:
@@ -125,7 +126,8 @@ def train_steps(
     at: Iterable[int] = (),
     first_step: int = 1,
 ) -> StepRun:
-    """Train on ``(x, y) = batch(step)`` with ``loss_fn(model(x), y)`` for ``steps``
+    """Train on ``(x, y) = batch(step)`` with ``loss_fn(model(x), y)`` (``model(**x)`` for
+    a dict batch) for ``steps``
     optimizer steps numbered from ``first_step``; after each step in ``at``, record
     ``evaluate(model)``. Stops at the first non-finite loss (``diverged``), before that
     loss can reach the parameters."""
@@ -135,7 +137,7 @@ def train_steps(
     run = StepRun()
     for step in range(first_step, first_step + steps):
         xb, yb = batch(step)
-        loss = loss_fn(model(xb), yb)
+        loss = loss_fn(call(model, xb), yb)
         if not torch.isfinite(loss):
             run.diverged = True
             return run
