@@ -30,12 +30,23 @@ def long_spec() -> PlanSpec:
     return replace(spec(), steps=1200)
 
 
+def longer_spec() -> PlanSpec:
+    """The example family with 16× longer proxy runs (4,800 steps)."""
+    from docs.examples.plan_mlp import spec
+
+    return replace(spec(), steps=4800)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", action="append", default=None)
     ap.add_argument("--width", type=int, default=1024)
     args = ap.parse_args()
-    for ref in args.spec or ["docs.examples.plan_mlp:spec", "__main__:long_spec"]:
+    for ref in args.spec or [
+        "docs.examples.plan_mlp:spec",
+        "__main__:long_spec",
+        "__main__:longer_spec",
+    ]:
         with tempfile.TemporaryDirectory() as d:
             t0 = time.perf_counter()
             p = make_plan(ref, target_width=args.width, store=Path(d) / "s.duckdb")

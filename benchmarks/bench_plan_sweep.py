@@ -1,7 +1,7 @@
 """A proxy learning-rate sweep trained as one stacked ensemble against a per-run loop
 (issue #17: "proxy sweeps train seeds and learning rates as vectorized ensembles").
 
-    python benchmarks/bench_plan_sweep.py [--repeats 3]
+    python benchmarks/bench_plan_sweep.py [--repeats 3] [--crossover]
 
 For each family, one proxy width's sweep (every rate × every seed of the spec) is timed
 both ways in this process, alternating, best of ``--repeats``: ``sweep_runs`` with
@@ -11,7 +11,9 @@ and the largest difference in the final losses of runs that did not diverge.
 
 Families: the plain-PyTorch MLP on digits of the tutorial (``docs.examples.plan_mlp``) and
 the small GPT on the Zipfian Markov language of the ``proxy-plan`` study, at their
-narrowest and widest proxy widths.
+narrowest and widest proxy widths. ``--crossover`` also times 21 members (7 rates × 3
+seeds, 40 steps) at growing widths: where the ratio falls to 1 fixes
+``learnmech.train.stacked.CPU_STACK_MAX_PARAMS``.
 """
 
 from __future__ import annotations
@@ -53,9 +55,45 @@ def finals(curves: dict[int, list]) -> np.ndarray:
     return np.array(out, dtype=float)
 
 
+def crossover() -> None:
+    from learnmech.plan.study import count_params, train_grid
+
+    for name, spec, _ in families():
+        gpt = "GPT" in name
+        for w in (32, 64, 128) if gpt else (128, 256, 512):
+            t = {}
+            for vec in (True, False):
+                s = replace(spec, vectorize=vec)
+                t0 = time.perf_counter()
+                # train_grid stacks only where stacking_pays: call the engine directly
+                with _force_stacking():
+                    train_grid(s, w, spec.lrs[:7], [0, 1, 2], 40, [40], "cpu")
+                t[vec] = time.perf_counter() - t0
+            print(
+                f"crossover {name}, width {w} ({count_params(spec, w):,} params), 21 members "
+                f"× 40 steps: loop {t[False]:.2f} s, stacked {t[True]:.2f} s: "
+                f"{t[False] / t[True]:.2f}×",
+                flush=True,
+            )
+
+
+class _force_stacking:
+    def __enter__(self) -> None:
+        import learnmech.plan.study as ps
+
+        self.saved = ps.stacking_pays
+        ps.stacking_pays = lambda params, device: True
+
+    def __exit__(self, *exc: object) -> None:
+        import learnmech.plan.study as ps
+
+        ps.stacking_pays = self.saved
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--crossover", action="store_true")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
     for name, spec, widths in families():
@@ -80,6 +118,8 @@ def main() -> None:
                 f"faster; max |Δ final loss| {diff:.1e}",
                 flush=True,
             )
+    if args.crossover:
+        crossover()
 
 
 if __name__ == "__main__":
