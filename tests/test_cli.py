@@ -112,6 +112,7 @@ def test_lab_runs_studies_and_their_controls(tmp_path):
         (["run", "wide-nets", "--set", "nonsense=1"], "nonsense"),
         (["run", "wide-nets", "--set", "steps"], "key=value"),
         (["run", "wide-nets", "--set", "lr_scale=nan"], "lr_scale"),
+        (["run", "wide-nets", "--set", "depth=２"], "non-ASCII digits"),
         (["run", "wide-nets", "--seeds", "0"], "--seeds"),
         (["run", "wide-nets", "--scale", "huge"], "huge"),
         (["run", "wide-nets", "--device", "tpu"], "--device"),

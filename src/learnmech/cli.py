@@ -55,6 +55,13 @@ def _parse_sets(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, str]]
         key = key.strip()
         if not key:
             raise _Fail(f"--set expects key=value, got {item!r}")
+        bad = sorted({c for c in raw if c.isdigit() and not c.isascii()})
+        if bad:
+            # Python reads '１２' as 12; a config value typed that way is a mistake
+            raise _Fail(
+                f"--set {key}: {raw.strip()!r} has non-ASCII digits ({''.join(bad)}); "
+                "type numbers with 0-9"
+            )
         values[key] = _parse_value(raw.strip())
         sources[key] = f"--set {item}"
     return values, sources

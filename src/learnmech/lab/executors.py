@@ -127,10 +127,26 @@ class LocalExecutor(Executor):
 
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(self.workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             futures = [pool.submit(run_job, job, self.device, threads) for job in jobs]
             for fut in as_completed(futures):
                 yield fut.result()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a pool worker: exit when the driver that spawned it is gone. A driver killed by
+    SIGKILL cannot shut its pool down, and its workers would otherwise wait on their queue
+    forever (issue #19, item 9)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="learnmech-parent-watch", daemon=True).start()
 
 
 class RayExecutor(Executor):

@@ -3,6 +3,7 @@ report. The driver is the store's only writer."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,56 +125,63 @@ def run_study(
     prov["device"] = device
     if control:
         prov["control"] = control
+    prov["driver_pid"] = os.getpid()
+    # the store is opened for each write and closed between them, so other processes can
+    # read it (runs list, report) or run on it while this run measures (issue #19)
     with Store(store) as st:
+        st.reap_stale_runs()
         st.begin_run(run_id, name, config, scale, cfg.seeds, prov)
         st.link_trials(run_id, [t.key for t in trials])
         done = set() if fresh else st.done_keys(t.key for t in trials)
-        pending = [t for t in trials if t.key not in done]
-        jobs: list[Job] = []
-        for point in points:
-            mine = [t for t in pending if t.point == point]
-            if mine:
-                jobs.append(
-                    Job(
-                        name, config, point, tuple(t.seed for t in mine), tuple(t.key for t in mine)
-                    )
-                )
-        total = len(pending)
-        finished = 0
-        failed: list[str] = []
-        if progress:
-            progress(f"{name}: {len(done)} trials already done", 0, total)
-        try:
-            for results in ex.map(jobs):
+    pending = [t for t in trials if t.key not in done]
+    jobs: list[Job] = []
+    for point in points:
+        mine = [t for t in pending if t.point == point]
+        if mine:
+            jobs.append(
+                Job(name, config, point, tuple(t.seed for t in mine), tuple(t.key for t in mine))
+            )
+    total = len(pending)
+    finished = 0
+    failed: list[str] = []
+    if progress:
+        progress(f"{name}: {len(done)} trials already done", 0, total)
+    try:
+        for results in ex.map(jobs):
+            with Store(store) as st:
                 st.add_trials(run_id, name, results, device)
-                for r in results:
-                    if r.status == "error":
-                        failed.append(f"{r.point} seed {r.seed}: {(r.error or '').splitlines()[0]}")
-                finished += len(results)
-                if progress:
-                    progress(f"{name}: measured {results[0].point}", finished, total)
-        except BaseException:
+            for r in results:
+                if r.status == "error":
+                    failed.append(f"{r.point} seed {r.seed}: {(r.error or '').splitlines()[0]}")
+            finished += len(results)
+            if progress:
+                progress(f"{name}: measured {results[0].point}", finished, total)
+    except BaseException:
+        with Store(store) as st:
             st.finish_run(run_id, "interrupted", None, time.perf_counter() - t0, None)
-            raise
-        finally:
-            ex.close()
-        if progress:
-            progress(f"{name}: predicting and comparing", finished, total)
-        theory = study.predict(cfg)
+        raise
+    finally:
+        ex.close()
+    if progress:
+        progress(f"{name}: predicting and comparing", finished, total)
+    theory = study.predict(cfg)
+    with Store(store) as st:
         st.set_theory(run_id, theory)
         all_trials = st.trials(run_id)
-        metrics = study.evaluate(cfg, theory, all_trials).metrics
+    metrics = study.evaluate(cfg, theory, all_trials).metrics
+    used = sorted({t.device for t in all_trials if t.device}) or [device]
+    prov["device_used"] = ",".join(used)
+    prov["claims_hash"] = claims_hash(metrics)
+    verdict = verdict_of(metrics)
+    report_path = None
+    status = "finished" if not failed else "finished-with-errors"
+    with Store(store) as st:
         st.set_metrics(run_id, metrics)
-        used = sorted({t.device for t in all_trials if t.device}) or [device]
         st.set_run_device(run_id, ",".join(used))
-        prov["device_used"] = ",".join(used)
-        prov["claims_hash"] = claims_hash(metrics)
         st.set_provenance(run_id, prov)
-        verdict = verdict_of(metrics)
-        report_path = None
-        status = "finished" if not failed else "finished-with-errors"
         st.finish_run(run_id, status, verdict, time.perf_counter() - t0, None)
-        if report:
+    if report:
+        with Store(store) as st:
             report_path = render_report(st, run_id, study=study, cfg=cfg)
             st.finish_run(run_id, status, verdict, time.perf_counter() - t0, str(report_path))
     res = RunResult(name, run_id, verdict, metrics, report_path, total, len(done), failed)

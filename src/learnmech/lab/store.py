@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import platform
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -93,6 +95,24 @@ class StoreError(UserError):
     """The store file is missing, corrupt, locked or lacks the requested run."""
 
 
+#: seconds a process waits for another one's write to the store to finish
+LOCK_WAIT = 60.0
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a zombie counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
 def _now() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
@@ -149,7 +169,12 @@ class Store:
     """
 
     def __init__(
-        self, path: str | Path = DEFAULT_STORE, *, read_only: bool = False, create: bool = True
+        self,
+        path: str | Path = DEFAULT_STORE,
+        *,
+        read_only: bool = False,
+        create: bool = True,
+        wait: float = LOCK_WAIT,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and self.path.is_dir():
@@ -158,13 +183,38 @@ class Store:
             if read_only or not create:
                 raise StoreError(f"no store at {self.path} (run a study first, or pass --store)")
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB lets one process at a time open a file for writing. A run holds the store
+        # only while it writes (milliseconds per batch of trials), so a second process
+        # waits for its turn, up to ``wait`` seconds, rather than failing at once.
+        deadline = time.monotonic() + max(float(wait), 0.0)
+        pause = 0.02
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as err:
+                msg = str(err).splitlines()[0]
+                if "lock" not in msg.lower():
+                    raise StoreError(f"cannot open store {self.path}: {msg}") from None
+                if time.monotonic() >= deadline:
+                    pid = re.search(r"PID (\d+)", msg)
+                    who = f" (PID {pid.group(1)})" if pid else ""
+                    raise StoreError(
+                        f"store {self.path} is in use by another process{who}: it writes "
+                        f"there now; waited {wait:g} s — try again when it is done"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+            except duckdb.Error as err:
+                msg = str(err).splitlines()[0]
+                raise StoreError(f"cannot open store {self.path}: {msg}") from None
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
             if not read_only:
                 self.con.execute(_SCHEMA)
             else:
                 self.con.execute("SELECT count(*) FROM runs").fetchone()
         except duckdb.Error as err:
+            self.con.close()
             msg = str(err).splitlines()[0]
             raise StoreError(f"cannot open store {self.path}: {msg}") from None
 
@@ -324,13 +374,47 @@ class Store:
 
     # -- reading ------------------------------------------------------------------------
     def runs(self) -> list[dict[str, Any]]:
+        """Every run, oldest first; a ``running`` run whose driver is gone (killed) shows
+        as ``interrupted`` (see :meth:`stale_runs`)."""
         cur = self.con.execute(
             "SELECT r.id, r.study, r.scale, r.seeds, r.status, r.verdict, r.started_at, "
             "r.wall_time, (SELECT count(*) FROM run_trials t WHERE t.run_id = r.id) AS trials "
             "FROM runs r ORDER BY r.started_at"
         )
         cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        rows = [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        stale = set(self.stale_runs())
+        for r in rows:
+            if r["id"] in stale:
+                r["status"] = "interrupted"
+        return rows
+
+    def stale_runs(self) -> list[str]:
+        """Runs marked ``running`` whose driver process, on this host, no longer exists: a
+        driver killed by SIGKILL (or a crashed machine) never writes its status. Runs
+        started elsewhere, or without a recorded driver, are left as they are."""
+        rows = self.con.execute(
+            "SELECT id, provenance->>'driver_pid', provenance->>'host' FROM runs "
+            "WHERE status = 'running'"
+        ).fetchall()
+        host = platform.node()
+        out = []
+        for run_id, pid, where in rows:
+            if pid is None or where != host or not str(pid).isdigit():
+                continue
+            if not _process_alive(int(pid)):
+                out.append(run_id)
+        return out
+
+    def reap_stale_runs(self) -> list[str]:
+        """Mark :meth:`stale_runs` ``interrupted`` in the store; returns their ids."""
+        stale = self.stale_runs()
+        for run_id in stale:
+            self.con.execute(
+                "UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running'",
+                [run_id],
+            )
+        return stale
 
     def control_runs(self, study: str) -> list[dict[str, Any]]:
         """The newest finished run of each negative control of ``study``: id, control,

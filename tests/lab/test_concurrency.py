@@ -1,0 +1,159 @@
+"""Issue #19: the store can be read while a run writes, two runs share one store, a
+killed run does not stay ``running``, and a pool's workers do not outlive their driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from learnmech.lab.store import Store, StoreError
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = os.environ | {"LEARNMECH_STUDIES": "toy=tests.lab.toy_study:Toy", "PYTHONPATH": str(ROOT)}
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "learnmech", *args],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _start_run(
+    store: Path, markers: Path, points: int, sleep: float, slope: float = 2.0
+) -> subprocess.Popen:
+    markers.mkdir(exist_ok=True)
+    cmd = [sys.executable, "-m", "learnmech", "run", "toy", "--quiet", "--store", str(store)]
+    cmd += ["--set", f"points={points}", "--set", f"sleep={sleep}", "--set", f"slope={slope}"]
+    cmd += ["--set", f"marker_dir={markers}"]
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _wait_for(proc: subprocess.Popen, markers: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while len(list(markers.iterdir())) < n:
+        if proc.poll() is not None:
+            out, _ = proc.communicate()
+            raise AssertionError(f"the run ended early ({proc.returncode}): {out.decode()}")
+        if time.time() > deadline:
+            raise AssertionError(f"fewer than {n} trials finished within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_the_store_is_readable_while_a_run_writes_and_two_runs_share_it(tmp_path):
+    store = tmp_path / "s.duckdb"
+    a = _start_run(store, tmp_path / "a", points=24, sleep=0.25)
+    _wait_for(a, tmp_path / "a", 2)
+    # a second run (other trials: another slope) on the same store proceeds alongside
+    b = _start_run(store, tmp_path / "b", points=6, sleep=0.25, slope=3.0)
+    _wait_for(b, tmp_path / "b", 2)
+    listed = _cli("runs", "list", "--store", str(store), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert any(r["status"] == "running" for r in rows)
+    for proc in (a, b):
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, out.decode()
+    with Store(store, read_only=True) as st:
+        runs = st.runs()
+        n = st.con.execute("SELECT count(*), count(DISTINCT key) FROM trials").fetchone()
+    assert sorted(r["status"] for r in runs) == ["finished", "finished"]
+    assert n == (60, 60)  # 24·2 + 6·2 trials, none lost or doubled
+
+
+def test_a_busy_store_waits_then_says_who_holds_it(tmp_path):
+    store = tmp_path / "s.duckdb"
+    Store(store).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from learnmech.lab.store import Store; s = Store(sys.argv[1]); "
+            "print('held', flush=True); time.sleep(float(sys.argv[2]))",
+            str(store),
+            "1.5",
+        ],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(StoreError, match=rf"in use by another process \(PID {holder.pid}\)"):
+        Store(store, read_only=True, wait=0.2)
+    t0 = time.perf_counter()
+    with Store(store, read_only=True, wait=30) as st:  # waits for the holder to let go
+        assert st.runs() == []
+    assert time.perf_counter() - t0 > 0.5
+    holder.communicate(timeout=30)
+
+
+def test_a_killed_run_is_marked_interrupted_not_left_running(tmp_path):
+    store = tmp_path / "s.duckdb"
+    proc = _start_run(store, tmp_path / "m", points=40, sleep=0.2)
+    _wait_for(proc, tmp_path / "m", 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    listed = _cli("runs", "list", "--store", str(store), "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["interrupted"]
+    # a later run on the store writes the status it showed
+    again = _cli("run", "toy", "--quiet", "--store", str(store), "--set", "points=2")
+    assert again.returncode == 0, again.stderr
+    with Store(store, read_only=True) as st:
+        assert sorted(r["status"] for r in st.runs()) == ["finished", "interrupted"]
+
+
+def test_pool_workers_exit_when_their_driver_is_killed(tmp_path):
+    """A driver killed by SIGKILL cannot shut its pool down: the workers notice that their
+    parent is gone and exit (they used to wait on their queue forever, ~320 MB each)."""
+    pids = tmp_path / "pids"
+    script = f"""
+import os, sys, time
+sys.path.insert(0, {str(ROOT)!r})
+from learnmech.lab.executors import LocalExecutor, Job
+ex = LocalExecutor(workers=2)
+jobs = [Job("toy", {{"points": 8, "seeds": 1, "sleep": 30.0}}, {{"a": a}}, (0,), (f"k{{a}}",))
+        for a in range(4)]
+it = ex.map(jobs)
+import threading
+threading.Thread(target=lambda: next(it), daemon=True).start()
+time.sleep(6)
+import multiprocessing as mp
+open({str(pids)!r}, "w").write(" ".join(str(p.pid) for p in mp.active_children()))
+time.sleep(60)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], env=ENV)
+    deadline = time.time() + 60
+    while not (pids.exists() and pids.read_text().strip()) and time.time() < deadline:
+        time.sleep(0.1)
+    workers = [int(p) for p in pids.read_text().split()]
+    assert workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 15
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in workers if _alive(p)]
+    assert not alive, f"workers {alive} outlived their driver"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by init) is gone
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
