@@ -154,6 +154,9 @@ class TrialResult:
     duration: float
     curves: list[Curve]
     device: str | None = None
+    #: torch's intra-op threads during the measurement: float32 reductions, and so the
+    #: last digits of a result, depend on it (``--workers`` changes it)
+    threads: int | None = None
 
     def curve(self, observable: str, series: str = "") -> Curve | None:
         for c in self.curves:

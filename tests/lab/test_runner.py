@@ -135,6 +135,17 @@ def test_process_pool_executor(store_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # spawned workers import the toy study
     res = run_study("toy", store=store_path, workers=2, report=False)
     assert res.trials_run == 8 and res.verdict == "pass"
+    # issue #19 (10): what a float32 result depends on is recorded: each worker ran with
+    # cores // workers torch threads, the in-process executor with all of them
+    pool = max(1, (os.cpu_count() or 1) // 2)
+    with Store(store_path, read_only=True) as st:
+        assert {t.threads for t in st.trials(res.run_id)} == {pool}
+        assert st.run(res.run_id)["provenance"]["trial_threads"] == [pool]
+    import torch
+
+    again = run_study("toy", store=store_path, fresh=True, report=False)
+    with Store(store_path, read_only=True) as st:
+        assert st.run(again.run_id)["provenance"]["trial_threads"] == [torch.get_num_threads()]
 
 
 def test_ray_executor(store_path):

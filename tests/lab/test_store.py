@@ -146,3 +146,27 @@ def test_run_prefixes_are_text_not_like_patterns(store_path):
         for pattern in ("%", "ab_", "a%"):
             with pytest.raises(StoreError, match="no run"):
                 st.resolve(pattern)
+
+
+def test_a_store_from_before_the_threads_column_reads_and_migrates(tmp_path):
+    """Trials gained a ``threads`` column (issue #19, item 10): an older store opens
+    read-only as it is (threads unknown) and is migrated when opened for writing."""
+    import duckdb
+
+    from learnmech.lab.store import _SCHEMA
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(_SCHEMA.replace("ALTER TABLE trials ADD COLUMN IF NOT EXISTS threads INTEGER;", ""))
+    con.execute("INSERT INTO runs (id, study, status) VALUES ('r1', 'toy', 'finished')")
+    con.execute(
+        "INSERT INTO trials VALUES ('k', 'toy', '{}', 0, 'ok', NULL, 1.0, 'cpu', 'r1', NULL)"
+    )
+    con.execute("INSERT INTO run_trials VALUES ('r1', 'k')")
+    con.close()
+    with Store(path, read_only=True) as st:
+        assert not st._has_column("trials", "threads")
+        assert st.trials("r1")[0].threads is None
+    with Store(path) as st:
+        assert st._has_column("trials", "threads")
+        assert st.trials("r1")[0].seed == 0

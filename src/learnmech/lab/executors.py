@@ -60,6 +60,7 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
             for s, k in zip(job.seeds, job.keys, strict=True)
         ]
     used = watch.used()
+    nthreads = torch.get_num_threads()
     dur = (time.perf_counter() - t0) / max(len(job.seeds), 1)
     out = []
     for s, k in zip(job.seeds, job.keys, strict=True):
@@ -72,7 +73,7 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
         bad = [c.observable for c in curves if not c.finite]
         status = "diverged" if bad else "ok"
         err = f"non-finite values in {sorted(set(bad))}" if bad else None
-        out.append(TrialResult(k, job.point, s, status, err, dur, curves, used))
+        out.append(TrialResult(k, job.point, s, status, err, dur, curves, used, nthreads))
     return out
 
 

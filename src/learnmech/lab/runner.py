@@ -171,6 +171,9 @@ def run_study(
     metrics = study.evaluate(cfg, theory, all_trials).metrics
     used = sorted({t.device for t in all_trials if t.device}) or [device]
     prov["device_used"] = ",".join(used)
+    # float32 results depend on torch's thread count in their last digits (a reduction's
+    # order): a run resumed with another --workers mixes trials measured both ways
+    prov["trial_threads"] = sorted({t.threads for t in all_trials if t.threads})
     prov["claims_hash"] = claims_hash(metrics)
     verdict = verdict_of(metrics)
     report_path = None

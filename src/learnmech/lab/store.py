@@ -62,6 +62,7 @@ ALTER TABLE metrics ADD COLUMN IF NOT EXISTS kind VARCHAR;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS bound DOUBLE;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS level DOUBLE;
 ALTER TABLE metrics ADD COLUMN IF NOT EXISTS expected DOUBLE;
+ALTER TABLE trials ADD COLUMN IF NOT EXISTS threads INTEGER;
 """
 
 _METRIC_COLS = (
@@ -221,6 +222,12 @@ class Store:
     def close(self) -> None:
         self.con.close()
 
+    def _has_column(self, table: str, column: str) -> bool:
+        """Whether ``table`` has ``column`` (a store written by an older learnmech and
+        opened read-only has not been migrated)."""
+        rows = self.con.execute(f"PRAGMA table_info('{table}')").fetchall()
+        return any(r[1] == column for r in rows)
+
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
         self.con.execute("BEGIN TRANSACTION")
@@ -322,6 +329,7 @@ class Store:
                 r.device or device,
                 run_id,
                 _now(),
+                r.threads,
             ]
             for r in results
         ]
@@ -332,7 +340,11 @@ class Store:
             self.con.execute(
                 "DELETE FROM trials WHERE key IN (SELECT unnest(?::VARCHAR[]))", [keys]
             )
-            self.con.executemany("INSERT INTO trials VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            self.con.executemany(
+                "INSERT INTO trials (key, study, config, seed, status, error, duration, device, "
+                "run_id, finished_at, threads) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             if table.num_rows:
                 self.con.register("_new_records", table)
                 self.con.execute("INSERT INTO records SELECT * FROM _new_records")
@@ -488,7 +500,8 @@ class Store:
         """Every trial of the run with its curves (ordered by config point and seed)."""
         run_id = self.resolve(run)
         rows = self.con.execute(
-            "SELECT t.key, t.config, t.seed, t.status, t.error, t.duration, t.device FROM trials t "
+            "SELECT t.key, t.config, t.seed, t.status, t.error, t.duration, t.device, "
+            f"{'t.threads' if self._has_column('trials', 'threads') else 'NULL'} FROM trials t "
             "JOIN run_trials rt ON rt.key = t.key WHERE rt.run_id = ? ORDER BY t.config, t.seed",
             [run_id],
         ).fetchall()
@@ -505,6 +518,7 @@ class Store:
                 duration=r[5],
                 curves=curves.get(r[0], []),
                 device=r[6],
+                threads=r[7],
             )
             for r in rows
         ]
