@@ -241,6 +241,10 @@ def _check_store_path(store: Path) -> None:
     if store.exists() and store.is_dir():
         raise _Fail(f"--store {store} is a directory, expected a .duckdb file")
     _check_writable_folder(store.parent, f"--store {store}")
+    if store.exists():  # an existing file must be a learnmech store (read-only: no writes)
+        from learnmech.lab.store import Store
+
+        Store(store, read_only=True).close()
 
 
 def _print_result(res) -> None:  # type: ignore[no-untyped-def]

@@ -170,3 +170,36 @@ def test_a_store_from_before_the_threads_column_reads_and_migrates(tmp_path):
     with Store(path) as st:
         assert st._has_column("trials", "threads")
         assert st.trials("r1")[0].seed == 0
+
+
+def test_a_database_with_someone_elses_runs_table_is_left_untouched(tmp_path, capsys):
+    """Issue #19 (6): a DuckDB file whose ``runs`` table is not learnmech's was given new
+    tables before the run failed; now it is refused first, one line, exit 2."""
+    import duckdb
+
+    from learnmech.cli import main
+    from learnmech.lab.store import StoreError
+
+    path = tmp_path / "theirs.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE runs (athlete VARCHAR, km DOUBLE)")
+    con.execute("INSERT INTO runs VALUES ('ana', 42.2)")
+    con.close()
+
+    def tables() -> list[tuple]:
+        c = duckdb.connect(str(path), read_only=True)
+        try:
+            return c.execute(
+                "SELECT table_name, column_name FROM information_schema.columns ORDER BY 1, 2"
+            ).fetchall()
+        finally:
+            c.close()
+
+    before = tables()
+    with pytest.raises(StoreError, match="not learnmech's"):
+        Store(path)
+    assert main(["run", "toy", "--store", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "not learnmech's" in err and len(err.strip().splitlines()) == 1
+    assert main(["runs", "list", "--store", str(path)]) == 2
+    assert tables() == before

@@ -65,6 +65,16 @@ ALTER TABLE metrics ADD COLUMN IF NOT EXISTS expected DOUBLE;
 ALTER TABLE trials ADD COLUMN IF NOT EXISTS threads INTEGER;
 """
 
+#: the columns each learnmech table must have (a database whose same-named tables lack
+#: them belongs to someone else and is left untouched)
+_REQUIRED = {
+    "runs": {"id", "study", "config", "scale", "seeds", "status", "verdict", "provenance"},
+    "trials": {"key", "study", "config", "seed", "status", "error", "duration", "run_id"},
+    "run_trials": {"run_id", "key"},
+    "records": {"run_id", "trial_key", "source", "observable", "series", "coord", "value"},
+    "metrics": {"run_id", "name", "value", "stderr", "tolerance", "comparator", "passed"},
+}
+
 _METRIC_COLS = (
     "name",
     "value",
@@ -210,6 +220,7 @@ class Store:
                 msg = str(err).splitlines()[0]
                 raise StoreError(f"cannot open store {self.path}: {msg}") from None
         try:
+            self._check_tables()
             if not read_only:
                 self.con.execute(_SCHEMA)
             else:
@@ -221,6 +232,24 @@ class Store:
 
     def close(self) -> None:
         self.con.close()
+
+    def _check_tables(self) -> None:
+        """Refuse, before writing anything, a database whose tables named like
+        learnmech's have other columns (someone else's ``runs`` table)."""
+        have: dict[str, set[str]] = {}
+        for table, column in self.con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main'"
+        ).fetchall():
+            have.setdefault(table, set()).add(column)
+        for table, need in _REQUIRED.items():
+            if table in have and not need <= have[table]:
+                self.con.close()
+                missing = ", ".join(sorted(need - have[table]))
+                raise StoreError(
+                    f"{self.path} has a table {table!r} that is not learnmech's (no column "
+                    f"{missing}); nothing was written — pass another --store"
+                )
 
     def _has_column(self, table: str, column: str) -> bool:
         """Whether ``table`` has ``column`` (a store written by an older learnmech and
