@@ -232,3 +232,29 @@ def test_chinchilla_reanalysis_agrees_with_scipy_reference_to_3_digits(stride, r
     ref_se = np.std(np.array(ref_boot), axis=0, ddof=1)
     np.testing.assert_allclose(np.array(list(f.stderr().values())), ref_se, rtol=5e-4)
     assert math.isfinite(f.params["E"])
+
+
+def test_many_points_screen_on_a_subsample_and_polish_on_all(monkeypatch):
+    """Above SCREEN_ROWS points the 4,500-start screen runs on a random subsample (issue
+    #19, item 2: 1e6 rows used to need 13 GB); the polish sees every point, so the fit is
+    the full-data optimum: the same as screening on everything, to the polish tolerance."""
+    import learnmech.laws.fit as lf
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    N, D = 10 ** rng.uniform(6, 9, n), 10 ** rng.uniform(8, 11, n)
+    L = (1.69 + 406.4 / N**0.34 + 410.7 / D**0.28) * np.exp(rng.normal(0, 0.02, n))
+    sub = fit_law("chinchilla", L, N=N, D=D, warn=False)
+    monkeypatch.setattr(lf, "SCREEN_ROWS", 10**9)
+    full = fit_law("chinchilla", L, N=N, D=D, warn=False)
+    assert sub.objective <= full.objective * (1 + 1e-9)
+    np.testing.assert_allclose(sub.theta, full.theta, rtol=1e-5, atol=1e-6)
+
+
+def test_a_bootstrap_too_big_for_memory_is_refused_up_front():
+    rng = np.random.default_rng(0)
+    n = 2000
+    N, D = 10 ** rng.uniform(6, 9, n), 10 ** rng.uniform(8, 11, n)
+    L = 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28
+    with pytest.raises(UserError, match="use at most 67108 replicates"):
+        fit_law("chinchilla", L, N=N, D=D, bootstrap=10**6, warn=False)

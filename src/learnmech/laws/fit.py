@@ -90,6 +90,12 @@ def _huber(r: torch.Tensor, delta: float) -> torch.Tensor:
 
 
 _ROWS = 512  # rows per block: a (512 × n) float64 block stays in cache
+_BLOCK_ELEMENTS = 1 << 22  # ... and at most 4M elements (32 MB in float64) whatever n is
+#: above this many points, the 4,500-start screen runs on a seeded random subsample of
+#: this size; only the polish (and the bootstrap) see every point
+SCREEN_ROWS = 1024
+#: a bootstrap's resampling counts (replicates × points, float64) must fit in this
+BOOTSTRAP_BYTES = 1 << 30
 
 
 def _objective(  # type: ignore[no-untyped-def]
@@ -98,7 +104,10 @@ def _objective(  # type: ignore[no-untyped-def]
     delta: float,
     weights: torch.Tensor | None,
     dtype: torch.dtype = torch.float64,
+    repeat: int = 1,
 ):
+    """The Huber objective of every start (row of θ) on ``data``; with ``weights``
+    (replicates × points), start row ``i`` uses replicate ``i // repeat``."""
     logs = {k: torch.from_numpy(np.log(v)).to(dtype) for k, v in data.inputs.items()}
     y = torch.from_numpy(np.log(data.loss)).to(dtype)
     if weights is not None:
@@ -109,13 +118,14 @@ def _objective(  # type: ignore[no-untyped-def]
         r = law.log_predict(theta, logs) - y[None, :]
         h = _huber(r, delta)
         if weights is not None:
-            h = h * weights[rows]
+            h = h * weights[rows // repeat]
         return h.sum(1)
 
     if law.name != "chinchilla":
         return fn, None
     lN, lD = logs["N"], logs["D"]
     n = lN.numel()
+    block = max(1, min(_ROWS, _BLOCK_ELEMENTS // (2 * n)))
     # t = θ·M gives both exponents a − α log N and b − β log D in one matrix product, and
     # G·Mᵀ gives four of the five gradient components in another.
     M = torch.zeros(5, 2 * n, dtype=dtype)
@@ -131,23 +141,32 @@ def _objective(  # type: ignore[no-untyped-def]
         rejects. Huber via c = clamp(r, ±δ): h = c·(r − c/2), h′ = c.
         """
         vals, grads = [], []
-        for i in range(0, theta.shape[0], _ROWS):
-            th = theta[i : i + _ROWS]
-            ex = (th @ M).clamp_(min=floor).exp_()  # (b, 2n): e^{t1} | e^{t2}
+        # every block writes into the same buffers: fresh (block × n) temporaries on each
+        # block fragment glibc's heap, and with a million points the process grew to
+        # 2.5 GB for ~100 MB of live data
+        k = min(block, theta.shape[0])
+        ex_buf = torch.empty(k, 2 * n, dtype=theta.dtype)
+        z_buf, r_buf, c_buf, h_buf = (torch.empty(k, n, dtype=theta.dtype) for _ in range(4))
+        w_buf = torch.empty(k, n, dtype=theta.dtype) if weights is not None else None
+        for i in range(0, theta.shape[0], block):
+            th = theta[i : i + block]
+            b = th.shape[0]
+            ex = torch.matmul(th, M, out=ex_buf[:b]).clamp_(min=floor).exp_()  # e^{t1} | e^{t2}
             ee = th[:, 2].exp()
-            z = ex[:, :n] + ex[:, n:]
+            z = torch.add(ex[:, :n], ex[:, n:], out=z_buf[:b])
             z += ee[:, None]
-            r = torch.log(z).sub_(y)
-            c = r.clamp(-delta, delta)
-            h = (r - 0.5 * c).mul_(c)
+            r = torch.log(z, out=r_buf[:b]).sub_(y)
+            c = torch.clamp(r, -delta, delta, out=c_buf[:b])
+            h = torch.mul(c, 0.5, out=h_buf[:b])
+            h = torch.sub(r, h, out=h).mul_(c)
             if weights is not None:
-                w = weights[rows[i : i + _ROWS]]
-                h = h * w
-                c = c * w
+                w = torch.index_select(weights, 0, rows[i : i + block] // repeat, out=w_buf[:b])  # type: ignore[index]
+                h.mul_(w)
+                c.mul_(w)
             vals.append(h.sum(1))
             if grad:
                 c = c.div_(z)  # h′ / L̂
-                gm = (ex.view(-1, 2, n) * c[:, None, :]).view(-1, 2 * n) @ M.T
+                gm = ex.view(b, 2, n).mul_(c[:, None, :]).view(b, 2 * n) @ M.T
                 gm[:, 2] = ee * c.sum(1)
                 grads.append(gm)
         if not grad:
@@ -164,13 +183,23 @@ def _objective(  # type: ignore[no-untyped-def]
 
 
 def _minimize(  # type: ignore[no-untyped-def]
-    law, data, delta, starts, weights=None, chunk: int = 20_000, dtype=torch.float64, **kw
+    law,
+    data,
+    delta,
+    starts,
+    weights=None,
+    chunk: int = 20_000,
+    dtype=torch.float64,
+    repeat: int = 1,
+    **kw,
 ):
-    """Batched L-BFGS from every row of ``starts`` (rows beyond ``chunk`` in pieces)."""
+    """Batched L-BFGS from every row of ``starts`` (rows beyond ``chunk`` in pieces); with
+    ``weights`` (replicates × points), start row ``i`` fits replicate ``i // repeat``."""
     xs, fs, cs = [], [], []
+    chunk -= chunk % repeat  # a chunk holds whole replicates
     for i in range(0, starts.shape[0], chunk):
-        w = None if weights is None else weights[i : i + chunk]
-        fn, vg = _objective(law, data, delta, w, dtype)
+        w = None if weights is None else weights[i // repeat : (i + chunk) // repeat]
+        fn, vg = _objective(law, data, delta, w, dtype, repeat)
         x0 = torch.from_numpy(starts[i : i + chunk]).to(dtype)
         res = batched_lbfgs(fn, x0, value_and_grad=vg, **kw)
         xs.append(res.x.double().numpy())
@@ -394,13 +423,32 @@ def fit_law(
     # Phase 1 (float32, every start) screens; phase 2 (float64) polishes the best
     # candidates to the requested tolerances — see the module docstring.
     loose = {"max_iter": max_iter, "ftol": max(ftol, 1e-5), "gtol": max(gtol, 1e-5)}
-    theta, _, conv = _minimize(lw, data, huber_delta, grid, dtype=torch.float32, **loose)
-    fun = _evaluate(lw, data, huber_delta, theta)
+    if bootstrap and bootstrap * data.n * 8 > BOOTSTRAP_BYTES:
+        raise UserError(
+            f"a bootstrap of {bootstrap} replicates over {data.n:,} points needs "
+            f"{bootstrap * data.n * 8 / 2**30:.1f} GiB of resampling weights (limit "
+            f"{BOOTSTRAP_BYTES / 2**30:g} GiB): use at most {BOOTSTRAP_BYTES // (8 * data.n)} "
+            "replicates, or a cluster bootstrap of fewer groups"
+        )
+    # with many points the screen (every start) runs on a seeded random subsample: it only
+    # picks which starts to polish, and the polish below sees every point
+    screen = data
+    if data.n > SCREEN_ROWS:
+        pick = np.random.default_rng(seed).choice(data.n, SCREEN_ROWS, replace=False)
+        mask = np.zeros(data.n, dtype=bool)
+        mask[pick] = True
+        screen = data.subset(mask)
+    theta, _, conv = _minimize(lw, screen, huber_delta, grid, dtype=torch.float32, **loose)
+    fun = _evaluate(lw, screen, huber_delta, theta)
     fun = np.where(np.isfinite(fun), fun, np.inf)
     cand = np.union1d(_polish_candidates(theta, fun), np.flatnonzero(~conv))
     t2, f2, c2 = _minimize(lw, data, huber_delta, theta[cand], **kw)
-    better = f2 <= fun[cand]
-    theta[cand[better]], fun[cand[better]] = t2[better], f2[better]
+    if screen is data:
+        better = f2 <= fun[cand]
+        theta[cand[better]], fun[cand[better]] = t2[better], f2[better]
+    else:  # only the polished starts have a full-data objective
+        fun = np.full(fun.shape, np.inf)
+        theta[cand], fun[cand] = t2, np.where(np.isfinite(f2), f2, np.inf)
     conv[cand] = c2
     keep = _distinct(theta, fun, max(bootstrap_starts, 1))
     if keep.size == 0:
@@ -422,16 +470,18 @@ def fit_law(
     )
     if bootstrap:
         rng = np.random.default_rng(seed)
-        if cluster is None:
-            idx = rng.integers(0, data.n, (bootstrap, data.n))
-            W = np.stack([np.bincount(i, minlength=data.n) for i in idx]).astype(np.float64)
+        if cluster is None:  # row by row: the same draws as one (R, n) array, n× less memory
+            W = np.empty((bootstrap, data.n))
+            for r in range(bootstrap):
+                W[r] = np.bincount(rng.integers(0, data.n, data.n), minlength=data.n)
         else:
             W = _cluster_weights(data.inputs[cluster], bootstrap, rng)
         s0 = grid if bootstrap_starts == 0 else theta[keep]
         S = s0.shape[0]
         starts_b = np.tile(s0, (bootstrap, 1))
-        weights = torch.from_numpy(np.repeat(W, S, axis=0))
-        tb, fb, _ = _minimize(lw, data, huber_delta, starts_b, weights=weights, **kw)
+        tb, fb, _ = _minimize(
+            lw, data, huber_delta, starts_b, weights=torch.from_numpy(W), repeat=S, **kw
+        )
         fb = np.where(np.isfinite(fb), fb, np.inf).reshape(bootstrap, S)
         pick = np.argmin(fb, axis=1)
         result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
