@@ -9,6 +9,7 @@ anything is written; 130 — interrupted (finished trials are kept).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,11 @@ def run_cmd(
         from learnmech.lab.executors import RayExecutor
 
         RayExecutor.check_available()
+        address = os.environ.get("RAY_ADDRESS")
+        if address:  # one line now, not minutes of retries inside ray.init
+            from learnmech.lab.executors import check_reachable
+
+            check_reachable(address)
     cb, ctx = _progress(quiet or as_json)
     with ctx:
         res = run_study(

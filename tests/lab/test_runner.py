@@ -201,3 +201,22 @@ def test_report_renders_whatever_finished(store_path):
     page = Path(res.report).read_text()
     assert "could not be drawn from the 6 of 8 trials that finished" in page
     assert "RuntimeError: boom at 1" in page
+
+
+def test_an_unreachable_ray_address_is_one_line_and_exit_2(store_path, monkeypatch, capsys):
+    """Issue #19 (8): ``ray.init`` retried an unreachable RAY_ADDRESS for minutes."""
+    pytest.importorskip("ray")
+    import socket
+
+    from learnmech.cli import main
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    assert main(["run", "toy", "--executor", "ray", "--store", str(store_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err
+    assert len(err.strip().splitlines()) == 1 and time.perf_counter() - t0 < 30
+    assert not store_path.exists()

@@ -21,7 +21,15 @@ from typing import Any
 from learnmech.errors import UserError
 from learnmech.lab.records import Curve, TrialResult
 
-__all__ = ["Executor", "Job", "LocalExecutor", "RayExecutor", "make_executor", "run_job"]
+__all__ = [
+    "Executor",
+    "Job",
+    "LocalExecutor",
+    "RayExecutor",
+    "check_reachable",
+    "make_executor",
+    "run_job",
+]
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,8 @@ class RayExecutor(Executor):
         self.ray = ray
         self.device = device
         address = address if address is not None else os.environ.get("RAY_ADDRESS")
+        if address and not ray.is_initialized():
+            check_reachable(address)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
             if address:
@@ -193,6 +203,26 @@ class RayExecutor(Executor):
     def close(self) -> None:
         if self._owns:
             self.ray.shutdown()
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail in one line when a Ray address's host:port does not answer (``ray.init``
+    retries an unreachable cluster for minutes). ``auto`` and ``local`` are left to Ray."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local") or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    if not port.isdigit():
+        raise UserError(f"RAY_ADDRESS {address!r} is not host:port")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"cannot reach the Ray cluster at {address} ({err.strerror or err}); start it, or "
+            "unset RAY_ADDRESS to run on a local one"
+        ) from None
 
 
 def make_executor(name: str, *, workers: int = 1, device: str = "cpu") -> Executor:
