@@ -5,6 +5,11 @@ to a target ≥ 8× wider, with a loss predicted by a law fitted on the proxies.
 family is also grid-searched at the target width (learning rate × batch size × seeds) as
 the ground truth, so the plan can be scored against what tuning the large run would find.
 
+Two families (``family``): ``gpt`` (default), the small GPT on a Zipfian Markov chain; and
+``mlp``, a residual MLP (:class:`~learnmech.nets.ResMLP`, 2 blocks) regressing a fixed
+random two-layer tanh teacher of 16 Gaussian inputs with label noise σ = 0.1, so its
+irreducible loss is σ² (300 steps and rates 2^-12 … 2^-3 unless set).
+
 * predict — nothing before the run: the plan itself is computed from the proxy trials
   (η* of the widest proxy, mean of log₂ η* over seeds; the Chinchilla law fitted on the
   proxies' checkpoints at the planned rate's grid neighbour, Hoffmann et al. 2022).
@@ -22,7 +27,8 @@ Claims (95% bounds, df = seeds − 1):
   Bayes-optimal loss, known in closed form), lies within ±``MARGIN`` (``equivalent``).
   MARGIN = 0.20, fixed from a pilot of the quick setting with seeds 100–102 (not the scored
   ones): the best cell's L − H was 0.079 with a seed-to-seed SD of 6.2% of it, and
-  0.20 ≈ 3 SD. Selecting the best cell by its mean biases it low (winner's curse), which
+  0.20 ≈ 3 SD. For ``mlp`` (H = σ²) the same pilot gave L − H = 0.134 with SD 1.6%:
+  margin 0.05. Selecting the best cell by its mean biases it low (winner's curse), which
   makes the claim conservative.
 * ``predicted_interval_covers_planned``: the planned cell's mean loss, with its 95%
   t-interval over seeds, lies inside the law's bootstrap interval (``within`` on the loss
@@ -50,13 +56,14 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+import torch
+from pydantic import Field, model_validator
 
 from learnmech.claims import Claims, Estimate
 from learnmech.data.language import ZipfMarkov
 from learnmech.hparams.transfer import transfer_claims
 from learnmech.laws import fit_law
-from learnmech.nets import GPT
+from learnmech.nets import GPT, ResMLP
 from learnmech.plan.spec import PlanSpec
 from learnmech.plan.study import (
     LOSS_CAP,
@@ -74,7 +81,10 @@ from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, V
 
 __all__ = ["ProxyPlan", "ProxyPlanConfig"]
 
-MARGIN = 0.20  # relative to the best cell's L − H; from a pilot's seed spread (docstring)
+#: per family, relative to the best cell's learnable loss; from a pilot's seed spread
+#: (docstring)
+MARGIN = {"gpt": 0.20, "mlp": 0.05}
+MLP_DEFAULTS: dict[str, Any] = {"steps": 300, "lr_log2": list(range(-12, -2))}
 COMPUTE_FRACTION = 0.10  # the issue's bound on proxy compute vs the target grid search
 
 
@@ -87,6 +97,13 @@ def _in_interval(est: Estimate, interval: tuple[float, float]) -> Estimate:
 
 
 class ProxyPlanConfig(StudyConfig):
+    family: Literal["gpt", "mlp"] = Field(
+        "gpt",
+        description="gpt: the small GPT on a Zipfian Markov chain; mlp: a residual MLP "
+        "regressing a random tanh teacher with Gaussian label noise",
+    )
+    mlp_inputs: int = Field(16, ge=1, le=4096, description="mlp: input dimension")
+    noise: float = Field(0.1, gt=0, le=10, description="mlp: label-noise SD (floor σ²)")
     proxy_widths: list[int] = Values([8, 16, 32], n=3, ge=2, le=4096)
     target_width: int = Field(256, ge=8, le=65536)
     lr_log2: list[int] = Values(list(range(-9, -2)), n=5, ge=-30, le=2)
@@ -108,6 +125,16 @@ class ProxyPlanConfig(StudyConfig):
     context: int = Field(8, ge=4, le=1024)
     scheme: Literal["mup", "sp"] = "mup"
     data_seed: int = Field(0, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlp_defaults(cls, data: Any) -> Any:
+        """The mlp family's own defaults where the scale or the user set none: 300 steps
+        and rates 2^-12 … 2^-3 (in a pilot at 100 steps the target's best rate sat at the
+        grid's lower edge, 2^-9)."""
+        if isinstance(data, dict) and data.get("family") == "mlp":
+            data = {**MLP_DEFAULTS, **data}
+        return data
 
 
 class ProxyPlan(Study):
@@ -137,13 +164,7 @@ class ProxyPlan(Study):
     }
 
     def spec(self, cfg: ProxyPlanConfig) -> PlanSpec:
-        tr = self._lang(cfg).sample(8192, cfg.context + 1, seed=cfg.data_seed + 1)
-        te = self._lang(cfg).sample(1024, cfg.context + 1, seed=cfg.data_seed + 2)
-        return PlanSpec(
-            model=lambda w: GPT(cfg.vocab, w, cfg.depth, cfg.heads, cfg.context),
-            data=(tr[:, :-1], tr[:, 1:]),
-            eval_data=(te[:, :-1], te[:, 1:]),
-            tokens_per_example=cfg.context,
+        common = dict(
             widths=list(cfg.proxy_widths),
             lrs=[2.0**k for k in cfg.lr_log2],
             steps=cfg.steps,
@@ -151,7 +172,48 @@ class ProxyPlan(Study):
             seeds=cfg.seeds,
             scheme=cfg.scheme,
             checkpoints=cfg.checkpoints,
+        )
+        if cfg.family == "mlp":
+            x, y, xt, yt = self._teacher(cfg)
+            return PlanSpec(
+                model=lambda w: ResMLP(cfg.mlp_inputs, w, cfg.depth, 1),
+                data=(x, y),
+                eval_data=(xt, yt),
+                **common,  # type: ignore[arg-type]
+            ).check()
+        tr = self._lang(cfg).sample(8192, cfg.context + 1, seed=cfg.data_seed + 1)
+        te = self._lang(cfg).sample(1024, cfg.context + 1, seed=cfg.data_seed + 2)
+        return PlanSpec(
+            model=lambda w: GPT(cfg.vocab, w, cfg.depth, cfg.heads, cfg.context),
+            data=(tr[:, :-1], tr[:, 1:]),
+            eval_data=(te[:, :-1], te[:, 1:]),
+            tokens_per_example=cfg.context,
+            **common,  # type: ignore[arg-type]
         ).check()
+
+    @staticmethod
+    def _teacher(cfg: ProxyPlanConfig) -> tuple[torch.Tensor, ...]:
+        """mlp: x ~ N(0, I) in ``mlp_inputs`` dimensions, y = f(x) + σ·ε with f a fixed
+        random two-layer tanh network (64 units, unit output variance) and ε ~ N(0, 1):
+        8,192 training and 2,048 held-out examples. The Bayes-optimal mean squared error
+        is σ², the floor below which no model can go."""
+        g = torch.Generator().manual_seed(cfg.data_seed)
+        d = cfg.mlp_inputs
+        w1 = torch.randn(d, 64, generator=g) / math.sqrt(d)
+        w2 = torch.randn(64, 1, generator=g) / 8.0
+
+        def f(x: torch.Tensor) -> torch.Tensor:
+            return torch.tanh(2.0 * x @ w1) @ w2
+
+        x = torch.randn(8192 + 2048, d, generator=g)
+        clean = f(x)
+        clean = clean / clean.std()
+        y = clean + cfg.noise * torch.randn(clean.shape, generator=g)
+        return x[:8192], y[:8192], x[8192:], y[8192:]
+
+    def floor(self, cfg: ProxyPlanConfig) -> float:
+        """The family's irreducible loss: the chain's entropy rate (gpt) or σ² (mlp)."""
+        return cfg.noise**2 if cfg.family == "mlp" else self._lang(cfg).entropy_rate
 
     @staticmethod
     def _lang(cfg: ProxyPlanConfig) -> ZipfMarkov:
@@ -256,7 +318,8 @@ class ProxyPlan(Study):
             f"batch {b_best}",
         )
         same = grid[b_best]["seeds"] == g["seeds"]
-        H = self._lang(cfg).entropy_rate
+        H = self.floor(cfg)
+        margin = MARGIN[cfg.family]
         learnable = float(np.mean(best)) - H
         excess = (
             Estimate.paired(planned, best) if same else Estimate.of(planned) - Estimate.of(best)
@@ -264,10 +327,10 @@ class ProxyPlan(Study):
         out.equivalent(
             "planned_minus_best",
             Estimate(excess.value / learnable, excess.se / learnable, excess.df),
-            MARGIN,
+            margin,
             description=f"(planned − best grid loss)/(best − H) at width {cfg.target_width} "
             f"(best L − H = {learnable:.4f}, H = {H:.4f}), paired over seeds; margin "
-            f"{MARGIN:g} from a pilot's seed spread",
+            f"{margin:g} from a pilot's seed spread",
         )
         if "interval" in plan:
             out.within(
