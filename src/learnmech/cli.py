@@ -698,7 +698,9 @@ def plan_cmd(
                 p, losses_csv=csv_file, seeds=seeds, store=store, device=device, progress=say
             )
         if as_json:
-            click.echo(json.dumps(res, default=float))
+            from learnmech.plan.workflow import dumps
+
+            click.echo(dumps(res, default=float))
         else:
             lo, hi = p.predicted_interval
             click.echo(
@@ -736,7 +738,9 @@ def plan_cmd(
     except PlanStopped as err:
         raise _Fail(f"plan stopped: {err}", code=EXIT_FAIL) from None
     if as_json:
-        click.echo(json.dumps(p.as_dict() | {"path": p.path}, default=float))
+        from learnmech.plan.workflow import dumps
+
+        click.echo(dumps(p.as_dict() | {"path": p.path}, default=float))
         return
     click.echo(p.summary())
     for n in p.notes:

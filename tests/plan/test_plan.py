@@ -210,3 +210,25 @@ def test_fixed_init_without_saying_so_stops_with_a_hint(tmp_path: Path) -> None:
     specs.hf_gpt2_sp = lambda: spec  # type: ignore[attr-defined]
     with pytest.raises(PlanStopped, match="init='fixed'"):
         make_plan("tests.plan.specs:hf_gpt2_sp", budget=1e9, store=tmp_path / "s.duckdb")
+
+
+def test_plan_json_is_strict_json_and_round_trips_non_finite_numbers(tmp_path: Path) -> None:
+    """plan.json used to carry bare Infinity/NaN (not JSON: jq and JSON.parse reject it)."""
+    import math
+
+    from learnmech.plan.workflow import dumps
+
+    def strict(text: str) -> object:
+        def refuse(c: str) -> None:
+            raise ValueError(f"non-standard JSON constant {c}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    text = dumps({"a": math.inf, "b": [-math.inf, np.float64("nan")], "c": np.int64(3)})
+    assert strict(text) == {"a": "inf", "b": ["-inf", "nan"], "c": 3}
+    p = make_plan(SMALL, target_width=256, store=tmp_path / "s.duckdb")
+    out = Path(p.path)
+    data = strict(out.read_text())
+    data["batch_size_noise"] = "inf"  # as a run near its minimum writes it
+    out.write_text(json.dumps(data))
+    assert math.isinf(Plan.load(out.parent).batch_size_noise)

@@ -54,6 +54,43 @@ __all__ = ["Plan", "PlanStopped", "make_plan", "verify_plan"]
 Progress = Callable[[str], None]
 
 
+_NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
+
+
+def dumps(obj: Any, **kw: Any) -> str:
+    """Strict JSON (RFC 8259 has no NaN or Infinity, and ``jq`` or a browser's
+    ``JSON.parse`` reject them): non-finite numbers are written as the strings "inf",
+    "-inf" and "nan", which :meth:`Plan.load` reads back as floats."""
+
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float | np.floating):
+            f = float(v)
+            if math.isfinite(f):
+                return f
+            return "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")
+        if isinstance(v, np.integer):
+            return int(v)
+        if isinstance(v, np.ndarray):
+            return clean(v.tolist())
+        return v
+
+    return json.dumps(clean(obj), allow_nan=False, **kw)
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _decode(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_decode(x) for x in v]
+    if isinstance(v, str) and v in _NONFINITE:
+        return _NONFINITE[v]
+    return v
+
+
 class PlanStopped(UserError):
     """A check the plan relies on failed (e.g. the coord check): the message says why."""
 
@@ -100,7 +137,7 @@ class Plan:
         if p.is_dir():
             p = p / "plan.json"
         try:
-            d = json.loads(p.read_text())
+            d = _decode(json.loads(p.read_text()))
         except FileNotFoundError:
             raise UserError(f"no plan at {p}") from None
         except (OSError, ValueError) as err:
@@ -350,7 +387,7 @@ def make_plan(
     _write(plan, out_dir, s, fit, spec, check)
     # the figures and the report are the workflow's too: count them, then save again
     plan.overhead_seconds = max(time.perf_counter() - t_start - train_seconds, 0.0)
-    Path(plan.path).write_text(json.dumps(plan.as_dict(), indent=2, default=float))
+    Path(plan.path).write_text(dumps(plan.as_dict(), indent=2, default=float))
     return plan
 
 
@@ -463,7 +500,7 @@ def verify_plan(
     }
     p.verified = result
     if p.path:
-        Path(p.path).write_text(json.dumps(p.as_dict(), indent=2, default=float))
+        Path(p.path).write_text(dumps(p.as_dict(), indent=2, default=float))
     return result
 
 
@@ -521,7 +558,7 @@ def _write(
     png = save_png(fig, out / "plan.png")
     if s["coord"] is not None:
         s["coord"].plot(out / "coord_check.png", title="coord check (proxies)")
-    (out / "plan.json").write_text(json.dumps(plan.as_dict(), indent=2, default=float))
+    (out / "plan.json").write_text(dumps(plan.as_dict(), indent=2, default=float))
     plan.path = str(out / "plan.json")
     rows = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
@@ -545,7 +582,7 @@ def _write(
         )
     )
     checks = "".join(
-        f"<li>{html.escape(k)}: {html.escape(json.dumps(v, default=float))}</li>"
+        f"<li>{html.escape(k)}: {html.escape(dumps(v, default=float))}</li>"
         for k, v in plan.checks.items()
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in plan.notes)
