@@ -192,3 +192,16 @@ def test_exit_codes_tell_pass_fail_and_control_outcomes(tmp_path, capsys, monkey
     code = main(["run", "data-spectra", "--control", "few-samples", "--store", store, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert out["verdict"] == "fail" and out["control"]["as_expected"] is True and code == 0
+
+
+def test_a_curve_claim_without_an_expected_value_prints(capsys):
+    """`learnmech run scaling-laws` (and learning-curves) finished, then crashed printing a
+    curve claim ('within', no single expected value)."""
+    from learnmech.cli import _print_result
+    from learnmech.lab.runner import RunResult
+    from learnmech.records import Metric
+
+    m = Metric("model_curve", 1.7, 1.0, "<=", 0.2, passed=False, kind="within", bound=2.1)
+    _print_result(RunResult("scaling-laws", "r1", "fail", [m], None, 1, 0, []))
+    out = capsys.readouterr().out
+    assert "model_curve" in out and "|v| ≤ 1" in out

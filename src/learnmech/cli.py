@@ -268,7 +268,10 @@ def _print_result(res) -> None:  # type: ignore[no-untyped-def]
         verdict = "" if m.passed is None else ("[green]pass[/]" if m.passed else "[red]fail[/]")
         tol = f"{m.comparator} {m.tolerance:.4g}" if m.tolerance is not None else ""
         if m.kind in ("within", "equivalence", "slope") and m.tolerance is not None:
-            tol = f"|v − {m.expected:.4g}| ≤ {m.tolerance:.4g}"
+            # a curve claim has no single expected value (its value is already a deviation
+            # in tolerance units): `learnmech run scaling-laws` crashed printing it
+            centre = f" − {m.expected:.4g}" if m.expected is not None else ""
+            tol = f"|v{centre}| ≤ {m.tolerance:.4g}"
         se = f"{m.stderr:.3g}" if m.stderr else ""
         bound = f"{m.bound:.4g}" if m.bound is not None and m.passed is not None else ""
         table.add_row(escape(m.name), m.kind, f"{m.value:.4g}", se, bound, escape(tol), verdict)
