@@ -205,3 +205,35 @@ def test_a_curve_claim_without_an_expected_value_prints(capsys):
     _print_result(RunResult("scaling-laws", "r1", "fail", [m], None, 1, 0, []))
     out = capsys.readouterr().out
     assert "model_curve" in out and "|v| ≤ 1" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["run", "wide-nets", "--set", "widths=100000,64", "--seeds", "1"], "74.5 GiB"),
+        (["run", "critical-batch-size", "--set", "batch_sizes=8,32,1000000000"], "752.5 GiB"),
+    ],
+)
+def test_sizes_that_cannot_fit_are_refused_before_running(
+    argv, match, tmp_path, capsys, monkeypatch
+):
+    """Issue #19 (1): widths=100000 tried a 40 GB allocation (then broke the report) and
+    batch_sizes=1e9 ran. The study's lower bound on its largest trial is checked against
+    the free memory (here pinned at 8 GiB so the test does not depend on the machine)."""
+    import learnmech.studies.base as base
+
+    monkeypatch.setattr(base, "available_memory", lambda device="cpu": 8 * 2**30)
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "8.0 GiB is free" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+    # the quick scale fits and is not refused
+    assert base.check_memory(base_study("wide-nets"), base_study("wide-nets").config()) is None
+
+
+def base_study(name: str):  # type: ignore[no-untyped-def]
+    from learnmech.studies import get_study
+
+    return get_study(name)

@@ -177,9 +177,13 @@ def run_cmd(
     if control is not None:
         ctl = st.control(control)
         scale = ctl.scale
-        st.config(scale, {**ctl.overrides, **overrides}, seeds, sources)
+        cfg = st.config(scale, {**ctl.overrides, **overrides}, seeds, sources)
     else:
-        st.config(scale, overrides, seeds, sources)  # validate before any output
+        cfg = st.config(scale, overrides, seeds, sources)  # validate before any output
+    from learnmech.lab.provenance import resolve_device
+    from learnmech.studies.base import check_memory
+
+    check_memory(st, cfg, resolve_device(device))
     if executor == "ray":
         from learnmech.lab.executors import RayExecutor
 

@@ -21,7 +21,7 @@ from learnmech.lab.sweep import expand, run_key
 from learnmech.lab.tracked import TRACKED, TrackedRun
 from learnmech.records import Metric, verdict_of
 from learnmech.studies import get_study
-from learnmech.studies.base import failing_claims
+from learnmech.studies.base import check_memory, failing_claims
 
 __all__ = ["RunResult", "render_report", "run_study"]
 
@@ -110,6 +110,7 @@ def run_study(
     cfg = study.config(scale, overrides, seeds, sources)  # validates before anything is written
     config = cfg.model_dump(mode="json")
     device = resolve_device(device)
+    check_memory(study, cfg, device)  # a size that cannot fit is refused before any write
     run_id = run_key(name, config | ({"__control__": control} if control else {}))
     grid = study.grid(cfg)
     points = [study.trial_config(cfg, p) for p in grid]

@@ -34,6 +34,7 @@ import fnmatch
 import itertools
 import json
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -64,7 +65,9 @@ __all__ = [
     "Sweep",
     "Trials",
     "Values",
+    "available_memory",
     "check_list",
+    "check_memory",
     "subset_of",
 ]
 
@@ -426,6 +429,13 @@ class Study(ABC):
         base = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in drop}
         return base | point
 
+    def memory_bytes(self, cfg: Any) -> int | None:
+        """A lower bound on the memory the largest trial of ``cfg`` needs (None: no
+        estimate). :func:`check_memory` refuses a config whose bound exceeds what the
+        device has free, before anything runs or is written (issue #19, item 1: a width of
+        100,000 tried to allocate 40 GB, then broke the report)."""
+        return None
+
     def seed_list(self, cfg: StudyConfig) -> list[int]:
         return list(range(cfg.seeds))
 
@@ -539,3 +549,38 @@ def failing_claims(control: Control, metrics: list[Metric]) -> tuple[list[str], 
     hit = [m for m in metrics if any(fnmatch.fnmatchcase(m.name, p) for p in control.fails)]
     failed = [m.name for m in hit if m.passed is False]
     return failed, [m.name for m in hit if m.passed is not False]
+
+
+def available_memory(device: str = "cpu") -> int | None:
+    """Bytes free on ``device``: ``MemAvailable`` of /proc/meminfo for the CPU (else the
+    physical memory), ``torch.cuda.mem_get_info`` for a GPU; None when unknown."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(study: Study, cfg: Any, device: str = "cpu") -> None:
+    """Raise :class:`ConfigError` when the study's lower bound on a trial's memory exceeds
+    what ``device`` has free: one line, before any work."""
+    need = study.memory_bytes(cfg)
+    have = available_memory(device)
+    if need is None or have is None or need <= have:
+        return
+    raise ConfigError(
+        f"{study.name}: the largest trial needs at least {need / 2**30:.1f} GiB on {device} "
+        f"but {have / 2**30:.1f} GiB is free; use smaller sizes"
+    )

@@ -108,6 +108,11 @@ class CriticalBatchSize(Study):
         },
     }
 
+    def memory_bytes(self, cfg: CriticalBatchSizeConfig) -> int:
+        """One step at the largest batch: its inputs, hidden activations and logits,
+        B·(64 + width + 10) float32 numbers (a lower bound: autograd keeps more)."""
+        return int(max(cfg.batch_sizes) * (64 + cfg.width + 10) * 4)
+
     def grid(self, cfg: CriticalBatchSizeConfig) -> list[dict[str, Any]]:
         return [{"kind": "noise"}] + [{"kind": "sweep", "batch": b} for b in cfg.batch_sizes]
 

@@ -178,6 +178,15 @@ class WideNets(Study):
             "k_train": k_tr.ntk,
         }
 
+    def memory_bytes(self, cfg: WideNetsConfig) -> int:
+        """The widest width's weights and their gradients for every seed of the stacked
+        ensemble: S·2·(dim·w + (depth − 1)·w² + w) numbers (a lower bound: activations,
+        the initial copy and the kernels come on top)."""
+        w = max(cfg.widths)
+        params = cfg.dim * w + (cfg.depth - 1) * w * w + w
+        itemsize = 8 if cfg.dtype == "float64" else 4
+        return int(cfg.seeds * 2 * params * itemsize)
+
     def predict(self, cfg: WideNetsConfig) -> list[Curve]:
         th = self.state(cfg)
         pred = th["pred"]
