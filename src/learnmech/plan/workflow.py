@@ -420,7 +420,11 @@ def _read_losses(path: str | Path) -> np.ndarray:
     if not rows or "loss" not in rows[0]:
         raise UserError(f"{p} needs a 'loss' column (one row per seed of the planned run)")
     try:
-        v = np.array([float(r["loss"]) for r in rows])
+        # float() takes "１.５" (fullwidth digits): a typo, not a measurement
+        cells = [str(r["loss"]).strip() for r in rows]
+        if not all(c.isascii() for c in cells):
+            raise ValueError
+        v = np.array([float(c) for c in cells])
     except (TypeError, ValueError):
         raise UserError(f"{p}: every loss must be a number") from None
     if not np.all(np.isfinite(v)):

@@ -200,6 +200,17 @@ class StudyConfig(BaseModel):
         return v if spec is None else check_list(v, info.field_name or "", spec)
 
     @model_validator(mode="after")
+    def _numbers_are_finite(self) -> StudyConfig:
+        """No NaN or infinity anywhere in a config (a property test found
+        ``teacher_angles_deg=inf`` accepted, then stored as non-standard JSON)."""
+        for name in type(self).model_fields:
+            v = getattr(self, name)
+            items = v if isinstance(v, list | tuple) else [v]
+            if any(isinstance(x, float) and not math.isfinite(x) for x in items):
+                raise ValueError(f"{name} must be finite, got {v!r}")
+        return self
+
+    @model_validator(mode="after")
     def _sweeps_are_non_empty_and_distinct(self) -> StudyConfig:
         for name, f in type(self).model_fields.items():
             role, _ = _role(f)
