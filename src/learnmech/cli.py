@@ -580,6 +580,7 @@ def fit_scaling_cmd(
     if plot is not None:
         from learnmech.report.plots import scaling_fit_figure
 
+        plot.parent.mkdir(parents=True, exist_ok=True)  # checked writable before the fit
         scaling_fit_figure(res, score, plot)
         out["plot"] = str(plot)
     if as_json:

@@ -23,7 +23,7 @@ def _saturating_csv(tmp_path, n=16):
 
 def test_fit_scaling_json_and_plot(tmp_path, capsys):
     csv = _saturating_csv(tmp_path)
-    png = tmp_path / "fit.png"
+    png = tmp_path / "figures" / "new" / "fit.png"  # a folder that does not exist yet
     code = main(
         [
             "fit",
