@@ -88,3 +88,42 @@ def test_steps_to_target_counts_gd_steps_and_reports_divergence() -> None:
     expect = math.ceil(math.log(2e-4) / (2 * math.log(1 - eta / 4)))
     assert run(eta) == expect
     assert run(20.0) == math.inf
+
+
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "loop"])
+def test_lr_sweep_over_seeds_matches_one_seed_at_a_time(stack: bool) -> None:
+    """``seeds=``: every (seed, rate) run, each seed with its own init and data stream;
+    row s equals the single-seed sweep of seed s (float64)."""
+    x = torch.randn(64, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = x[:, :1] * 2.0
+
+    def build(lr: float, seed: int) -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(seed)
+        m = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+        return m, torch.optim.Adam(m.parameters(), lr=lr)
+
+    def batches(seed: int):  # type: ignore[no-untyped-def]
+        g = torch.Generator().manual_seed(seed + 100)
+        return lambda _s: (lambda i: (x[i], y[i]))(torch.randint(0, 64, (8,), generator=g))
+
+    def loss(out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return ((out - t) ** 2).mean()
+
+    def evaluate(m: nn.Module) -> float:
+        with torch.no_grad():
+            return float(loss(m(x), y))
+
+    lrs = [1e-3, 1e-2, 1e-1]
+    both = lr_sweep(lrs, build, batches, loss, 20, evaluate, seeds=[0, 1], stack=stack)
+    assert both.shape == (2, 3)
+    for row, seed in zip(both, (0, 1), strict=True):
+        one = lr_sweep(
+            lrs,
+            lambda lr, s=seed: build(lr, s),
+            lambda s=seed: batches(s),
+            loss,
+            20,
+            evaluate,
+            stack=False,
+        )
+        np.testing.assert_allclose(row, one, rtol=1e-10)

@@ -125,33 +125,45 @@ def transfer_exponent(
 
 def lr_sweep(
     lrs: Sequence[float],
-    build: Callable[[float], tuple[nn.Module, torch.optim.Optimizer]],
-    batches: Callable[[], Callable[[int], tuple[Any, torch.Tensor]]],
+    build: Callable[..., tuple[nn.Module, torch.optim.Optimizer]],
+    batches: Callable[..., Callable[[int], tuple[Any, torch.Tensor]]],
     loss_fn: Callable[[Any, torch.Tensor], torch.Tensor],
     steps: int,
     evaluate: Callable[[nn.Module], float],
     *,
     cap: float = math.inf,
     stack: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> np.ndarray:
     """The loss ``evaluate`` reads after ``steps`` optimizer steps at each learning rate.
 
     ``build(lr)`` returns a fresh (seeded) model and its optimizer; ``batches()`` a fresh
     ``batch(step) -> (x, y)`` stream, so every rate sees the same data in the same order.
-    A run whose training loss turns non-finite, or whose final loss is non-finite or above
-    ``cap``, is recorded as ``cap`` (a diverged run is the worst point of the curve:
-    :func:`optimal_lr` then places η* below it).
+    With ``seeds``, ``build(lr, seed)`` and ``batches(seed)`` instead, and the result is
+    (seeds, rates). A run whose training loss turns non-finite, or whose final loss is
+    non-finite or above ``cap``, is recorded as ``cap`` (a diverged run is the worst point
+    of the curve: :func:`optimal_lr` then places η* below it).
 
-    With ``stack`` (default), the rates train as one stacked ensemble on the shared stream
-    where the model allows it and it pays (:mod:`learnmech.train.stacked`; equal to the
-    loop to float tolerance), else one after another.
+    With ``stack`` (default), every (seed, rate) run trains in one stacked ensemble where
+    the model allows it and it pays (:mod:`learnmech.train.stacked`; equal to the loop to
+    float tolerance), else one after another.
     """
-    first = build(lrs[0])
+    multi = seeds is not None
+    group = list(seeds) if multi else [None]
+    keys = [(s, lr) for s in group for lr in lrs]
+
+    def make(s: Any, lr: float) -> tuple[nn.Module, torch.optim.Optimizer]:
+        return build(lr, s) if multi else build(lr)
+
+    def stream(s: Any) -> Callable[[int], tuple[Any, torch.Tensor]]:
+        return batches(s) if multi else batches()
+
+    first = make(*keys[0])
     n_params = sum(p.numel() for p in first[0].parameters())
     device = next(first[0].parameters()).device if n_params else "cpu"
     built = [first]
-    if stack and len(lrs) > 1 and stacking_pays(n_params, device):
-        built += [build(lr) for lr in lrs[1:]]
+    if stack and len(keys) > 1 and stacking_pays(n_params, device):
+        built += [make(*k) for k in keys[1:]]
     models, opts = [b[0] for b in built], [b[1] for b in built]
 
     def read(model: nn.Module, diverged: bool) -> float:
@@ -159,20 +171,29 @@ def lr_sweep(
         return loss if math.isfinite(loss) and loss < cap else cap
 
     if len(models) > 1 and not stack_reason(models, opts):
-        batch = batches()
+        # one stream per seed, called once per step: each run sees what a fresh stream
+        # of its own would give it
+        live = [stream(s) for s in group]
         runs = train_steps_stacked(
-            models, opts, lambda step, _stream: batch(step), loss_fn, steps, first_step=0
+            models,
+            opts,
+            lambda step, j: live[j](step),
+            loss_fn,
+            steps,
+            streams=[group.index(k[0]) for k in keys],
+            first_step=0,
         )
         out = [read(m, r.diverged) for m, r in zip(models, runs, strict=True)]
     else:  # one at a time, each model dropped before the next is built
         out = []
         del models, opts
-        for i, lr in enumerate(lrs):
-            model, opt = built[i] if i < len(built) else build(lr)
-            run = train_steps(model, opt, batches(), loss_fn, steps, first_step=0)
+        for i, key in enumerate(keys):
+            model, opt = built[i] if i < len(built) else make(*key)
+            run = train_steps(model, opt, stream(key[0]), loss_fn, steps, first_step=0)
             out.append(read(model, run.diverged))
         built.clear()
-    return np.asarray(out, dtype=np.float64)
+    arr = np.asarray(out, dtype=np.float64)
+    return arr.reshape(len(group), len(lrs)) if multi else arr
 
 
 def transfer_claims(

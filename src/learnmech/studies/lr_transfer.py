@@ -108,9 +108,14 @@ class LRTransferConfig(StudyConfig):
 
 
 def _sweep(
-    cfg: LRTransferConfig, arm: str, scheme: str, size: int, seed: int, device: str = "cpu"
+    cfg: LRTransferConfig,
+    arm: str,
+    scheme: str,
+    size: int,
+    seeds: list[int],
+    device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Final loss for each learning rate of the grid."""
+    """Final loss for each seed and learning rate of the grid: (seeds, rates)."""
     if scheme == "mup":
         scheme = cfg.mup_scheme
     lrs = [2.0**k for k in (cfg.gpt_lr_log2 if arm == "gpt" else cfg.lr_log2)]
@@ -147,7 +152,7 @@ def _sweep(
             with torch.no_grad():  # positions with a full context only
                 return float(lm_loss(m(test[:, :-1])[:, cfg.order - 1 :], test[:, cfg.order :]))
 
-    def build(lr: float) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
+    def build(lr: float, seed: int) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         torch.manual_seed(seed)
         if arm == "mlp":
             model: torch.nn.Module = MLP(64, size, 2, 10, parameterization="standard", seed=seed)
@@ -169,8 +174,9 @@ def _sweep(
         return model, p.optimizer()
 
     steps = {"mlp": cfg.mlp_steps, "gpt": cfg.gpt_steps, "depth": cfg.depth_steps}[arm]
-    batches = lambda: draw(torch.Generator().manual_seed(seed + 7919))  # noqa: E731
-    return np.array(lrs), lr_sweep(lrs, build, batches, loss_fn, steps, evaluate, cap=LOSS_CAP)
+    batches = lambda seed: draw(torch.Generator().manual_seed(seed + 7919))  # noqa: E731
+    loss = lr_sweep(lrs, build, batches, loss_fn, steps, evaluate, cap=LOSS_CAP, seeds=seeds)
+    return np.array(lrs), loss
 
 
 class LRTransfer(Study):
@@ -245,14 +251,14 @@ class LRTransfer(Study):
     def measure(
         self, cfg: LRTransferConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
-        out: dict[int, list[Curve]] = {}
-        for seed in seeds:
-            lrs, loss = _sweep(cfg, point["arm"], point["scheme"], int(point["size"]), seed, device)
-            out[seed] = [
-                Curve("loss", "lr", lrs, loss),
-                Curve("diverged", "lr", lrs, (loss >= LOSS_CAP).astype(float)),
+        lrs, loss = _sweep(cfg, point["arm"], point["scheme"], int(point["size"]), seeds, device)
+        return {
+            seed: [
+                Curve("loss", "lr", lrs, row),
+                Curve("diverged", "lr", lrs, (row >= LOSS_CAP).astype(float)),
             ]
-        return out
+            for seed, row in zip(seeds, loss, strict=True)
+        }
 
     def analyze(self, cfg: LRTransferConfig, theory: list[Curve], trials: Trials) -> dict:
         """(arm, scheme) → size → (lrs, losses[seed, lr]) with each seed's optimum."""
