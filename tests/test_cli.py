@@ -237,3 +237,24 @@ def base_study(name: str):  # type: ignore[no-untyped-def]
     from learnmech.studies import get_study
 
     return get_study(name)
+
+
+def test_json_stdout_carries_the_json_alone(tmp_path):
+    """Issue #19 (8): log lines (Ray's when a node dies) corrupted --json stdout. Whatever
+    is written to stdout during the work, at the Python or the file-descriptor level, goes
+    to stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {"LEARNMECH_STUDIES": "toy=tests.lab.toy_study:Toy", "PYTHONPATH": str(root)}
+    cmd = [sys.executable, "-m", "learnmech", "run", "toy", "--json", "--set", "chatter=true"]
+    res = subprocess.run(
+        [*cmd, "--store", str(tmp_path / "s.duckdb")], env=env, capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["verdict"] == "pass"
+    assert "chatter from point 0" in res.stderr and "fd-level chatter from point 0" in res.stderr

@@ -8,9 +8,11 @@ anything is written; 130 — interrupted (finished trials are kept).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,11 +70,29 @@ def _parse_sets(items: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, str]]
     return values, sources
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
-    """A rich progress bar on stderr; returns (callback, context manager)."""
-    if quiet:
-        import contextlib
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """While a ``--json`` command works, anything written to stdout — a library's print,
+    Ray's messages when a node dies, a C extension writing to file descriptor 1 — goes to
+    stderr instead, so stdout carries the one JSON object alone (issue #19, item 8)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
+
+def _progress(quiet: bool, json_out: bool = False):  # type: ignore[no-untyped-def]
+    """A rich progress bar on stderr; returns (callback, context manager). With
+    ``json_out`` the context also keeps stdout for the JSON result alone."""
+    if json_out:
+        return None, _stdout_to_stderr()
+    if quiet:
         return None, contextlib.nullcontext()
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -193,7 +213,7 @@ def run_cmd(
             from learnmech.lab.executors import check_reachable
 
             check_reachable(address)
-    cb, ctx = _progress(quiet or as_json)
+    cb, ctx = _progress(quiet or as_json, json_out=as_json)
     with ctx:
         res = run_study(
             study,
@@ -324,7 +344,7 @@ def lab_cmd(
         runs = [None, *(c.name for c in s.controls)] if controls else [None]
         entry: dict[str, Any] = {}
         for control in runs:
-            cb, ctx = _progress(quiet or as_json)
+            cb, ctx = _progress(quiet or as_json, json_out=as_json)
             with ctx:
                 res = run_study(s.name, scale=scale, store=store, progress=cb, control=control)
             if control is None:
@@ -689,7 +709,7 @@ def plan_cmd(
 
     _check_device(device)
     _check_store_path(store)
-    cb, ctx = _progress(quiet or as_json)
+    cb, ctx = _progress(quiet or as_json, json_out=as_json)
 
     def say(msg: str) -> None:
         if cb is not None:

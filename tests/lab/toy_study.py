@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ class ToyConfig(StudyConfig):
     interrupt_at: int = -1
     sleep: float = 0.0
     marker_dir: str = ""
+    chatter: bool = False
 
 
 class Toy(Study):
@@ -50,6 +52,9 @@ class Toy(Study):
         if a == cfg.diverge_at:
             raise FloatingPointError(f"training diverged at {a}")
         time.sleep(cfg.sleep)
+        if cfg.chatter:  # what libraries do: print, and write to file descriptor 1
+            print(f"chatter from point {a}")
+            os.write(1, f"fd-level chatter from point {a}\n".encode())
         out = {}
         for s in seeds:
             v = cfg.slope * a + 0.01 * (s - 0.5)
