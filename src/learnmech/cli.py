@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from learnmech import __version__
-from learnmech.errors import UserError
+from learnmech.errors import RunInterrupted, UserError
 
 EXIT_USAGE = 2
 EXIT_FAIL = 1
@@ -805,6 +805,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         click.echo("learnmech: interrupted (finished trials are saved; re-run to resume)", err=True)
         return 130
+    except RunInterrupted as e:
+        click.echo(f"learnmech: error: {e}", err=True)
+        return EXIT_FAIL
     except OSError as e:  # a folder that cannot be made or written: one line, not a trace
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         click.echo(f"learnmech: error: {e.strerror or e}{where}", err=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "UserError"]
+__all__ = ["ConfigError", "RunInterrupted", "UserError"]
 
 
 class UserError(ValueError):
@@ -14,3 +14,9 @@ class UserError(ValueError):
 
 class ConfigError(UserError):
     """A study configuration failed validation."""
+
+
+class RunInterrupted(RuntimeError):
+    """The run stopped before its sweep finished for a reason outside the user's input (a
+    worker process killed, or out of memory): finished trials are saved and the same
+    command resumes. The CLI prints the message as one line and exits 1."""

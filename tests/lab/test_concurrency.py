@@ -157,3 +157,56 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except OSError:
         return False
+
+
+def _children(pid: int, marker: str) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and marker in cmd:
+            out.append(int(d.name))
+    return out
+
+
+def test_a_killed_worker_stops_the_run_in_one_line_and_a_rerun_completes(tmp_path):
+    """Issue #19 (crash test): SIGKILL one ``--workers 2`` worker mid-sweep. The driver used
+    to die with a BrokenProcessPool traceback; now it says what happened in one line, exits
+    1, marks the run interrupted, and the same command finishes it: nothing lost, nothing
+    doubled, nothing left running."""
+    store, markers = tmp_path / "s.duckdb", tmp_path / "m"
+    markers.mkdir()
+    cmd = [sys.executable, "-m", "learnmech", "run", "toy", "--quiet", "--workers", "2"]
+    cmd += ["--store", str(store), "--set", "points=12", "--set", "sleep=0.5"]
+    proc = subprocess.Popen(
+        [*cmd, "--set", f"marker_dir={markers}"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(proc, markers, 2)
+    workers = _children(proc.pid, "spawn_main")
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert "worker process died" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    with Store(store, read_only=True) as st:
+        assert [r["status"] for r in st.runs()] == ["interrupted"]
+        saved = st.con.execute("SELECT count(*) FROM trials").fetchone()[0]
+    assert saved < 24
+    again = subprocess.run(
+        [*cmd, "--set", f"marker_dir={markers}"], env=ENV, capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    with Store(store, read_only=True) as st:
+        n = st.con.execute("SELECT count(*), count(DISTINCT key) FROM trials").fetchone()
+        assert [r["status"] for r in st.runs()] == ["finished"]
+    assert n == (24, 24)

@@ -15,10 +15,11 @@ import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
-from learnmech.errors import UserError
+from learnmech.errors import RunInterrupted, UserError
 from learnmech.lab.records import Curve, TrialResult
 
 __all__ = [
@@ -140,8 +141,14 @@ class LocalExecutor(Executor):
             self.workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(os.getpid(),)
         ) as pool:
             futures = [pool.submit(run_job, job, self.device, threads) for job in jobs]
-            for fut in as_completed(futures):
-                yield fut.result()
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+            except BrokenProcessPool:
+                raise RunInterrupted(
+                    "a worker process died (killed, or out of memory) while running a trial; "
+                    "the finished trials are saved — run the same command to resume"
+                ) from None
 
 
 def _exit_with_parent(parent: int) -> None:
