@@ -8,6 +8,19 @@ import pytest
 import torch
 
 torch.use_deterministic_algorithms(True)
+
+try:  # property tests: reproducible (fixed seeds), no per-example deadline on a loaded CI
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "learnmech",
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    settings.load_profile("learnmech")
+except ImportError:  # hypothesis is a dev extra; only the property tests need it
+    pass
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 # Tolerances by dtype (cf. jax's public_test_util): relative error allowed for values that

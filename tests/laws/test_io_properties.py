@@ -9,7 +9,7 @@ import io
 import math
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnmech.errors import UserError
@@ -37,12 +37,7 @@ def _write(tmp, header: list[str], rows: list[list[str]], bom: bool) -> object:
     return path
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=300)
 @given(
     header=HEADERS,
     cells=st.lists(st.lists(NUMBERS, min_size=3, max_size=3), min_size=0, max_size=12),
@@ -67,12 +62,7 @@ def test_any_csv_reads_as_numbers_or_fails_with_one_user_error(tmp_path, header,
             assert math.isfinite(float(cell))
 
 
-@settings(
-    max_examples=100,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=100)
 @given(data=st.binary(max_size=200))
 def test_arbitrary_bytes_fail_with_a_user_error_or_read(tmp_path, data):
     path = tmp_path / "bytes.csv"

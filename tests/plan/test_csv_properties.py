@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from learnmech.errors import UserError
@@ -18,12 +18,7 @@ CELLS = st.one_of(
 )
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.function_scoped_fixture],
-)
+@settings(max_examples=300)
 @given(
     header=st.sampled_from(["loss", "seed,loss", "Loss", "", "\ufeffloss"]),
     cells=st.lists(CELLS, max_size=6),

@@ -30,7 +30,7 @@ VALUES = st.recursive(
 
 
 @pytest.mark.parametrize("name", STUDIES)
-@settings(max_examples=60, deadline=None, derandomize=True)
+@settings(max_examples=60)
 @given(data=st.data())
 def test_any_value_for_any_field_validates_or_is_a_config_error(name, data):
     study = get_study(name)
@@ -51,7 +51,7 @@ def test_any_value_for_any_field_validates_or_is_a_config_error(name, data):
             assert math.isfinite(v)
 
 
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300)
 @given(items=st.lists(st.text(max_size=20), max_size=4))
 def test_set_options_parse_or_fail_in_one_line(items):
     from learnmech.cli import _Fail, _parse_sets

@@ -121,7 +121,8 @@ def step_flops(spec: PlanSpec, width: int, device: Any) -> tuple[float, float]:
 
 def _run(
     spec: PlanSpec, width: int, lr: float, seed: int, steps: int, at: list[int], device: Any
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, list[float], bool, StepRun]:
+) -> StepRun:
+    """One run at ``lr`` (held-out loss at the steps ``at``), one model at a time."""
     model, opt = build(spec, width, lr, seed, device)
     run = train_steps(
         model,
@@ -132,8 +133,7 @@ def _run(
         evaluate=lambda m: eval_loss(spec, m, device),
         at=at,
     )
-    vals, bad = run_values(run, at)
-    return model, opt, vals, bad, run
+    return run
 
 
 def run_values(run: StepRun, at: list[int]) -> tuple[list[float], bool]:
@@ -204,7 +204,7 @@ def train_grid(
             return dict(zip(pairs, got, strict=True)), True
     runs = {}
     for seed, i in pairs:
-        runs[seed, i] = _run(spec, width, float(lrs[i]), seed, steps, at, device)[4]
+        runs[seed, i] = _run(spec, width, float(lrs[i]), seed, steps, at, device)
     return runs, False
 
 
@@ -277,7 +277,8 @@ class PlanStudy(Study):
                 out[seed] = self._check(spec, cfg, seed, device)
             else:
                 at = sorted({max(1, cfg.steps // 2**k) for k in range(spec.checkpoints)})
-                _, _, vals, diverged, _ = _run(spec, cfg.width, cfg.lr, seed, cfg.steps, at, device)
+                run = _run(spec, cfg.width, cfg.lr, seed, cfg.steps, at, device)
+                vals, diverged = run_values(run, at)
                 if diverged:
                     raise FloatingPointError("the planned run's loss became non-finite")
                 out[seed] = [Curve("eval_loss", "step", at, vals)]
