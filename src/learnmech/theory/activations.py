@@ -18,7 +18,7 @@ Closed forms are used where they exist:
   V' = (4/π) / √((1+2Σ11)(1+2Σ22) − 4Σ12²).
 
 Every other activation (GELU, tanh, sigmoid, softplus, any user callable) is integrated
-by tensor-product Gauss–Hermite quadrature over the bivariate normal.
+by a tensor-product trapezoidal rule over the bivariate normal (``_normal_rule``).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class ActivationSpec:
             return 0.5 * (a * a + b * b) * s
         if self.closed_form == "erf":
             return (2.0 / math.pi) * torch.arcsin(2.0 * s / (1.0 + 2.0 * s))
-        nodes, weights = _hermite(quadrature_degree, s.dtype, s.device)
+        nodes, weights = _normal_rule(quadrature_degree, s.dtype, s.device)
         u = torch.sqrt(s.clamp_min(0.0)).unsqueeze(-1) * nodes  # (..., q)
         return (self.fn(u) ** 2 * weights).sum(-1)
 
@@ -120,9 +120,9 @@ class ActivationSpec:
         self, s12: Tensor, s11: Tensor, s22: Tensor, need_prime: bool, q: int
     ) -> tuple[Tensor, Tensor | None]:
         # u = √Σ11 z1, v = √Σ22 (c z1 + √(1−c²) z2), z1, z2 iid N(0,1); tensor-product
-        # Gauss–Hermite rule with q nodes per dimension (error decays geometrically in q
-        # for activations analytic in a strip).
-        nodes, weights = _hermite(q, s12.dtype, s12.device)
+        # trapezoidal rule with q nodes per dimension (error decays geometrically in q
+        # for activations analytic in a strip, see _normal_rule).
+        nodes, weights = _normal_rule(q, s12.dtype, s12.device)
         s11, s22 = torch.broadcast_tensors(s11, s22)
         s11 = s11.expand_as(s12)
         s22 = s22.expand_as(s12)
@@ -166,20 +166,27 @@ def _erf_dual(s12: Tensor, prod: Tensor, need_prime: bool) -> tuple[Tensor, Tens
     return nngp, dot
 
 
-_HERMITE_CACHE: dict[tuple[int, torch.dtype, str], tuple[Tensor, Tensor]] = {}
+_RULE_CACHE: dict[tuple[int, torch.dtype, str], tuple[Tensor, Tensor]] = {}
+RULE_HALF_WIDTH = 9.0  # N(0,1) mass beyond ±9 is 2e-19
 
 
-def _hermite(q: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Probabilists' Gauss–Hermite rule: E[g(z)] ≈ Σ w_i g(x_i), z ~ N(0, 1)."""
+def _normal_rule(q: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Trapezoidal rule for E[g(z)], z ~ N(0, 1): q equally spaced nodes on [−9, 9] with
+    weights h·pdf(z_i). For g analytic in the strip |Im z| < a the error decays like
+    exp(−2πa/h) (Trefethen & Weideman 2014, "The exponentially convergent trapezoidal
+    rule", SIAM Review 56(3), Thm 5.1). Here g(z) = φ(√s·z) has its nearest singularity
+    at a = (pole of φ)/√s — tanh: π/(2√s) — so at large variance the trapezoid needs
+    far fewer nodes than Gauss–Hermite, whose error decays only like exp(−a√(2q))
+    (tanh at s = 21: 384 nodes for 1e-10 against more than 2,048)."""
     key = (q, dtype, str(device))
-    if key not in _HERMITE_CACHE:
-        x, w = np.polynomial.hermite_e.hermegauss(q)
-        w = w / math.sqrt(2.0 * math.pi)
-        _HERMITE_CACHE[key] = (
-            torch.as_tensor(x, dtype=dtype, device=device),
+    if key not in _RULE_CACHE:
+        z = np.linspace(-RULE_HALF_WIDTH, RULE_HALF_WIDTH, q)
+        w = (z[1] - z[0]) * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+        _RULE_CACHE[key] = (
+            torch.as_tensor(z, dtype=dtype, device=device),
             torch.as_tensor(w, dtype=dtype, device=device),
         )
-    return _HERMITE_CACHE[key]
+    return _RULE_CACHE[key]
 
 
 def _abrelu_fn(a: float, b: float) -> Callable[[Tensor], Tensor]:
