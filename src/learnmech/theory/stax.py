@@ -514,27 +514,51 @@ def _shape_after(layer: Layer, shape: _Shape, where: str) -> _Shape:
 # --------------------------------------------------------------------------------------
 @dataclass
 class _State:
-    """Covariances for a block of pairs: ``cross`` (r, c, *sp), ``ntk`` (same, None = 0),
-    and the self-covariances of the rows ``s1`` (r, *sp) and columns ``s2`` (c, *sp).
-    In full mode ``sp`` interleaves each spatial axis with its partner (L1, L1, L2, L2);
-    in diagonal mode it is (L1, L2)."""
+    """Covariances flowing through the network.
+
+    Self pass (``s`` set): the inputs' own covariances (n, *sp). Cross pass (``cross``
+    set): a block of pairs, either a grid (r, c) of vector inputs or a list of B pairs
+    stored as (B, 1, *sp); ``ntk`` has the same shape (None = 0). In full mode ``sp``
+    interleaves each spatial axis with its partner (L1, L1, L2, L2); in diagonal mode it
+    is (L1, L2); vectors have none."""
 
     cross: torch.Tensor | None
     ntk: torch.Tensor | None
-    s1: torch.Tensor
-    s2: torch.Tensor | None
+    s: torch.Tensor | None
     shape: _Shape
     full: bool
 
 
 @dataclass
 class _Ctx:
+    """What a pass needs besides the state. Layers that read the inputs' own statistics
+    (activations and LayerNorm: per-position variances; attention: its weights) get a
+    step number in traversal order; the self pass records those statistics for every
+    input, and the cross pass looks them up for the rows and columns of its block."""
+
     want_ntk: bool
-    degrees: dict[int, int]
-    max_var: dict[int, float]
-    pin: tuple[torch.Tensor, torch.Tensor] | None = None  # (row idx, col idx) of (i, i)
+    degrees: dict[int, int] = field(default_factory=dict)
+    max_var: dict[int, float] = field(default_factory=dict)
     quadrature_degree: int | None = None
-    bufs: list[torch.Tensor] = field(default_factory=list)  # scratch of the fused ReLU path
+    step: int = 0
+    record: dict[int, torch.Tensor] | None = None  # self pass: this chunk's statistics
+    stats1: dict[int, torch.Tensor] = field(default_factory=dict)
+    stats2: dict[int, torch.Tensor] = field(default_factory=dict)
+    rows: Any = None  # cross pass: indices into stats1 / stats2
+    cols: Any = None
+    paired: bool = False
+    pin: Any = None  # pairs of an input with itself (exact correlation 1 on the diagonal)
+    bufs: list[torch.Tensor] = field(default_factory=list)
+
+    def stat(self, value_fn: Callable[[], torch.Tensor]) -> tuple[Any, Any]:
+        """Self pass: record value_fn() under this step. Cross pass: (rows', cols') stats."""
+        step = self.step
+        self.step += 1
+        if self.record is not None:
+            v = value_fn()
+            self.record[step] = v
+            return v, v
+        return self.stats1[step][self.rows], self.stats2[step][self.cols]
 
 
 def _sp_axes(t: torch.Tensor, nb: int) -> tuple[int, ...]:
@@ -542,84 +566,100 @@ def _sp_axes(t: torch.Tensor, nb: int) -> tuple[int, ...]:
 
 
 def _variances(s: torch.Tensor, full: bool, ns: int) -> torch.Tensor:
-    """Per-position variances (n, *spatial) of a self-covariance."""
+    """Per-position variances (n, *spatial) of a self-covariance (a view in full mode)."""
     if not full or ns == 0:
         return s
-    for _ in range(ns):  # (n, L1, L1, L2, L2) -> (n, L2, L2, L1) -> (n, L1, L2), views
+    for _ in range(ns):  # (n, L1, L1, L2, L2) -> (n, L2, L2, L1) -> (n, L1, L2)
         s = torch.diagonal(s, 0, 1, 2)
     return s
 
 
-def _var_views(v1: torch.Tensor, v2: torch.Tensor, full: bool, ns: int, nb: int):
-    """Broadcast per-position variances of the two sides against a (nb-batch) cov."""
-    if ns == 0:
-        if nb == 2:
-            return v1[:, None], v2[None, :]
-        return v1, v2
-    if full:
+def _var_views(v1: torch.Tensor, v2: torch.Tensor, full: bool, ns: int, mode: str):
+    """Broadcast per-position variances of the two sides of a covariance tensor:
+    ``mode`` is ``self`` (n, *sp), ``grid`` (r, c, *sp) or ``paired`` (B, 1, *sp)."""
+    if full and ns:
         s1 = [v1.shape[0]] + [x for L in v1.shape[1:] for x in (L, 1)]
         s2 = [v2.shape[0]] + [x for L in v2.shape[1:] for x in (1, L)]
-    else:
-        s1, s2 = list(v1.shape), list(v2.shape)
-    a, b = v1.reshape(s1), v2.reshape(s2)
-    if nb == 2:
-        a, b = a.unsqueeze(1), b.unsqueeze(0)
-    return a, b
+        v1, v2 = v1.reshape(s1), v2.reshape(s2)
+    if mode == "grid":
+        return v1.unsqueeze(1), v2.unsqueeze(0)
+    if mode == "paired":
+        return v1.unsqueeze(1), v2.unsqueeze(1)
+    return v1, v2
 
 
-def _window_sum(
-    m: torch.Tensor, axis: int, k: int, s: int, d: int, lo: int, hi: int, circular: bool, out: int
-) -> torch.Tensor:
-    """Σ_j m[s·p + d·j] along one axis, after zero or periodic padding."""
-    m = _pad_axis(m, axis, lo, hi, circular)
-    acc = None
-    for j in range(k):
-        idx = [slice(None)] * m.ndim
-        idx[axis] = slice(d * j, d * j + s * (out - 1) + 1, s)
-        part = m[tuple(idx)]
-        acc = part.clone() if acc is None else acc.add_(part)
-    assert acc is not None
-    return acc
+def _mode(ctx: _Ctx) -> str:
+    return "paired" if ctx.paired else "grid"
 
 
-def _pad_axis(m: torch.Tensor, axis: int, lo: int, hi: int, circular: bool) -> torch.Tensor:
+def _pad_axis(m: torch.Tensor, axis: int, lo: int, hi: int) -> torch.Tensor:
+    """Periodic padding of one axis (CIRCULAR)."""
     if not lo and not hi:
         return m
-    if circular:
-        parts = []
-        L = m.shape[axis]
-        if lo:
-            parts.append(m.narrow(axis, L - lo, lo))
-        parts.append(m)
-        if hi:
-            parts.append(m.narrow(axis, 0, hi))
-        return torch.cat(parts, axis)
-    shape_lo = list(m.shape)
-    shape_lo[axis] = lo
-    shape_hi = list(m.shape)
-    shape_hi[axis] = hi
-    return torch.cat([m.new_zeros(shape_lo), m, m.new_zeros(shape_hi)], axis)
+    length = m.shape[axis]
+    parts = []
+    if lo:
+        parts.append(m.narrow(axis, length - lo, lo))
+    parts.append(m)
+    if hi:
+        parts.append(m.narrow(axis, 0, hi))
+    return torch.cat(parts, axis)
 
 
-def _diag_shift_sum(
-    m: torch.Tensor, axis: int, k: int, s: int, d: int, lo: int, hi: int, circular: bool, out: int
-) -> torch.Tensor:
-    """Σ_j m[s·p + d·j, s·p' + d·j] over the axis pair (axis, axis+1)."""
-    m = _pad_axis(_pad_axis(m, axis, lo, hi, circular), axis + 1, lo, hi, circular)
-    acc = None
+def _taps(length: int, k: int, s: int, d: int, lo: int, out: int):
+    """For each filter tap j: the output range [p0, p1) whose input index s·p + d·j − lo
+    lies inside [0, length) (zero padding elsewhere), and the first input index."""
+    taps = []
     for j in range(k):
+        off = d * j - lo
+        p0 = max(0, -(off // s)) if off < 0 else 0
+        while s * p0 + off < 0:
+            p0 += 1
+        p1 = min(out, (length - 1 - off) // s + 1) if length - 1 - off >= 0 else 0
+        if p1 > p0:
+            taps.append((p0, p1, s * p0 + off))
+    return taps
+
+
+def _shift_sum(
+    m: torch.Tensor, axes: tuple[int, ...], geo: tuple, circular: bool, scale: float = 1.0
+) -> torch.Tensor:
+    """scale·Σ_j m[s·p + d·j − lo] along ``axes`` jointly (one axis: a window sum; two
+    axes: the same shift on both — the diagonal of a convolution's covariance),
+    zero-padded by accumulating each tap into its valid output range (no padded copy) or
+    periodic. A tap that covers the whole output starts the sum (no zero fill)."""
+    k, s, d, lo, hi, out = geo
+    if circular:
+        for ax in axes:
+            m = _pad_axis(m, ax, lo, hi)
+        lo = 0
+    taps = _taps(m.shape[axes[0]], k, s, d, lo, out)
+
+    def index(rng: slice) -> tuple:
         idx = [slice(None)] * m.ndim
-        sl = slice(d * j, d * j + s * (out - 1) + 1, s)
-        idx[axis] = sl
-        idx[axis + 1] = sl
-        part = m[tuple(idx)]
-        acc = part.clone() if acc is None else acc.add_(part)
-    assert acc is not None
+        for ax in axes:
+            idx[ax] = rng
+        return tuple(idx)
+
+    full = [t for t in taps if t[0] == 0 and t[1] == out]
+    if full:
+        p0, p1, i0 = full[0]
+        taps = [t for t in taps if t is not full[0]]
+        acc = torch.mul(m[index(slice(i0, i0 + s * (out - 1) + 1, s))], scale)
+    else:
+        shape = list(m.shape)
+        for ax in axes:
+            shape[ax] = out
+        acc = m.new_zeros(shape)
+    for p0, p1, i0 in taps:
+        src = index(slice(i0, i0 + s * (p1 - p0 - 1) + 1, s))
+        acc[index(slice(p0, p1))].add_(m[src], alpha=scale)
     return acc
 
 
 def _conv_op(layer: Conv | AvgPool, shape: _Shape, full: bool):
-    """The linear map A on covariances of a conv (diagonal shifts) or a pool (windows)."""
+    """The linear map A on covariances, times ``scale``: a conv's diagonal shifts
+    averaged over its K taps, or an average pool's windows on each side divided by K²."""
     is_conv = isinstance(layer, Conv)
     ks = layer.kernel_size if is_conv else layer.window
     dil = layer.dilation if is_conv else (1,) * len(ks)
@@ -630,50 +670,21 @@ def _conv_op(layer: Conv | AvgPool, shape: _Shape, full: bool):
     circ = layer.padding == "CIRCULAR"
     size = math.prod(ks)
 
-    def op(m: torch.Tensor, nb: int) -> torch.Tensor:
-        for i, (k, s, d, lo, hi, out) in enumerate(geo):
+    def op(m: torch.Tensor, nb: int, scale: float = 1.0) -> torch.Tensor:
+        c = scale / (size if is_conv else size * size)
+        for i, g in enumerate(geo):
             if full:
                 ax = nb + 2 * i
                 if is_conv:
-                    m = _diag_shift_sum(m, ax, k, s, d, lo, hi, circ, out)
+                    m = _shift_sum(m, (ax, ax + 1), g, circ, c)
                 else:
-                    m = _window_sum(m, ax, k, s, d, lo, hi, circ, out)
-                    m = _window_sum(m, ax + 1, k, s, d, lo, hi, circ, out)
+                    m = _shift_sum(_shift_sum(m, (ax,), g, circ, c), (ax + 1,), g, circ)
             else:
-                m = _window_sum(m, nb + i, k, s, d, lo, hi, circ, out)
-        return m.div_(size if is_conv else size * size)
+                m = _shift_sum(m, (nb + i,), g, circ, c)
+            c = 1.0
+        return m
 
     return op
-
-
-def _input_state(x1: torch.Tensor, x2: torch.Tensor | None, full: bool) -> _State:
-    n1, ch = x1.shape[0], x1.shape[1]
-    spatial = tuple(x1.shape[2:])
-    ns = len(spatial)
-    a = x1.reshape(n1, ch, -1)
-    s1 = _self_input(a, spatial, full)
-    if x2 is None:
-        return _State(None, None, s1, None, _Shape(ch, spatial), full)
-    b = x2.reshape(x2.shape[0], ch, -1)
-    if ns == 0:
-        cross = (x1 @ x2.T) / ch
-    elif full:
-        cross = torch.einsum("acp,bcq->abpq", a, b) / ch
-        cross = _interleave(cross.reshape(cross.shape[:2] + spatial + spatial), 2, ns)
-    else:
-        cross = torch.einsum("acp,bcp->abp", a, b).reshape((a.shape[0], b.shape[0], *spatial)) / ch
-    return _State(cross, None, s1, _self_input(b, spatial, full), _Shape(ch, spatial), full)
-
-
-def _self_input(a: torch.Tensor, spatial: tuple[int, ...], full: bool) -> torch.Tensor:
-    n, ch = a.shape[:2]
-    ns = len(spatial)
-    if ns == 0:
-        return (a[:, :, 0] * a[:, :, 0]).sum(1) / ch
-    if full:
-        s = torch.einsum("acp,acq->apq", a, a) / ch
-        return _interleave(s.reshape((n, *spatial, *spatial)), 1, ns)
-    return (a * a).sum(1).reshape((n, *spatial)) / ch
 
 
 def _interleave(m: torch.Tensor, nb: int, ns: int) -> torch.Tensor:
@@ -688,6 +699,35 @@ def _deinterleave(m: torch.Tensor, nb: int, ns: int) -> torch.Tensor:
     m = m.permute(perm)
     p = math.prod(m.shape[nb : nb + ns])
     return m.reshape((*m.shape[:nb], p, p))
+
+
+def _self_input(x: torch.Tensor, full: bool) -> torch.Tensor:
+    """Σ⁰(x,p; x,p') = Σ_c x_cp x_cp' / C for a batch of inputs (n, C, *spatial)."""
+    n, ch = x.shape[:2]
+    spatial = tuple(x.shape[2:])
+    ns = len(spatial)
+    if ns == 0:
+        return (x * x).sum(1) / ch
+    a = x.reshape(n, ch, -1)
+    if full:
+        s = torch.einsum("acp,acq->apq", a, a) / ch
+        return _interleave(s.reshape((n, *spatial, *spatial)), 1, ns)
+    return (a * a).sum(1).reshape((n, *spatial)) / ch
+
+
+def _cross_input(a: torch.Tensor, b: torch.Tensor, full: bool, paired: bool) -> torch.Tensor:
+    """Σ⁰ for a grid of vector inputs (r, c) or a list of pairs (B, 1, *sp)."""
+    ch = a.shape[1]
+    if not paired:
+        return (a @ b.T) / ch
+    spatial = tuple(a.shape[2:])
+    ns = len(spatial)
+    n = a.shape[0]
+    a, b = a.reshape(n, ch, -1), b.reshape(n, ch, -1)
+    if full:
+        m = torch.bmm(a.transpose(1, 2), b) / ch  # (B, P, P')
+        return _interleave(m.reshape((n, 1, *spatial, *spatial)), 2, ns)
+    return ((a * b).sum(1) / ch).reshape((n, 1, *spatial))
 
 
 def _apply(layer: Layer, st: _State, ctx: _Ctx) -> _State:
@@ -718,57 +758,51 @@ def _apply(layer: Layer, st: _State, ctx: _Ctx) -> _State:
         w2 = [w * w for w in layer.weights]  # type: ignore[union-attr]
 
         def add(ts: list[torch.Tensor | None]) -> torch.Tensor | None:
-            if all(t is None for t in ts):
-                return None
             acc = None
             for t, w in zip(ts, w2, strict=True):
                 if t is not None:
                     acc = t * w if acc is None else acc.add_(t, alpha=w)
             return acc
 
-        first = outs[0]
         return _State(
             add([o.cross for o in outs]),
             add([o.ntk for o in outs]),
-            add([o.s1 for o in outs]),  # type: ignore[arg-type]
-            add([o.s2 for o in outs]),
-            _Shape(first.shape.channels, first.shape.spatial, all(o.shape.gaussian for o in outs)),
+            add([o.s for o in outs]),
+            _shape_after(layer, st.shape, ""),
             st.full,
         )
     if isinstance(layer, Dense | Conv):
         return _affine_layer(layer, st, ctx)
     if isinstance(layer, AvgPool):
-        op = _conv_op(layer, st.shape, st.full)
-        new = _shape_after(layer, st.shape, "")
-        return _map_linear(st, op, new)
+        return _map_linear(
+            st, _conv_op(layer, st.shape, st.full), _shape_after(layer, st.shape, "")
+        )
     if isinstance(layer, GlobalAvgPool | Flatten):
         ns = len(st.shape.spatial)
+        size = math.prod(st.shape.spatial)
 
         def red(m: torch.Tensor, nb: int) -> torch.Tensor:
-            if isinstance(layer, GlobalAvgPool):
-                return m.mean(dim=_sp_axes(m, nb))
-            if st.full:
-                letters = "abcdefgh"[:ns]
-                bl = "yz"[:nb]
-                diag = torch.einsum(bl + "".join(c + c for c in letters) + "->" + bl, m)
-                return diag / math.prod(st.shape.spatial)
+            if isinstance(layer, Flatten) and st.full:  # mean over the position diagonal
+                for _ in range(ns):
+                    m = torch.diagonal(m, 0, nb, nb + 1)
+                return m.sum(dim=_sp_axes(m, nb)) / size
             return m.mean(dim=_sp_axes(m, nb))
 
         return _map_linear(st, red, _shape_after(layer, st.shape, ""))
     if isinstance(layer, Activation):
         return _activation(layer, st, ctx)
     if isinstance(layer, LayerNorm):
-        return _layernorm(layer, st)
+        return _layernorm(layer, st, ctx)
     if isinstance(layer, Attention):
-        return _attention(layer, st)
+        return _attention(layer, st, ctx)
     raise UnsupportedLayerError(f"{type(layer).__name__} is not supported")
 
 
 def _copy(st: _State) -> _State:
-    def c(t):
+    def c(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else t.clone()
 
-    return _State(c(st.cross), c(st.ntk), c(st.s1), c(st.s2), st.shape, st.full)  # type: ignore[arg-type]
+    return _State(c(st.cross), c(st.ntk), c(st.s), st.shape, st.full)
 
 
 def _map_linear(
@@ -777,8 +811,7 @@ def _map_linear(
     return _State(
         None if st.cross is None else op(st.cross, 2),
         None if st.ntk is None else op(st.ntk, 2),
-        op(st.s1, 1),
-        None if st.s2 is None else op(st.s2, 1),
+        None if st.s is None else op(st.s, 1),
         shape,
         st.full,
     )
@@ -793,55 +826,52 @@ def _affine_layer(layer: Dense | Conv, st: _State, ctx: _Ctx) -> _State:
         fan_in = st.shape.channels * math.prod(layer.kernel_size)
     else:  # the state owns its tensors (Sum hands each branch a copy): in place is safe
 
-        def op(m: torch.Tensor, nb: int) -> torch.Tensor:
-            return m
+        def op(m: torch.Tensor, nb: int, scale: float = 1.0) -> torch.Tensor:
+            return m.mul_(scale) if scale != 1.0 else m
 
         fan_in = st.shape.channels
     new_shape = _shape_after(layer, st.shape, "")
-
-    def fwd(m: torch.Tensor, nb: int) -> torch.Tensor:
-        return op(m, nb).mul_(w2).add_(b2)
-
+    s = None if st.s is None else op(st.s, 1, w2).add_(b2)
     cross = ntk = None
     if st.cross is not None:
-        a = op(st.cross, 2)
-        if ctx.want_ntk:
-            if layer.parameterization == "ntk":
-                ntk = a * w2 + b2
-                if st.ntk is not None:
-                    ntk.add_(op(st.ntk, 2), alpha=w2)
-            else:
+        old = st.ntk if ctx.want_ntk else None
+        if layer.parameterization == "ntk":
+            cross = op(st.cross, 2, w2).add_(b2)
+            if ctx.want_ntk:
+                ntk = cross.clone() if old is None else op(old, 2, w2).add_(cross)
+        else:
+            a = op(st.cross, 2)
+            if ctx.want_ntk:
                 ntk = a * fan_in
-                if st.ntk is not None:
-                    ntk.add_(op(st.ntk, 2), alpha=w2)
+                if old is not None:
+                    ntk.add_(op(old, 2, w2))
                 if layer.b_std is not None:
                     ntk.add_(1.0)
-        cross = a.mul_(w2).add_(b2)
-    return _State(
-        cross, ntk, fwd(st.s1, 1), None if st.s2 is None else fwd(st.s2, 1), new_shape, st.full
-    )
+            cross = a.mul_(w2).add_(b2)
+    return _State(cross, ntk, s, new_shape, st.full)
 
 
-def _abrelu_layer_inplace(
+def _abrelu_inplace(
     s: torch.Tensor,
     t: torch.Tensor | None,
     s11: torch.Tensor,
     s22: torch.Tensor,
     ab: tuple[float, float],
-    w2: float,
-    b2: float,
     bufs: list[torch.Tensor],
+    w2: float = 1.0,
+    b2: float = 0.0,
+    dense: bool = False,
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """An ABReLU activation and the Dense after it (NTK parameterization), in place.
+    """An ABReLU activation (and, with ``dense``, the NTK-parameterized Dense after it)
+    in ~12 in-place passes over two preallocated buffers.
 
-    The same formula as :func:`learnmech.theory.activations._abrelu_dual`
-    (neural-tangents' ABRelu), rearranged so that a layer is ~12 passes over
-    preallocated buffers: r = √(Σ11Σ22 − Σ12²), θ = atan2(r, Σ12),
-    D = w²[(a²+b²)/2 − f θ] with f = (a−b)²/2π, Σ' = w² f r + D Σ12 + b², Θ' = Σ' + D Θ.
+    The formula of :func:`learnmech.theory.activations._abrelu_dual` (neural-tangents'
+    ABRelu): r = √(Σ11Σ22 − Σ12²), θ = atan2(r, Σ12), D = w²[(a²+b²)/2 − f θ] with
+    f = (a−b)²/2π, Σ' = w² f r + D Σ12 + b²; Θ' = D Θ, plus Σ' with the Dense.
     """
     a, b = ab
     factor = (a - b) ** 2 / (2.0 * math.pi)
-    if not bufs:
+    if not bufs or bufs[0].shape != s.shape:
         bufs = [torch.empty_like(s), torch.empty_like(s)]
     r, d = bufs
     # Σ11Σ22 − Σ12² without a fused multiply-add, so that it is exactly 0 when Σ12² equals
@@ -855,34 +885,46 @@ def _abrelu_layer_inplace(
     if b2:
         r.add_(b2)
     if t is not None:
-        t.mul_(d).add_(r)
+        t.mul_(d)
+        if dense:
+            t.add_(r)
     return r, [s, d]  # the old Σ buffer is reused next layer
 
 
+def _pin(st: _State, ctx: _Ctx, v1: torch.Tensor, ns: int) -> None:
+    """Set the pairs of an input with itself to its own variances (correlation exactly 1
+    on the position diagonal, so that rounding in x·x cannot leave a spurious angle
+    θ ≈ √ε; neural-tangents keeps that error, ~1e-8 relative)."""
+    if ctx.pin is None or st.cross is None:
+        return
+    if not ctx.paired:
+        ri, ci = ctx.pin
+        st.cross[ri, ci] = v1[ri]
+        return
+    k = ctx.pin
+    if st.full and ns:
+        sub = st.cross[k, 0]
+        _variances(sub, True, ns).copy_(v1[k])
+        st.cross[k, 0] = sub
+    else:
+        st.cross[k, 0] = v1[k]
+
+
 def _abrelu_dense(act: Activation, dense: Dense, st: _State, ctx: _Ctx) -> _State:
-    """Vectors: an ABReLU activation fused with the next (NTK-parameterized) Dense."""
-    assert st.cross is not None and st.s2 is not None and act.spec.ab is not None
+    """Vector grid: an ABReLU activation fused with the next NTK-parameterized Dense."""
+    assert st.cross is not None and act.spec.ab is not None
+    v1, v2 = ctx.stat(lambda: torch.empty(0))
+    _pin(st, ctx, v1, 0)
     w2 = dense.w_std**2
     b2 = 0.0 if dense.b_std is None else dense.b_std**2
-    if ctx.pin is not None:
-        ri, ci = ctx.pin
-        st.cross[ri, ci] = st.s1[ri]
     ntk = st.ntk if ctx.want_ntk else None
     if ntk is None and ctx.want_ntk:
         ntk = torch.zeros_like(st.cross)
-    cross, ctx.bufs = _abrelu_layer_inplace(
-        st.cross, ntk, st.s1[:, None], st.s2[None, :], act.spec.ab, w2, b2, ctx.bufs
+    a, b = _var_views(v1, v2, False, 0, "grid")
+    cross, ctx.bufs = _abrelu_inplace(
+        st.cross, ntk, a, b, act.spec.ab, ctx.bufs, w2=w2, b2=b2, dense=True
     )
-    a, b = act.spec.ab
-    half = 0.5 * (a * a + b * b)
-    return _State(
-        cross,
-        ntk,
-        st.s1 * (w2 * half) + b2,
-        st.s2 * (w2 * half) + b2,
-        _Shape(dense.out, (), True),
-        st.full,
-    )
+    return _State(cross, ntk, None, _Shape(dense.out, (), True), st.full)
 
 
 def _pick_degree(act: ActivationSpec, var_max: float, want_prime: bool) -> int:
@@ -906,9 +948,7 @@ def _pick_degree(act: ActivationSpec, var_max: float, want_prime: bool) -> int:
     err = math.inf
     for q in _QUADRATURE_DEGREES:
         fine = integrals(2 * q)
-        err = max(
-            abs(a - b) / max(abs(b), 1e-300) for a, b in zip(integrals(q), fine, strict=True)
-        )
+        err = max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(integrals(q), fine, strict=True))
         if err <= QUADRATURE_RTOL:
             return q
     warnings.warn(
@@ -925,66 +965,58 @@ def _activation(layer: Activation, st: _State, ctx: _Ctx) -> _State:
     act = layer.spec
     ns = len(st.shape.spatial)
     key = id(layer)
-    v1 = _variances(st.s1, st.full, ns)
-    vmax = float(v1.max())
-    if st.s2 is not None:
-        v2 = _variances(st.s2, st.full, ns)
-        vmax = max(vmax, float(v2.max()))
-    ctx.max_var[key] = max(ctx.max_var.get(key, 0.0), vmax)
     q = ctx.degrees.get(key, ctx.quadrature_degree or 64)
-
-    def self_dual(s: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    new_shape = _Shape(st.shape.channels, st.shape.spatial, False)
+    if st.s is not None:  # self pass
+        v, _ = ctx.stat(lambda: _variances(st.s, st.full, ns).clone())  # type: ignore[arg-type]
+        ctx.max_var[key] = max(ctx.max_var.get(key, 0.0), float(v.max()))
         diag = act.dual_diagonal(v, quadrature_degree=q)
         if not st.full or ns == 0:
-            return diag
-        a, b = _var_views(v, v, True, ns, 1)
-        out, _ = act.dual(s, a, b, need_prime=False, quadrature_degree=q)
-        _variances(out, True, ns).copy_(diag)  # einsum diagonal is a view: pin it
-        return out
+            return _State(None, None, diag, new_shape, st.full)
+        a, b = _var_views(v, v, True, ns, "self")
+        if act.closed_form == "abrelu":
+            out, _ = _abrelu_inplace(st.s, None, a, b, act.ab, [])  # type: ignore[arg-type]
+        else:
+            out, _ = act.dual(st.s, a, b, need_prime=False, quadrature_degree=q)
+        _variances(out, True, ns).copy_(diag)  # the diagonal is a view: pin it exactly
+        return _State(None, None, out, new_shape, st.full)
+    assert st.cross is not None
+    v1, v2 = ctx.stat(lambda: torch.empty(0))
+    _pin(st, ctx, v1, ns)
+    a, b = _var_views(v1, v2, st.full, ns, _mode(ctx))
+    need_prime = ctx.want_ntk and st.ntk is not None
+    if act.closed_form == "abrelu":
+        cross, ctx.bufs = _abrelu_inplace(
+            st.cross,
+            st.ntk if need_prime else None,
+            a,
+            b,
+            act.ab,
+            ctx.bufs,  # type: ignore[arg-type]
+        )
+        return _State(cross, st.ntk if need_prime else None, None, new_shape, st.full)
+    cross, vp = act.dual(st.cross, a, b, need_prime=need_prime, quadrature_degree=q)
+    ntk = None
+    if need_prime:
+        assert vp is not None and st.ntk is not None
+        ntk = st.ntk.mul_(vp)
+    return _State(cross, ntk, None, new_shape, st.full)
 
-    s1 = self_dual(st.s1, v1)
-    s2 = None if st.s2 is None else self_dual(st.s2, v2)
-    cross = ntk = None
-    if st.cross is not None:
-        assert st.s2 is not None
-        if ctx.pin is not None:  # (i, i) pairs of a symmetric block: exactly the self cov
-            ri, ci = ctx.pin
-            st.cross[ri, ci] = st.s1[ri]
-        a, b = _var_views(v1, v2, st.full, ns, 2)
-        need_prime = ctx.want_ntk and st.ntk is not None
-        cross, vp = act.dual(st.cross, a, b, need_prime=need_prime, quadrature_degree=q)
-        if need_prime:
-            assert vp is not None and st.ntk is not None
-            ntk = st.ntk.mul_(vp)
-    return _State(cross, ntk, s1, s2, _Shape(st.shape.channels, st.shape.spatial, False), st.full)
 
-
-def _layernorm(layer: LayerNorm, st: _State) -> _State:
+def _layernorm(layer: LayerNorm, st: _State, ctx: _Ctx) -> _State:
     ns = len(st.shape.spatial)
-    v1 = _variances(st.s1, st.full, ns) + layer.eps
-    v2 = None if st.s2 is None else _variances(st.s2, st.full, ns) + layer.eps
-
-    def norm(m: torch.Tensor, va: torch.Tensor, vb: torch.Tensor, nb: int) -> torch.Tensor:
-        a, b = _var_views(va, vb, st.full, ns, nb)
-        return m / torch.sqrt(a * b)
-
-    if not st.full and ns:  # diagonal mode: only same-position entries exist
-
-        def norm(m, va, vb, nb):  # type: ignore[no-redef]
-            a, b = _var_views(va, vb, False, ns, nb)
-            return m / torch.sqrt(a * b)
-
-    s1 = norm(st.s1, v1, v1, 1) if (st.full and ns) else st.s1 / v1
-    s2 = None
-    if st.s2 is not None:
-        assert v2 is not None
-        s2 = norm(st.s2, v2, v2, 1) if (st.full and ns) else st.s2 / v2
-    cross = ntk = None
-    if st.cross is not None:
-        assert v2 is not None
-        cross = norm(st.cross, v1, v2, 2)
-        ntk = None if st.ntk is None else norm(st.ntk, v1, v2, 2)
-    return _State(cross, ntk, s1, s2, st.shape, st.full)
+    if st.s is not None:
+        v, _ = ctx.stat(lambda: _variances(st.s, st.full, ns) + layer.eps)  # type: ignore[arg-type]
+        a, b = _var_views(v, v, st.full, ns, "self")
+        s = st.s / torch.sqrt(a * b) if (st.full and ns) else st.s / v
+        return _State(None, None, s, st.shape, st.full)
+    assert st.cross is not None
+    v1, v2 = ctx.stat(lambda: torch.empty(0))
+    a, b = _var_views(v1, v2, st.full, ns, _mode(ctx))
+    root = torch.sqrt(a * b)
+    cross = st.cross / root
+    ntk = None if st.ntk is None else st.ntk / root
+    return _State(cross, ntk, None, st.shape, st.full)
 
 
 def _attention_weights(layer: Attention, s: torch.Tensor, ns: int) -> torch.Tensor:
@@ -998,35 +1030,33 @@ def _attention_weights(layer: Attention, s: torch.Tensor, ns: int) -> torch.Tens
     return g
 
 
-def _attention(layer: Attention, st: _State) -> _State:
-    if not st.full:
-        raise AssertionError("attention needs full spatial covariances")
+def _attention(layer: Attention, st: _State, ctx: _Ctx) -> _State:
+    """Σ' = w_ov²·G₁ΣG₂ᵀ + b², Θ' = w_ov²·G₁ΘG₂ᵀ + 2w_ov²·G₁ΣG₂ᵀ + b² (Hron et al. 2020)."""
     ns = len(st.shape.spatial)
     sp = st.shape.spatial
     ov2 = layer.w_ov**2
     b2 = 0.0 if layer.b_std is None else layer.b_std**2
-    g1 = _attention_weights(layer, st.s1, ns)
-    g2 = None if st.s2 is None else _attention_weights(layer, st.s2, ns)
+    new_shape = _Shape(layer.out, sp, True)
 
     def back(m: torch.Tensor, nb: int) -> torch.Tensor:
-        return _interleave(m.reshape(m.shape[:nb] + sp + sp), nb, ns)
+        return _interleave(m.reshape((*m.shape[:nb], *sp, *sp)), nb, ns)
 
-    def self_(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        out = torch.einsum("npq,nqs,nts->npt", g, _deinterleave(s, 1, ns), g)
-        return back(out, 1).mul_(ov2).add_(b2)
+    if st.s is not None:
+        g, _ = ctx.stat(lambda: _attention_weights(layer, st.s, ns))  # type: ignore[arg-type]
+        out = g @ _deinterleave(st.s, 1, ns) @ g.transpose(-1, -2)
+        return _State(None, None, back(out, 1).mul_(ov2).add_(b2), new_shape, st.full)
+    assert st.cross is not None and ctx.paired
+    g1, g2 = ctx.stat(lambda: torch.empty(0))
 
-    s1 = self_(st.s1, g1)
-    s2 = None if st.s2 is None else self_(st.s2, g2)  # type: ignore[arg-type]
-    cross = ntk = None
-    if st.cross is not None:
-        assert g2 is not None
-        gsg = back(torch.einsum("apq,abqs,bts->abpt", g1, _deinterleave(st.cross, 2, ns), g2), 2)
-        cross = gsg * ov2 + b2
-        ntk = gsg.mul_(2 * ov2).add_(b2)
-        if st.ntk is not None:
-            gtg = torch.einsum("apq,abqs,bts->abpt", g1, _deinterleave(st.ntk, 2, ns), g2)
-            ntk.add_(back(gtg, 2), alpha=ov2)
-    return _State(cross, ntk, s1, s2, _Shape(layer.out, sp, True), st.full)
+    def sandwich(m: torch.Tensor) -> torch.Tensor:
+        return back((g1 @ _deinterleave(m, 2, ns)[:, 0] @ g2.transpose(-1, -2))[:, None], 2)
+
+    gsg = sandwich(st.cross)
+    cross = gsg * ov2 + b2
+    ntk = gsg.mul_(2 * ov2).add_(b2)
+    if st.ntk is not None:
+        ntk.add_(sandwich(st.ntk), alpha=ov2)
+    return _State(cross, ntk, None, new_shape, st.full)
 
 
 # --------------------------------------------------------------------------------------
@@ -1059,9 +1089,10 @@ def _as_inputs(x: Any, name: str, dtype: torch.dtype | None, device: Any) -> tor
     return t
 
 
-def _pair_elements(net: Layer, shape: _Shape, full: bool) -> int:
-    """Largest number of covariance entries per pair of inputs over the network."""
-    sizes = [shape]
+def _sizes(net: Layer, shape: _Shape, full: bool) -> tuple[int, int]:
+    """(largest covariance entries per pair over the network, entries of the per-input
+    statistics the cross pass looks up: variances and attention weights)."""
+    per, stats = [math.prod(shape.spatial) ** (2 if full else 1)], [0]
 
     def visit(layer: Layer, s: _Shape) -> _Shape:
         if isinstance(layer, Serial):
@@ -1069,15 +1100,59 @@ def _pair_elements(net: Layer, shape: _Shape, full: bool) -> int:
                 s = visit(sub, s)
             return s
         if isinstance(layer, Sum):
-            outs = [visit(b, s) for b in layer.branches]
+            outs = [visit(b, s) for b in layer.branches]  # every branch has statistics
             return outs[0]
+        p = math.prod(s.spatial)
+        if isinstance(layer, Activation | LayerNorm):
+            stats[0] += p
+        elif isinstance(layer, Attention):
+            stats[0] += p * p
         s = _shape_after(layer, s, "")
-        sizes.append(s)
+        per.append(math.prod(s.spatial) ** (2 if full else 1))
         return s
 
     visit(net, shape)
-    per = [math.prod(s.spatial) ** (2 if full else 1) for s in sizes]
-    return max(per)
+    return max(per), stats[0]
+
+
+def _pair_elements(net: Layer, shape: _Shape, full: bool) -> int:
+    """Largest number of covariance entries per pair of inputs over the network."""
+    return _sizes(net, shape, full)[0]
+
+
+def _self_pass(net: Layer, t: torch.Tensor, full: bool, ctx: _Ctx, chunk: int) -> dict:
+    """Run the inputs' own covariances through the network in chunks; return the
+    statistics each step of the cross pass needs, for every input."""
+    parts: dict[int, list[torch.Tensor]] = {}
+    shape = _Shape(t.shape[1], tuple(t.shape[2:]))
+    for a in range(0, t.shape[0], chunk):
+        ctx.step, ctx.record = 0, {}
+        _apply(net, _State(None, None, _self_input(t[a : a + chunk], full), shape, full), ctx)
+        for k, v in ctx.record.items():
+            parts.setdefault(k, []).append(v)
+    ctx.record = None
+    return {k: torch.cat(v) for k, v in parts.items()}
+
+
+def _pair_blocks(n1: int, n2: int, symmetric: bool, size: int):
+    """Lists of (i, j) pairs of at most ``size``: the upper triangle (i ≤ j) when
+    symmetric, else every pair; built row by row so nothing n1·n2-sized is held."""
+    rows: list[torch.Tensor] = []
+    cols: list[torch.Tensor] = []
+    held = 0
+    for i in range(n1):
+        j0 = i if symmetric else 0
+        while j0 < n2:
+            take = min(n2 - j0, size - held)
+            rows.append(torch.full((take,), i, dtype=torch.long))
+            cols.append(torch.arange(j0, j0 + take))
+            held += take
+            j0 += take
+            if held == size:
+                yield torch.cat(rows), torch.cat(cols)
+                rows, cols, held = [], [], 0
+    if held:
+        yield torch.cat(rows), torch.cat(cols)
 
 
 def kernels(
@@ -1099,17 +1174,17 @@ def kernels(
         net: a layer description (see the module docstring); its output must be a vector
             per input (end with ``GlobalAvgPool``/``Flatten`` and a ``Dense`` on images).
         x1, x2: inputs (n, d), (n, C, L) or (n, C, H, W), numpy or torch; ``x2=None``
-            computes the symmetric kernel of ``x1`` once (upper-triangle blocks mirrored).
+            computes the symmetric kernel of ``x1`` once (the upper triangle, mirrored).
         get: a subset of ``("nngp", "ntk")``.
         dtype: computation dtype (default the input's float dtype): float32 or float64.
-        memory_budget: bytes the working set of one block of pairs may use (default
-            2 GiB); the output matrices come on top. Too small for one pair: ValueError.
+        memory_budget: bytes the working set may use (default 2 GiB): blocks of pairs
+            and the inputs' own statistics; the output matrices come on top. A budget too
+            small for one pair: ValueError.
         quadrature_degree: quadrature nodes per dimension for activations without a
             closed form; ``None`` chooses it per layer from an error estimate
             (|I_q − I_2q| ≤ 1e-9 relative at the layer's largest variance).
         progress: ``True`` prints block progress to stderr; a callable gets (done, total).
-        block_pairs: force the number of input pairs per block (tests; default from the
-            budget).
+        block_pairs: at most this many input pairs per block (default from the budget).
 
     Returns:
         :class:`Kernels` of (n1, n2) matrices, numpy if ``x1`` was numpy, else torch.
@@ -1130,6 +1205,10 @@ def kernels(
         or quadrature_degree < 2
     ):
         raise ValueError(f"quadrature_degree must be an integer >= 2, got {quadrature_degree!r}")
+    if block_pairs is not None and (
+        isinstance(block_pairs, bool) or not isinstance(block_pairs, int) or block_pairs < 1
+    ):
+        raise ValueError(f"block_pairs must be a positive integer, got {block_pairs!r}")
     if dtype is not None and dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
     return_numpy = not isinstance(x1, torch.Tensor)
@@ -1151,93 +1230,110 @@ def kernels(
             "GlobalAvgPool() or Flatten() and a Dense readout to get an (n1, n2) kernel"
         )
     full = _needs_full(net) and bool(in_shape.spatial)
+    paired = bool(in_shape.spatial)  # images: lists of pairs; vectors: grids of pairs
     want_ntk = "ntk" in get
     n1, n2 = t1.shape[0], t2.shape[0]
     item = t1.element_size()
+    quad = [x for x in _walk(net) if isinstance(x, Activation) and x.spec.closed_form is None]
 
+    per_pair_elems, stat_elems = _sizes(net, in_shape, full)
+    stats_bytes = stat_elems * item * (n1 + (0 if symmetric else n2))
+    work = 8 + (68 if quad else 0)  # cov, ntk and temporaries; quadrature holds q per entry
+    if per_pair_elems * item * work + stats_bytes > memory_budget:
+        raise ValueError(
+            f"memory_budget={int(memory_budget)} bytes is too small: one pair of inputs needs "
+            f"about {per_pair_elems * item * work} bytes and the inputs' statistics "
+            f"{stats_bytes}"
+        )
     with torch.no_grad():
-        # Pre-pass over the inputs' self-covariances: the largest variance entering each
-        # activation (quadrature degrees) — self states only, in chunks.
-        ctx = _Ctx(want_ntk=want_ntk, degrees={}, max_var={}, quadrature_degree=quadrature_degree)
-        has_quad = any(isinstance(x, Activation) and x.spec.closed_form is None for x in _walk(net))
-        per_input = _pair_elements(net, in_shape, full) * item * (8 + (68 if has_quad else 0))
-        if per_input > memory_budget:
-            raise ValueError(
-                f"memory_budget={int(memory_budget)} bytes is too small for one pair of "
-                f"inputs: this network needs about {per_input} bytes per pair"
-            )
-        chunk = max(1, int(memory_budget // per_input))
-        for t in (t1,) if symmetric else (t1, t2):
-            for a in range(0, t.shape[0], chunk):
-                _apply(net, _input_state(t[a : a + chunk], None, full), ctx)
-        quad_acts = [
-            x for x in _walk(net) if isinstance(x, Activation) and x.spec.closed_form is None
-        ]
-        for act in quad_acts:
-            key = id(act)
-            ctx.degrees[key] = quadrature_degree or _pick_degree(
-                act.spec, ctx.max_var.get(key, 1.0), want_ntk
-            )
-        qmax = max([ctx.degrees[id(a)] for a in quad_acts], default=0)
+        # Self pass: each input's own covariances, once, in chunks; records the
+        # per-position variances and attention weights the cross pass looks up. With
+        # quadrature activations a first pass finds each layer's largest variance, from
+        # which its node count is chosen (an error estimate, see _pick_degree).
+        ctx = _Ctx(want_ntk=want_ntk, quadrature_degree=quadrature_degree)
+        chunk = max(1, int((memory_budget - stats_bytes) // (per_pair_elems * item * work)))
+        sides = (t1,) if symmetric else (t1, t2)
+        if quad and quadrature_degree is None:
+            for t in sides:
+                _self_pass(net, t, full, ctx, chunk)
+            for act in quad:
+                ctx.degrees[id(act)] = _pick_degree(
+                    act.spec, ctx.max_var.get(id(act), 1.0), want_ntk
+                )
+        elif quad:
+            ctx.degrees = {id(a): quadrature_degree for a in quad}
+        ctx.stats1 = _self_pass(net, t1, full, ctx, chunk)
+        ctx.stats2 = ctx.stats1 if symmetric else _self_pass(net, t2, full, ctx, chunk)
+        qmax = max([ctx.degrees[id(a)] for a in quad], default=0)
 
-        # Block size: bytes per pair of the working set (cov, ntk, temporaries; a
-        # quadrature activation holds q values per entry).
-        per_pair = _pair_elements(net, in_shape, full) * item * (8 + (qmax + 4 if qmax else 0))
-        if per_pair > memory_budget:
-            raise ValueError(
-                f"memory_budget={int(memory_budget)} bytes is too small for one pair of "
-                f"inputs: this network needs about {per_pair} bytes per pair"
-            )
-        pairs = int(memory_budget // per_pair)
+        # Cross pass over blocks of pairs sized by the budget and kept cache-sized (2^17
+        # entries per tensor for images, 2^18 pairs for vectors: tuned on 2 cores).
+        work = 8 + (qmax + 4 if qmax else 0)
+        pairs = int((memory_budget - stats_bytes) // (per_pair_elems * item * work))
+        pairs = min(pairs, max(1, (1 << 17) // per_pair_elems) if paired else 1 << 18)
         if block_pairs is not None:
-            pairs = max(1, min(pairs, int(block_pairs)))
-        elif not full and not in_shape.spatial:
-            pairs = min(pairs, 1 << 18)  # vectors: cache-sized blocks (tuned on 2 cores)
-        else:
-            pairs = min(pairs, 1 << 22)
-        cols = max(1, min(n2, pairs))
-        rows = max(1, min(n1, pairs // cols))
-        if symmetric and cols < n2:  # square tiles so that the triangle skips work
-            rows = cols = max(1, math.isqrt(pairs))
-        if symmetric and cols >= n2:  # row panels: columns from the diagonal on
-            blocks = [(r0, min(n1, r0 + rows), r0, n2) for r0 in range(0, n1, rows)]
-        else:  # tiles; symmetric tiles are square, so the upper triangle is exact
-            blocks = [
-                (r0, min(n1, r0 + rows), c0, min(n2, c0 + cols))
-                for r0 in range(0, n1, rows)
-                for c0 in range(r0 if symmetric else 0, n2, cols)
-            ]
-        report = _progress_fn(progress, len(blocks))
+            pairs = min(pairs, block_pairs)
+        pairs = max(1, pairs)
         nngp = torch.empty((n1, n2), dtype=t1.dtype, device=t1.device) if "nngp" in get else None
         ntk = torch.empty((n1, n2), dtype=t1.dtype, device=t1.device) if want_ntk else None
-        for done, (r0, r1, c0, c1) in enumerate(blocks, 1):
-            st = _input_state(t1[r0:r1], t2[c0:c1], full)
-            ctx.pin, ctx.bufs = None, []
-            if symmetric:
-                lo, hi = max(r0, c0), min(r1, c1)
-                if lo < hi:
-                    idx = torch.arange(lo, hi, device=t1.device)
+        targets = [(m, w) for m, w in ((nngp, "cross"), (ntk, "ntk")) if m is not None]
+        if paired:
+            total_pairs = n1 * (n1 + 1) // 2 if symmetric else n1 * n2
+            report = _progress_fn(progress, -(-total_pairs // pairs))
+            ctx.paired = True
+            for done, (ri, ci) in enumerate(_pair_blocks(n1, n2, symmetric, pairs), 1):
+                ctx.step, ctx.rows, ctx.cols, ctx.bufs = 0, ri, ci, []
+                same = (ri == ci).nonzero().flatten() if symmetric else None
+                ctx.pin = same if same is not None and same.numel() else None
+                st = _State(_cross_input(t1[ri], t2[ci], full, True), None, None, in_shape, full)
+                out = _apply(net, st, ctx)
+                for m, which in targets:
+                    blk = getattr(out, which)
+                    vals = torch.zeros(len(ri), dtype=m.dtype) if blk is None else blk[:, 0]
+                    m[ri, ci] = vals
+                    if symmetric:
+                        m[ci, ri] = vals
+                report(done)
+        else:
+            cols = max(1, min(n2, pairs))
+            rows = max(1, min(n1, pairs // cols))
+            if symmetric and cols < n2:  # square tiles so that the triangle is exact
+                rows = cols = max(1, math.isqrt(pairs))
+            if symmetric and cols >= n2:  # row panels, columns from the diagonal on
+                blocks = [(r0, min(n1, r0 + rows), r0, n2) for r0 in range(0, n1, rows)]
+            else:
+                blocks = [
+                    (r0, min(n1, r0 + rows), c0, min(n2, c0 + cols))
+                    for r0 in range(0, n1, rows)
+                    for c0 in range(r0 if symmetric else 0, n2, cols)
+                ]
+            report = _progress_fn(progress, len(blocks))
+            for done, (r0, r1, c0, c1) in enumerate(blocks, 1):
+                ctx.step, ctx.rows, ctx.cols, ctx.bufs = 0, slice(r0, r1), slice(c0, c1), []
+                ctx.pin = None
+                if symmetric and max(r0, c0) < min(r1, c1):
+                    idx = torch.arange(max(r0, c0), min(r1, c1), device=t1.device)
                     ctx.pin = (idx - r0, idx - c0)
-            out = _apply(net, st, ctx)
-            assert out.cross is not None
-            parts = [(nngp, out.cross)]
-            if ntk is not None:
-                parts.append((ntk, out.ntk if out.ntk is not None else torch.zeros_like(out.cross)))
-            for m, blk in parts:
-                if m is None:
-                    continue
-                if not symmetric:
-                    m[r0:r1, c0:c1] = blk
-                elif c0 == r0:  # a block on the diagonal: symmetric square, mirrored rest
-                    w = r1 - r0
-                    sq = blk[:, :w]
-                    m[r0:r1, r0:r1] = torch.triu(sq) + torch.triu(sq, 1).T
-                    m[r0:r1, r1:c1] = blk[:, w:]
-                    m[r1:c1, r0:r1] = blk[:, w:].T
-                else:
-                    m[r0:r1, c0:c1] = blk
-                    m[c0:c1, r0:r1] = blk.T
-            report(done)
+                st = _State(
+                    _cross_input(t1[r0:r1], t2[c0:c1], full, False), None, None, in_shape, full
+                )
+                out = _apply(net, st, ctx)
+                for m, which in targets:
+                    blk = getattr(out, which)
+                    if blk is None:
+                        blk = torch.zeros((r1 - r0, c1 - c0), dtype=m.dtype)
+                    if not symmetric:
+                        m[r0:r1, c0:c1] = blk
+                    elif c0 == r0:  # on the diagonal: symmetric square, mirrored rest
+                        w = r1 - r0
+                        sq = blk[:, :w]
+                        m[r0:r1, r0:r1] = torch.triu(sq) + torch.triu(sq, 1).T
+                        m[r0:r1, r1:c1] = blk[:, w:]
+                        m[r1:c1, r0:r1] = blk[:, w:].T
+                    else:
+                        m[r0:r1, c0:c1] = blk
+                        m[c0:c1, r0:r1] = blk.T
+                report(done)
     if return_numpy:
         return Kernels(
             nngp=None if nngp is None else nngp.cpu().numpy(),
@@ -1248,18 +1344,14 @@ def kernels(
 
 def _progress_fn(progress: bool | Callable[[int, int], None], total: int) -> Callable[[int], None]:
     if callable(progress):
-        return lambda done: progress(done, total)  # type: ignore[misc]
+        return lambda done: progress(done, total)  # type: ignore[misc,operator]
     if not progress or total < 2:
         return lambda done: None
 
     def report(done: int) -> None:
         if done == total or done % max(1, total // 20) == 0:
-            print(
-                f"\rkernel blocks {done}/{total}",
-                end="\n" if done == total else "",
-                file=sys.stderr,
-                flush=True,
-            )
+            end = "\n" if done == total else ""
+            print(f"\rkernel blocks {done}/{total}", end=end, file=sys.stderr, flush=True)
 
     return report
 
@@ -1276,7 +1368,7 @@ def _explicit_pad(x: torch.Tensor, pads: list[tuple[int, int]], circular: bool) 
     if circular:
         out = x
         for i, (lo, hi) in enumerate(pads):
-            out = _pad_axis(out, 2 + i, lo, hi, True)
+            out = _pad_axis(out, 2 + i, lo, hi)
         return out
     return nn.functional.pad(x, flat)
 
