@@ -4,8 +4,10 @@ traceback, and leaves an existing store byte-for-byte unchanged."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learnmech.cli import main
@@ -80,6 +82,54 @@ CASES: list[tuple[str, list[str], str]] = [
     ("plan width", ["plan", "docs.examples.plan_mlp:small", "--width", "-4"], "width"),
     ("plan budget", ["plan", "docs.examples.plan_mlp:small", "--budget", "-1"], "budget"),
     ("plan verify", ["plan", "verify", "{tmp}/noplan", "--store", "{store}"], "no plan"),
+    # kernels
+    ("kernels no net", ["kernels", "{tmp}/none.json", "{tmp}/x.npy", "--out", "k.npz"], "no such"),
+    ("kernels json", ["kernels", "{tmp}/broken.json", "{tmp}/x.npy", "--out", "k.npz"], "JSON"),
+    (
+        "kernels layer",
+        ["kernels", "{tmp}/maxpool.json", "{tmp}/x.npy", "--out", "k.npz"],
+        "MaxPool",
+    ),
+    ("kernels field", ["kernels", "{tmp}/negconv.json", "{tmp}/x.npy", "--out", "k.npz"], "Conv"),
+    (
+        "kernels compose",
+        ["kernels", "{tmp}/net.json", "{tmp}/xvec.npy", "--out", "k.npz"],
+        "window",
+    ),
+    ("kernels no x", ["kernels", "{tmp}/net.json", "{tmp}/none.npy", "--out", "k.npz"], "no such"),
+    (
+        "kernels bad x",
+        ["kernels", "{tmp}/net.json", "{tmp}/garbage.duckdb", "--out", "k.npz"],
+        "not a readable",
+    ),
+    ("kernels nan", ["kernels", "{tmp}/net.json", "{tmp}/xnan.npy", "--out", "k.npz"], "NaN"),
+    ("kernels text", ["kernels", "{tmp}/net.json", "{tmp}/xstr.npy", "--out", "k.npz"], "numbers"),
+    (
+        "kernels x2",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--x2", "{tmp}/x6.npy", "--out", "k.npz"],
+        "same shape",
+    ),
+    ("kernels out", ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.csv"], ".npz"),
+    (
+        "kernels get",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--get", "cov"],
+        "--get",
+    ),
+    (
+        "kernels budget",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--budget-gb", "0"],
+        "--budget-gb",
+    ),
+    (
+        "kernels small",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--budget-gb", "1e-7"],
+        "too small",
+    ),
+    (
+        "kernels write",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "/proc/k.npz"],
+        "--out",
+    ),
     # the command line itself
     ("no command", ["frobnicate"], "frobnicate"),
 ]
@@ -109,6 +159,22 @@ def world(tmp_path_factory):
         for d in (1e9, 1e10, 1e11)
     ]
     (tmp / "good.csv").write_text("N,D,loss\n" + "\n".join(rows) + "\n")
+    cnn = [
+        {"type": "Conv", "out": 4, "kernel_size": [3, 3]},
+        {"type": "Activation"},
+        {"type": "GlobalAvgPool"},
+        {"type": "Dense", "out": 1},
+    ]
+    (tmp / "net.json").write_text(json.dumps(cnn))
+    (tmp / "broken.json").write_text("[{")
+    (tmp / "maxpool.json").write_text(json.dumps([{"type": "MaxPool", "window": 2}]))
+    (tmp / "negconv.json").write_text(json.dumps([{"type": "Conv", "out": -1, "kernel_size": 3}]))
+    rng = np.random.default_rng(0)
+    np.save(tmp / "x.npy", rng.standard_normal((4, 1, 5, 5)))
+    np.save(tmp / "x6.npy", rng.standard_normal((4, 1, 6, 6)))
+    np.save(tmp / "xvec.npy", rng.standard_normal((4, 3)))
+    np.save(tmp / "xnan.npy", np.full((4, 1, 5, 5), np.nan))
+    np.save(tmp / "xstr.npy", np.array(["a", "b"]))
     yield tmp, store
     mp.undo()
 

@@ -258,3 +258,44 @@ def test_json_stdout_carries_the_json_alone(tmp_path):
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["verdict"] == "pass"
     assert "chatter from point 0" in res.stderr and "fd-level chatter from point 0" in res.stderr
+
+
+def test_kernels_command_writes_the_library_values(tmp_path):
+    """`learnmech kernels NET.json X.npy --out K.npz` equals stax.kernels, whole file."""
+    import json as _json
+
+    import numpy as np
+
+    from learnmech.theory import stax
+
+    spec = [
+        {"type": "Conv", "out": 8, "kernel_size": [3, 3], "w_std": 1.3, "b_std": 0.1},
+        {"type": "Activation", "fn": "relu"},
+        {"type": "AvgPool", "window": [2, 2], "stride": [2, 2]},
+        {"type": "GlobalAvgPool"},
+        {"type": "Dense", "out": 1},
+    ]
+    (tmp_path / "net.json").write_text(_json.dumps(spec))
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((5, 2, 6, 6)), rng.standard_normal((3, 2, 6, 6))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "sub" / "k.npz"
+    code = main(
+        [
+            "kernels",
+            str(tmp_path / "net.json"),
+            str(tmp_path / "x.npy"),
+            "--x2",
+            str(tmp_path / "y.npy"),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    got = np.load(out)
+    ref = stax.kernels(stax.from_spec(spec), x, y)
+    np.testing.assert_allclose(got["ntk"], ref.ntk, rtol=1e-14)
+    np.testing.assert_allclose(got["nngp"], ref.nngp, rtol=1e-14)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["k.npz"]  # no temporary left

@@ -779,6 +779,137 @@ def plan_cmd(
     )
 
 
+def _load_array(path: Path, what: str) -> Any:
+    import numpy as np
+
+    if not path.is_file():
+        raise _Fail(f"{what}: no such file {path}")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise _Fail(f"{what}: {path} is not a readable .npy array ({err})") from None
+    if not isinstance(arr, np.ndarray):
+        raise _Fail(f"{what}: {path} holds several arrays; give one array saved with np.save")
+    if arr.dtype.kind not in "fiu":
+        raise _Fail(f"{what}: {path} holds {arr.dtype} values, expected numbers")
+    return arr
+
+
+@cli.command("kernels")
+@click.argument("net_file", metavar="NET.json", type=click.Path(path_type=Path))
+@click.argument("x_file", metavar="X.npy", type=click.Path(path_type=Path))
+@click.option(
+    "--x2",
+    "x2_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Second inputs (.npy); default: the symmetric kernel of X.",
+)
+@click.option(
+    "--out",
+    "out_file",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Where to write the kernels (.npz with arrays nngp and ntk).",
+)
+@click.option(
+    "--get",
+    "get_",
+    default="nngp,ntk",
+    show_default=True,
+    help="Comma-separated subset of nngp,ntk.",
+)
+@click.option(
+    "--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True
+)
+@click.option(
+    "--budget-gb",
+    type=float,
+    default=2.0,
+    show_default=True,
+    help="Memory the working set may use.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+def kernels_cmd(
+    net_file: Path,
+    x_file: Path,
+    x2_file: Path | None,
+    out_file: Path,
+    get_: str,
+    dtype: str,
+    budget_gb: float,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Infinite-width NNGP and NTK of the network in NET.json on the inputs in X.npy.
+
+    NET.json is a list of layers, e.g. [{"type": "Conv", "out": 64, "kernel_size": [3, 3]},
+    {"type": "Activation", "fn": "relu"}, {"type": "GlobalAvgPool"}, {"type": "Dense",
+    "out": 1}] (see learnmech.theory.stax.from_spec); X.npy holds (n, d), (n, C, L) or
+    (n, C, H, W) inputs. The .npz is written whole or not at all."""
+    import math
+    import os
+    import tempfile
+    import time
+
+    import numpy as np
+    import torch
+
+    from learnmech.theory import stax
+
+    if not math.isfinite(budget_gb) or budget_gb <= 0:
+        raise _Fail(f"--budget-gb must be a positive number, got {budget_gb}")
+    if out_file.suffix.lower() != ".npz":
+        raise _Fail(f"--out writes a .npz file; got {out_file}")
+    get = tuple(g.strip() for g in get_.split(",") if g.strip())
+    if not get or set(get) - {"nngp", "ntk"}:
+        raise _Fail(f"--get must be a comma-separated subset of nngp,ntk; got {get_!r}")
+    if not net_file.is_file():
+        raise _Fail(f"NET.json: no such file {net_file}")
+    try:
+        spec = json.loads(net_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise _Fail(f"NET.json: {net_file} is not valid JSON ({err})") from None
+    try:
+        net = stax.from_spec(spec)
+    except (TypeError, ValueError) as err:
+        raise _Fail(f"NET.json: {err}") from None
+    x = _load_array(x_file, "X.npy")
+    x2 = None if x2_file is None else _load_array(x2_file, "--x2")
+    _check_writable_folder(out_file.parent, "--out")
+    t0 = time.perf_counter()
+    show = not quiet and not as_json
+    try:
+        k = stax.kernels(
+            net,
+            torch.as_tensor(x, dtype=getattr(torch, dtype)),
+            None if x2 is None else torch.as_tensor(x2, dtype=getattr(torch, dtype)),
+            get=get,
+            memory_budget=int(budget_gb * 1024**3),
+            progress=show,
+        )
+    except (TypeError, ValueError) as err:
+        raise _Fail(str(err)) from None
+    seconds = time.perf_counter() - t0
+    arrays = {n: getattr(k, n).cpu().numpy() for n in get}
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out_file.parent, suffix=".npz.part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, out_file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    shape = next(iter(arrays.values())).shape
+    out = {"out": str(out_file), "shape": list(shape), "get": list(get), "seconds": seconds}
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"wrote {', '.join(get)} ({shape[0]}×{shape[1]}) to {out_file} in {seconds:.2f} s")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 pass, 1 fail, 2 bad input, 130 interrupted)."""
     import matplotlib

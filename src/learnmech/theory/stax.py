@@ -1348,9 +1348,11 @@ def _progress_fn(progress: bool | Callable[[int, int], None], total: int) -> Cal
     if not progress or total < 2:
         return lambda done: None
 
+    tty = sys.stderr.isatty()
+
     def report(done: int) -> None:
         if done == total or done % max(1, total // 20) == 0:
-            end = "\n" if done == total else ""
+            end = "\n" if done == total or not tty else ""
             print(f"\rkernel blocks {done}/{total}", end=end, file=sys.stderr, flush=True)
 
     return report
