@@ -15,7 +15,7 @@ import numpy as np
 
 from learnmech.errors import UserError
 
-__all__ = ["digits", "digits_subset", "image_patches"]
+__all__ = ["digits", "digits_images_regression", "digits_subset", "image_patches"]
 
 
 def _sklearn_datasets():  # type: ignore[no-untyped-def]
@@ -56,6 +56,55 @@ def digits_subset(n: int, seed: int = 0, normalize: str = "standard") -> tuple[A
     x, lab = digits(normalize)
     idx = np.random.default_rng(seed).permutation(len(x))[:n]
     return torch.from_numpy(x[idx]).float(), torch.from_numpy(lab[idx])
+
+
+def digits_images_regression(
+    n_train: int, n_test: int, *, seed: int = 0, teacher_width: int = 8
+) -> Any:
+    """A regression task on digits as (n, 1, 8, 8) images, for convolutional networks.
+
+    Train inputs are ``n_train`` digits drawn by a seeded permutation; test inputs lie on
+    the great circle through two further digits (Gram–Schmidt), parameterised by
+    ``test_angle``, so predictions can be drawn against one angle. Every image has mean
+    square pixel 1 (‖x‖² = 64, the kernel conventions' normalisation). Targets come from a
+    random convolutional teacher (a 3×3 tanh convolution with ``teacher_width`` channels,
+    global average pooling, a linear readout), scaled to unit variance over the train set.
+    Returns a :class:`learnmech.data.synthetic.RegressionTask`.
+    """
+    import math
+
+    import torch
+
+    from learnmech.data.synthetic import RegressionTask
+
+    for name, v in (("n_train", n_train), ("n_test", n_test)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    x, _ = digits("unit")
+    if n_train + 2 > len(x):
+        raise ValueError(f"n_train must be at most {len(x) - 2}, got {n_train}")
+    idx = np.random.default_rng(seed).permutation(len(x))
+    xtr = x[idx[:n_train]] * 8.0
+    a, b = x[idx[n_train]], x[idx[n_train + 1]]
+    b = b - (a @ b) * a
+    b /= np.linalg.norm(b)
+    angle = np.linspace(0, 2 * math.pi, n_test + 1)[:-1]
+    xte = (np.cos(angle)[:, None] * a + np.sin(angle)[:, None] * b) * 8.0
+    g = torch.Generator().manual_seed(int(seed) + 7)
+    w1 = torch.randn(teacher_width, 1, 3, 3, generator=g, dtype=torch.float64) / 3.0
+    w2 = torch.randn(teacher_width, generator=g, dtype=torch.float64) / math.sqrt(teacher_width)
+
+    def teacher(inp: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(2.0 * torch.nn.functional.conv2d(inp, w1, padding=1))
+        return h.mean(dim=(2, 3)) @ w2
+
+    t_tr = torch.from_numpy(xtr).reshape(-1, 1, 8, 8)
+    t_te = torch.from_numpy(xte).reshape(-1, 1, 8, 8)
+    y, yt = teacher(t_tr), teacher(t_te)
+    scale = y.std()
+    return RegressionTask(
+        t_tr, (y / scale)[:, None], t_te, (yt / scale)[:, None], torch.from_numpy(angle)
+    )
 
 
 def image_patches(size: int = 8, count: int = 5000, seed: int = 0) -> np.ndarray:

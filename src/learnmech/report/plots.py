@@ -297,7 +297,8 @@ def wide_nets_figures(cfg, th, per, outdir: Path) -> list[Figure]:  # type: igno
     _scaling_panel(axes[2], per)
     axes[2].legend(fontsize=6)
     axes[2].set_title("convergence to the limit")
-    fig.suptitle("learnmech wide-nets: finite MLPs vs their infinite-width NTK prediction")
+    arch = "CNNs" if getattr(cfg, "arch", "mlp") == "cnn" else "MLPs"
+    fig.suptitle(f"learnmech wide-nets: finite {arch} vs their infinite-width NTK prediction")
     p = save_png(fig, outdir / "summary.png")
     figs.insert(0, Figure(p, "Summary."))
     return figs

@@ -53,13 +53,14 @@ import torch
 from pydantic import Field
 
 from learnmech.claims import LEVEL, Claims, Estimate, fit_slope, quantile
+from learnmech.data.real import digits_images_regression
 from learnmech.data.synthetic import sphere_regression
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.nets.mlp import MLP
 from learnmech.records import Curve, Figure, Metric
 from learnmech.stats import debiased_mean_square, jackknife, mean_se
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
-from learnmech.theory import linearized
+from learnmech.theory import linearized, stax
 from learnmech.theory.kernels import mlp_kernels
 from learnmech.train.ensemble import train_ensemble
 
@@ -67,8 +68,14 @@ __all__ = ["WideNets", "WideNetsConfig"]
 
 
 class WideNetsConfig(StudyConfig):
+    arch: Literal["mlp", "cnn"] = Field(
+        "mlp",
+        description="mlp: fully connected on the sphere; cnn: 3×3 convolutions (SAME), "
+        "global average pooling and a linear readout on 8×8 digits images, against the "
+        "analytic CNTK (widths are channels)",
+    )
     widths: list[int] = Sweep([64, 128, 256, 512, 1024], key="width", n=2, ge=1)
-    depth: int = Field(2, ge=1, le=8, description="hidden layers")
+    depth: int = Field(2, ge=1, le=8, description="hidden layers (convolutions for cnn)")
     activation: Literal["relu", "erf", "identity"] = "relu"
     w_std: float = Field(1.4, gt=0, le=10)
     b_std: float = Field(0.1, ge=0, le=10)
@@ -85,6 +92,13 @@ class WideNetsConfig(StudyConfig):
     )
     kernel_points: int = Field(16, ge=2, le=512, description="train points for empirical NTKs")
     kernel_seeds: int = Field(4, ge=1, le=4096, description="seeds whose empirical NTK is measured")
+    ntk_draws: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="independent initialisations whose init-NTK errors each kernel seed "
+        "averages (more precision for the init-error exponent without more training)",
+    )
     data_seed: int = Field(0, ge=0)
     dtype: Literal["float32", "float64"] = "float32"
     tolerance_factor: float = Analysis(
@@ -99,6 +113,24 @@ def _record_steps(steps: int, n: int = 30) -> list[int]:
 
 def _init_seed(seed: int, width: int) -> int:
     return (seed + 1) * 1_000_003 + width
+
+
+def cnn_description(cfg: WideNetsConfig, width: int) -> stax.Layer:
+    """The CNN arm's network: ``depth`` 3×3 convolutions (SAME padding) with the
+    activation, global average pooling, a Dense(1) readout — NTK parameterization."""
+    layers: list[stax.Layer] = []
+    for _ in range(cfg.depth):
+        layers += [
+            stax.Conv(width, 3, w_std=cfg.w_std, b_std=cfg.b_std),
+            stax.Activation(cfg.activation),
+        ]
+    return stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1, cfg.w_std, cfg.b_std))
+
+
+def _task(cfg: WideNetsConfig):  # type: ignore[no-untyped-def]
+    if cfg.arch == "cnn":
+        return digits_images_regression(cfg.n_train, cfg.n_test, seed=cfg.data_seed)
+    return sphere_regression(cfg.n_train, cfg.n_test, cfg.dim, seed=cfg.data_seed)
 
 
 class WideNets(Study):
@@ -121,12 +153,46 @@ class WideNets(Study):
     controls = (
         Control(
             "catapult",
-            {"lr_scale": 3.0, "widths": [64, 256, 1024], "seeds": 8},
+            {"lr_scale": 3.0, "widths": [64, 256], "seeds": 8},
             ("mean_output_rel_bias_sq@*", "test_loss_curve_max_rel_error@*"),
             "η = 3n/λ_max is above the linear model's 2n/λ_max stability edge: the "
             "linearized prediction diverges while real networks catapult or diverge",
         ),
     )
+
+    #: the CNN arm's sizes per scale (widths are channels): applied under --set arch=cnn
+    cnn_scales: ClassVar[dict[str, dict[str, Any]]] = {
+        # activations of S seeds × n images × w channels × 64 positions bound the cost
+        # (memory traffic, not FLOPs): quick keeps the default suite's budget (~30 s)
+        "quick": {
+            "widths": [16, 32, 64, 128, 256],
+            "depth": 1,
+            "seeds": 8,
+            "steps": 200,
+            "kernel_seeds": 8,
+            "ntk_draws": 8,
+        },
+        "full": {
+            "widths": [32, 64, 128, 256, 512, 1024],
+            "depth": 1,
+            "seeds": 32,
+            "steps": 400,
+            "kernel_seeds": 16,
+            "ntk_draws": 4,
+        },
+    }
+
+    def config(
+        self,
+        scale: str = "quick",
+        overrides: dict[str, Any] | None = None,
+        seeds: int | None = None,
+        sources: dict[str, str] | None = None,
+    ) -> WideNetsConfig:
+        """As every study, with the CNN arm's sizes under ``arch=cnn`` (then overrides)."""
+        if (overrides or {}).get("arch") == "cnn" and scale in self.cnn_scales:
+            overrides = {**self.cnn_scales[scale], **(overrides or {})}
+        return super().config(scale, overrides, seeds, sources)  # type: ignore[return-value]
 
     @staticmethod
     def tolerance(cfg: WideNetsConfig) -> float:
@@ -141,12 +207,20 @@ class WideNets(Study):
 
     def setup(self, cfg: WideNetsConfig) -> dict[str, Any]:
         """Analytic kernels, the prediction and the control-variate operators."""
-        task = sphere_regression(cfg.n_train, cfg.n_test, cfg.dim, seed=cfg.data_seed)
+        task = _task(cfg)
         x, xt = task.x_train.numpy(), task.x_test.numpy()
-        kw = dict(depth=cfg.depth, activation=cfg.activation, w_std=cfg.w_std, b_std=cfg.b_std)
-        k_tr = mlp_kernels(x, **kw)
-        k_ts = mlp_kernels(xt, x, **kw)
-        nngp_tt = np.array([mlp_kernels(xt[i : i + 1], **kw).nngp[0, 0] for i in range(len(xt))])
+        if cfg.arch == "cnn":
+            net = cnn_description(cfg, 1)
+            k_tr = stax.kernels(net, x)
+            k_ts = stax.kernels(net, xt, x)
+            nngp_tt = np.diag(stax.kernels(net, xt, get=("nngp",)).nngp).copy()
+        else:
+            kw = dict(depth=cfg.depth, activation=cfg.activation, w_std=cfg.w_std, b_std=cfg.b_std)
+            k_tr = mlp_kernels(x, **kw)
+            k_ts = mlp_kernels(xt, x, **kw)
+            nngp_tt = np.array(
+                [mlp_kernels(xt[i : i + 1], **kw).nngp[0, 0] for i in range(len(xt))]
+            )
         lam_max = float(np.linalg.eigvalsh(k_tr.ntk)[-1])
         lr = cfg.lr_scale * cfg.n_train / lam_max  # mean loss: mode factor 1 − (lr/n)λ
         steps = _record_steps(cfg.steps)
@@ -184,6 +258,8 @@ class WideNets(Study):
         the initial copy and the kernels come on top)."""
         w = max(cfg.widths)
         params = cfg.dim * w + (cfg.depth - 1) * w * w + w
+        if cfg.arch == "cnn":  # 3×3 filters: 9 weights per input-output channel pair
+            params = 9 * w + (cfg.depth - 1) * 9 * w * w + w
         itemsize = 8 if cfg.dtype == "float64" else 4
         return int(cfg.seeds * 2 * params * itemsize)
 
@@ -210,7 +286,10 @@ class WideNets(Study):
         dev = torch.device(device)
         x, y, xt = (t.to(dev, dtype) for t in (task.x_train, task.y_train, task.x_test))
 
-        def net(seed: int | None = None) -> MLP:
+        def net(seed: int | None = None) -> torch.nn.Module:
+            if cfg.arch == "cnn":
+                model = stax.network(cnn_description(cfg, width), (1, 8, 8), seed=seed, dtype=dtype)
+                return model.to(dev)
             return MLP(
                 cfg.dim,
                 width,
@@ -262,6 +341,11 @@ class WideNets(Study):
                 final.load_state_dict({k: v[i] for k, v in res.params.items()})
                 kt = empirical_ntk(final, xk, mode="trace").double().cpu().numpy()
                 err0 = np.linalg.norm(k0[i] - k_an) / np.linalg.norm(k_an)
+                for extra in range(1, cfg.ntk_draws):  # untrained draws: init error only
+                    other = net(_init_seed(s, width) + 7919 * extra)
+                    ke = empirical_ntk(other, xk, mode="trace").double().cpu().numpy()
+                    err0 += np.linalg.norm(ke - k_an) / np.linalg.norm(k_an)
+                err0 /= cfg.ntk_draws
                 change = np.linalg.norm(kt - k0[i]) / np.linalg.norm(k0[i])
                 curves.append(Curve("ntk_init_error", "width", [width], [err0]))
                 curves.append(Curve("kernel_change", "width", [width], [change]))
