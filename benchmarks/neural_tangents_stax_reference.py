@@ -229,6 +229,53 @@ CASES = [
 ]
 
 
+def random_net(rng, spatial):
+    """A random architecture from every layer, composed as the infinite-width rules allow:
+    an activation or LayerNorm follows an affine layer (Dense, Conv, Attention) or a sum
+    of them; a residual block's input and branch output are affine outputs."""
+    ndim = len(spatial)
+    acts = ["relu", "erf", "abs", "leaky_relu(0.2)", "identity", "gelu"]
+
+    def w():
+        return round(float(rng.uniform(0.8, 1.6)), 2)
+
+    def b():
+        return None if rng.random() < 0.2 else round(float(rng.uniform(0.0, 0.3)), 2)
+
+    def k():
+        return [int(rng.integers(1, 4)) for _ in range(ndim)]
+
+    def affine(same_size):
+        r = rng.random()
+        p = str(rng.choice(["ntk", "standard"])) if rng.random() < 0.3 else "ntk"
+        if r < 0.55:
+            pad = (
+                str(rng.choice(["SAME", "CIRCULAR"]))
+                if same_size
+                else str(rng.choice(["SAME", "CIRCULAR", "VALID"]))
+            )
+            return conv(8, k(), 1, pad, w(), b(), p)
+        if r < 0.8 or not same_size:
+            return dense(8, w(), b(), p)
+        mech = str(rng.choice(["softmax", "identity", "relu", "abs"]))
+        return attention(8, mech, round(float(rng.uniform(0.3, 1.2)), 2), w(), b())
+
+    layers = [conv(8, k(), 1, "SAME", w(), b())]
+    for _ in range(int(rng.integers(1, 4))):
+        r = rng.random()
+        if r < 0.3:
+            layers.append(residual([act(str(rng.choice(acts))), affine(True)]))
+        elif r < 0.45:
+            layers += [LN, act(str(rng.choice(acts))), affine(True)]
+        else:
+            layers.append(act(str(rng.choice(acts))))
+            if rng.random() < 0.3:
+                layers.append(pool(2 if ndim == 2 else [2], None, "SAME"))
+            layers.append(affine(False))
+    layers += [act(str(rng.choice(acts))), GAP if rng.random() < 0.6 else FLAT, dense(1, w(), b())]
+    return layers
+
+
 def to_nt(layers):
     out = []
     for spec in layers:
@@ -295,7 +342,14 @@ def to_nt(layers):
     return out
 
 
+RANDOM_CASES = 10  # appended to CASES, drawn with numpy's default_rng(16)
+
+
 def main(path: str) -> None:
+    gen = np.random.default_rng(16)
+    for i in range(RANDOM_CASES):
+        spatial = (5, 5) if i % 2 == 0 else (7,)
+        CASES.append(dict(input=(2, *spatial), net=random_net(gen, spatial)))
     rng = np.random.RandomState(20261130)
     out = {}
     meta = []

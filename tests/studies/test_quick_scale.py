@@ -74,9 +74,11 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     ),
     # findings: eigenlearning under-predicts the synthetic Gaussian-design test MSE by ≈ 5%
     # at n = 8–128 (n = 128: 0.409 ± 0.008 vs 0.389), and the digits NTK curve by 6.6% at
-    # n = 256 (tolerance 1/√n = 6.25%); both were hidden by the old 3-SE tolerance term
+    # n = 256 (tolerance 1/√n = 6.25%); both were hidden by the old 3-SE tolerance term.
+    # The digits CNTK (3×3 ReLU convolution, flatten readout) misses by up to 4.9% (n =
+    # 256): inside its 6.25% tolerance as a point, not by its 95% bound
     "learning-curves": (
-        {"synthetic_learning_curve", "digits_learning_curve"},
+        {"synthetic_learning_curve", "digits_learning_curve", "digits-cntk_learning_curve"},
         lambda res, m: m["net_vs_kernel_width_exponent@n64"].passed,
     ),
     # finding (power): without depth scaling the optimum drifts by −1.8 ± 0.4 grid steps

@@ -30,12 +30,13 @@ def _quadrature(net: stax.Layer) -> bool:
     )
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(20))
 def test_matches_neural_tangents(case):
     """Values written by neural-tangents 0.6.5 (benchmarks/neural_tangents_stax_reference.py)
     for convolutions (strides, SAME/VALID/CIRCULAR, 1-d and 2-d), average and global
     pooling, flatten, residual sums, LayerNorm and attention (softmax, identity, relu), in
-    both parameterizations.
+    both parameterizations: ten written by hand, ten drawn at random from every layer
+    (``random_net`` in that script).
 
     Tolerances (the issue's): 1e-10 relative for closed-form activations, 1e-7 for
     quadrature (GELU). On the self-kernel diagonal neural-tangents computes the angle of
@@ -72,8 +73,8 @@ def test_self_kernel_diagonal_is_exact():
     rng = np.random.default_rng(5)
     x = rng.standard_normal((5, 2, 6, 6))
     net = stax.serial(
-        stax.Conv(8, 3, w_std=1.3, b_std=None),
-        stax.Residual(stax.Relu(), stax.Conv(8, 3, w_std=1.2, b_std=None)),
+        stax.Conv(8, 3, w_std=1.3, b_std=None, padding="SAME"),
+        stax.Residual(stax.Relu(), stax.Conv(8, 3, w_std=1.2, b_std=None, padding="SAME")),
         stax.Relu(),
         stax.AvgPool(2, 2),
         stax.Conv(8, 2, padding="VALID", w_std=1.1, b_std=None),
@@ -129,7 +130,7 @@ def _dilated(dilation: int = 2) -> stax.Layer:
 
 def _standard(readout: stax.Layer | None = None) -> stax.Layer:
     return stax.serial(
-        stax.Conv(6, 3, w_std=1.4, b_std=0.3, parameterization="standard"),
+        stax.Conv(6, 3, w_std=1.4, b_std=0.3, parameterization="standard", padding="SAME"),
         stax.Erf(),
         readout or stax.Flatten(),
         stax.Dense(1, 1.0, 0.1, "standard"),
@@ -138,8 +139,11 @@ def _standard(readout: stax.Layer | None = None) -> stax.Layer:
 
 def _residual_1d(dilation: int = 2) -> stax.Layer:
     return stax.serial(
-        stax.Conv(6, (3,), stride=(2,), w_std=1.2, b_std=0.1),
-        stax.Residual(stax.Activation("abs"), stax.Conv(6, (2,), dilation=(dilation,), w_std=1.1)),
+        stax.Conv(6, (3,), stride=(2,), w_std=1.2, b_std=0.1, padding="SAME"),
+        stax.Residual(
+            stax.Activation("abs"),
+            stax.Conv(6, (2,), dilation=(dilation,), w_std=1.1, padding="SAME"),
+        ),
         stax.AvgPool((3,), padding="CIRCULAR"),
         stax.GlobalAvgPool(),
         stax.Dense(1, 0.9, 0.2),
@@ -237,9 +241,9 @@ def _convergence(make, x, widths, seeds, against: str = "ntk"):
 _ARCHS = {
     "cnn-gap": (
         lambda w: stax.serial(
-            stax.Conv(w, 3, w_std=1.4, b_std=0.1),
+            stax.Conv(w, 3, w_std=1.4, b_std=0.1, padding="SAME"),
             stax.Relu(),
-            stax.Conv(w, 3, w_std=1.4, b_std=0.1),
+            stax.Conv(w, 3, w_std=1.4, b_std=0.1, padding="SAME"),
             stax.Relu(),
             stax.GlobalAvgPool(),
             stax.Dense(1),
@@ -248,9 +252,12 @@ _ARCHS = {
     ),
     "residual-cnn": (
         lambda w: stax.serial(
-            stax.Conv(w, 3, w_std=1.2),
+            stax.Conv(w, 3, w_std=1.2, padding="SAME"),
             stax.Residual(
-                stax.Relu(), stax.Conv(w, 3, w_std=1.3, b_std=0.1), stax.Relu(), stax.Conv(w, 3)
+                stax.Relu(),
+                stax.Conv(w, 3, w_std=1.3, b_std=0.1, padding="SAME"),
+                stax.Relu(),
+                stax.Conv(w, 3, padding="SAME"),
             ),
             stax.Relu(),
             stax.GlobalAvgPool(),
@@ -260,7 +267,7 @@ _ARCHS = {
     ),
     "attention": (
         lambda w: stax.serial(
-            stax.Conv(w, (3,), w_std=1.3, b_std=0.1),
+            stax.Conv(w, (3,), w_std=1.3, b_std=0.1, padding="SAME"),
             stax.Attention(w, heads=4, key=w, value=w, w_qk=1.0, w_ov=1.2),
             stax.Relu(),
             stax.GlobalAvgPool(),
@@ -294,7 +301,9 @@ def test_empirical_ntk_converges_with_exponent_minus_half(arch):
 def test_blocking_float32_and_progress():
     rng = np.random.default_rng(8)
     x = rng.standard_normal((11, 1, 5, 5))
-    net = stax.serial(stax.Conv(4, 3), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    net = stax.serial(
+        stax.Conv(4, 3, padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
+    )
     a = stax.kernels(net, x)
     seen = []
     b = stax.kernels(net, x, block_pairs=4, progress=lambda d, t: seen.append((d, t)))
@@ -312,9 +321,11 @@ def test_blocking_float32_and_progress():
 def test_flatten_readout_tracks_only_the_diagonal():
     """Without pooling or attention only P numbers per pair are kept, not P²: the same
     budget fits ~P times more pairs per block, and the values agree."""
-    net = stax.serial(stax.Conv(4, 3), stax.Relu(), stax.Flatten(), stax.Dense(1))
+    net = stax.serial(stax.Conv(4, 3, padding="SAME"), stax.Relu(), stax.Flatten(), stax.Dense(1))
     assert not stax._needs_full(net)
-    assert stax._needs_full(stax.serial(stax.Conv(4, 3), stax.GlobalAvgPool(), stax.Dense(1)))
+    assert stax._needs_full(
+        stax.serial(stax.Conv(4, 3, padding="SAME"), stax.GlobalAvgPool(), stax.Dense(1))
+    )
     shape = stax._Shape(1, (8, 8))
     assert stax._pair_elements(net, shape, full=False) == 64
 
@@ -367,8 +378,12 @@ def test_quadrature_degree_meets_stated_accuracy(name, w_std):
 @pytest.mark.parametrize(
     ("net", "x", "match"),
     [
-        (stax.serial(stax.Conv(4, 3), stax.Relu(), stax.Dense(1)), (2, 1, 5, 5), "spatial shape"),
-        (stax.serial(stax.Dense(4), stax.Conv(4, 3)), (2, 6), "2-d window"),
+        (
+            stax.serial(stax.Conv(4, 3, padding="SAME"), stax.Relu(), stax.Dense(1)),
+            (2, 1, 5, 5),
+            "spatial shape",
+        ),
+        (stax.serial(stax.Dense(4), stax.Conv(4, 3, padding="SAME")), (2, 6), "2-d window"),
         (
             stax.serial(stax.Conv(4, 7, padding="VALID"), stax.Flatten(), stax.Dense(1)),
             (2, 1, 5, 5),
@@ -400,7 +415,9 @@ def test_bad_layers_and_arguments():
         stax.Conv(3, 3, padding="REFLECT")
     with pytest.raises(ValueError, match="no weights of their own"):
         stax.Sum((stax.Identity(), stax.serial(stax.Relu())))
-    net = stax.serial(stax.Conv(4, 3), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1))
+    net = stax.serial(
+        stax.Conv(4, 3, padding="SAME"), stax.Relu(), stax.GlobalAvgPool(), stax.Dense(1)
+    )
     x = np.ones((3, 1, 8, 8))
     with pytest.raises(ValueError, match="too small: one pair of inputs needs"):
         stax.kernels(net, x, memory_budget=1000)
@@ -412,3 +429,17 @@ def test_bad_layers_and_arguments():
         stax.kernels(net, x, get=("cov",))
     with pytest.raises(TypeError, match="numpy array or torch tensor"):
         stax.kernels(net, "images")
+
+
+def test_tutorial_section_runs():
+    """docs/tutorial-limits.md §2 runs as written and its finite CNN sits near the limit."""
+    import contextlib
+    import io
+
+    doc = (Path(__file__).parents[2] / "docs" / "tutorial-limits.md").read_text()
+    section = doc.split("## 2. Kernels of your architecture")[1].split("\n## 3.")[0]
+    code = section.split("```python\n")[1].split("```")[0]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "tutorial-limits.md §2", "exec"), {})
+    assert 0 < float(out.getvalue().split()[-1]) < 0.5  # 64 channels: ~width^-1/2

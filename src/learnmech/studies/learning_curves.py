@@ -20,6 +20,12 @@ Tasks:
   different problem (with replacement, duplicates carry no information; without, the
   sample is better than i.i.d.).
 
+* ``digits-cntk`` — the same population and targets as 1×8×8 images, with the analytic
+  CNTK of a 3×3 ReLU convolution (SAME padding) and a flatten readout (Arora et al. 2019,
+  "On exact computation with an infinitely wide neural net": the vanilla CNTK; set
+  ``cntk_kernel=cntk-gap`` for global average pooling), computed by
+  :mod:`learnmech.theory.stax`. Scored like ``digits``.
+
 Each seed is one draw of the training set; measured curves carry error bars over draws.
 Wide networks (NTK parameterization, centred: f − f₀) trained by full-batch GD on
 ``digits`` at several widths are compared with the kernel's own prediction at the same
@@ -69,16 +75,16 @@ from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
 from learnmech.stats import debiased_mean_square, jackknife, mean_se
 from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
-from learnmech.theory import eigenlearning
+from learnmech.theory import eigenlearning, stax
 from learnmech.theory.spectra import gram_matrix, power_law_spectrum, spectrum_from_gram
 
 __all__ = ["LearningCurves", "LearningCurvesConfig"]
 
-Task = Literal["synthetic", "digits"]
+Task = Literal["synthetic", "digits", "digits-cntk"]
 
 
 class LearningCurvesConfig(StudyConfig):
-    tasks: list[Task] = Sweep(["synthetic", "digits"], key="task", order=None)
+    tasks: list[Task] = Sweep(["synthetic", "digits", "digits-cntk"], key="task", order=None)
     n_values: list[int] = Sweep([8, 16, 32, 64, 128, 256, 512, 1024], key="n", ge=1)
     ridges: list[float] = Values(
         [0.0, 1e-4, 1e-3],
@@ -90,6 +96,9 @@ class LearningCurvesConfig(StudyConfig):
     beta: float = Field(1.2, gt=0, le=10, description="synthetic: v_k² ∝ k^−beta")
     noise_var: float = Field(0.05, ge=0, le=100, description="synthetic: label noise ε²")
     kernel_depth: int = Field(1, ge=1, le=6, description="digits: hidden layers of the NTK")
+    cntk_kernel: Literal["cntk", "cntk-gap"] = Field(
+        "cntk", description="digits-cntk: flatten (vanilla) or global-average-pooling readout"
+    )
     w_std: float = Field(1.4, gt=0, le=10)
     b_std: float = Field(0.1, ge=0, le=10)
     net_n: list[int] = Sweep([64], key="n", ge=1, description="digits net: sample sizes")
@@ -103,8 +112,14 @@ class LearningCurvesConfig(StudyConfig):
     data_seed: int = Field(0, ge=0)
 
 
-@functools.lru_cache(maxsize=2)
-def _digits(depth: int, w_std: float, b_std: float) -> dict[str, np.ndarray]:
+@functools.lru_cache(maxsize=4)
+def _digits(depth: int, w_std: float, b_std: float, kernel: str = "ntk") -> dict[str, np.ndarray]:
+    """The digits population (1,797 unit-norm images, centred one-hot targets), its Gram
+    matrix and spectrum: ``kernel="ntk"`` the analytic NTK of an MLP on the 64 pixels,
+    ``"cntk"`` the CNTK of ``depth`` 3×3 ReLU convolutions (SAME padding) with a flatten
+    readout on the images as 1×8×8 arrays with mean square pixel 1
+    (:mod:`learnmech.theory.stax`; Arora et al. 2019's vanilla CNTK), ``"cntk-gap"`` the
+    same with global average pooling (translation-invariant; 36× the cost)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError as err:  # pragma: no cover - scikit-learn is a dependency
@@ -113,9 +128,33 @@ def _digits(depth: int, w_std: float, b_std: float) -> dict[str, np.ndarray]:
     x = d.data.astype(np.float64)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y = np.eye(10)[d.target] - 0.1
-    K = gram_matrix(x, "ntk", depth=depth, w_std=w_std, b_std=b_std)
+    if kernel == "ntk":
+        K = gram_matrix(x, "ntk", depth=depth, w_std=w_std, b_std=b_std)
+    else:
+        K = np.asarray(
+            stax.kernels(
+                cntk_description(depth, w_std, b_std, kernel),
+                x.reshape(-1, 1, 8, 8) * 8.0,
+                get=("ntk",),
+            ).ntk
+        )
     spec = spectrum_from_gram(K, y)
     return {"x": x, "y": y, "K": K, "lam": spec.eigenvalues, "v": spec.target_coeffs}
+
+
+def cntk_description(depth: int, w_std: float, b_std: float, kernel: str = "cntk") -> stax.Layer:
+    """The digits-cntk task's network (see :func:`_digits`)."""
+    layers: list[stax.Layer] = []
+    for _ in range(depth):
+        layers += [stax.Conv(64, 3, w_std=w_std, b_std=b_std, padding="SAME"), stax.Relu()]
+    readout = stax.GlobalAvgPool() if kernel == "cntk-gap" else stax.Flatten()
+    return stax.serial(*layers, readout, stax.Dense(1, w_std, b_std))
+
+
+def _population(cfg: LearningCurvesConfig, task: str) -> dict[str, np.ndarray]:
+    if task == "digits-cntk":
+        return _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std, cfg.cntk_kernel)
+    return _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
 
 
 def _synthetic(cfg: LearningCurvesConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -131,13 +170,13 @@ def _ns(cfg: LearningCurvesConfig, task: str) -> list[int]:
     """Sample sizes used for a task: digits stops at N/4 of its 1,797-image population (the
     theory assumes samples from a continuum; a large fraction of a finite population is
     not that — see the module docstring)."""
-    if task == "digits":
+    if task.startswith("digits"):
         return [n for n in cfg.n_values if n <= int(cfg.digits_max_fraction * DIGITS_N)]
     return list(cfg.n_values)
 
 
 def _draw_seed(task: str, n: int, seed: int) -> int:
-    return (seed + 1) * 7919 + n * 31 + (0 if task == "synthetic" else 17)
+    return (seed + 1) * 7919 + n * 31 + {"synthetic": 0, "digits": 17}.get(task, 29)
 
 
 class LearningCurves(Study):
@@ -190,14 +229,14 @@ class LearningCurves(Study):
         if task == "synthetic":
             lam, v = _synthetic(cfg)
             return eigenlearning.predict(lam, v, ns, ridges, cfg.noise_var)
-        d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
+        d = _population(cfg, task)
         return eigenlearning.predict(d["lam"], d["v"], ns, ridges, 0.0)
 
     def predict(self, cfg: LearningCurvesConfig) -> list[Curve]:
         curves = []
         for task in cfg.tasks:
             p = self._theory(cfg, task)
-            scale = 10.0 if task == "digits" else 1.0  # MSE per output
+            scale = 10.0 if task.startswith("digits") else 1.0  # MSE per output
             for i, r in enumerate(cfg.ridges):
                 curves.append(
                     Curve(
@@ -228,7 +267,7 @@ class LearningCurves(Study):
             else:
                 # n distinct images; the test error is over the whole population (the
                 # theory's test distribution), training images included
-                d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
+                d = _population(cfg, task)
                 idx = rng.choice(d["x"].shape[0], n, replace=False)
                 mses = rr.population_kernel_ridge_error(d["K"], d["y"], idx, ridges)
             out[seed] = [Curve("test_mse", "ridge", ridges, mses)]
@@ -298,7 +337,7 @@ class LearningCurves(Study):
         tab: dict[str, Any] = {}
         for task in cfg.tasks:
             p = self._theory(cfg, task)
-            scale = 10.0 if task == "digits" else 1.0
+            scale = 10.0 if task.startswith("digits") else 1.0
             rows = []
             for j, n in enumerate(_ns(cfg, task)):
                 _, v = trials.where(task=task, n=n).stack("test_mse")
@@ -407,14 +446,14 @@ class LearningCurves(Study):
         fig, axes = subplots(1, len(tab), figsize=(5.2 * len(tab), 4.0), squeeze=False)
         cs = colors(len(cfg.ridges))
         for ax, (task, rows) in zip(axes[0], tab.items(), strict=True):
-            scale = 10.0 if task == "digits" else 1.0
+            scale = 10.0 if task.startswith("digits") else 1.0
             ns_fine = np.geomspace(min(_ns(cfg, task)), max(_ns(cfg, task)), 200)
             for i, ridge in enumerate(cfg.ridges):
                 if task == "synthetic":
                     lam, v = _synthetic(cfg)
                     fine = eigenlearning.predict(lam, v, ns_fine, ridge * ns_fine, cfg.noise_var)
                 else:
-                    d = _digits(cfg.kernel_depth, cfg.w_std, cfg.b_std)
+                    d = _population(cfg, task)
                     fine = eigenlearning.predict(d["lam"], d["v"], ns_fine, ridge * ns_fine)
                 ax.plot(ns_fine, fine.test_mse / scale, color=cs[i], lw=1.2)
                 rr = [r for r in rows if r["ridge"] == ridge]
@@ -428,7 +467,7 @@ class LearningCurves(Study):
                     capsize=2,
                     label=f"ridge λ={ridge:g}",
                 )
-            ylabel = "test MSE" + (" per output" if task == "digits" else "")
+            ylabel = "test MSE" + (" per output" if task.startswith("digits") else "")
             ax.set(xscale="log", yscale="log", xlabel="training samples n", ylabel=ylabel)
             ax.set_title(f"{task}: lines eigenlearning, dots KRR ±2 SE")
             if ax.get_legend_handles_labels()[0]:

@@ -121,7 +121,7 @@ def cnn_description(cfg: WideNetsConfig, width: int) -> stax.Layer:
     layers: list[stax.Layer] = []
     for _ in range(cfg.depth):
         layers += [
-            stax.Conv(width, 3, w_std=cfg.w_std, b_std=cfg.b_std),
+            stax.Conv(width, 3, w_std=cfg.w_std, b_std=cfg.b_std, padding="SAME"),
             stax.Activation(cfg.activation),
         ]
     return stax.serial(*layers, stax.GlobalAvgPool(), stax.Dense(1, cfg.w_std, cfg.b_std))

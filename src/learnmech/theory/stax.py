@@ -182,14 +182,15 @@ class Dense(Layer):
 class Conv(Layer):
     """Convolution over 1 or 2 spatial dimensions (``kernel_size`` sets which).
 
-    ``padding``: ``"SAME"`` (zeros, output size ⌈L/stride⌉), ``"VALID"`` or ``"CIRCULAR"``
-    (periodic). An int ``kernel_size`` means a square 2-d filter; pass ``(k,)`` for 1-d.
+    ``padding``: ``"VALID"`` (the default, as in neural-tangents and PyTorch), ``"SAME"``
+    (zeros, output size ⌈L/stride⌉) or ``"CIRCULAR"`` (periodic). An int ``kernel_size``
+    means a square 2-d filter; pass ``(k,)`` for 1-d.
     """
 
     out: int
     kernel_size: int | tuple[int, ...]
     stride: int | tuple[int, ...] = 1
-    padding: Padding = "SAME"
+    padding: Padding = "VALID"
     dilation: int | tuple[int, ...] = 1
     w_std: float = 1.0
     b_std: float | None = 0.0
@@ -1282,6 +1283,7 @@ def kernels(
             report = _progress_fn(progress, -(-total_pairs // pairs))
             ctx.paired = True
             for done, (ri, ci) in enumerate(_pair_blocks(n1, n2, symmetric, pairs), 1):
+                ri, ci = ri.to(t1.device), ci.to(t1.device)
                 ctx.step, ctx.rows, ctx.cols, ctx.bufs = 0, ri, ci, []
                 same = (ri == ci).nonzero().flatten() if symmetric else None
                 ctx.pin = same if same is not None and same.numel() else None
@@ -1289,7 +1291,10 @@ def kernels(
                 out = _apply(net, st, ctx)
                 for m, which in targets:
                     blk = getattr(out, which)
-                    vals = torch.zeros(len(ri), dtype=m.dtype) if blk is None else blk[:, 0]
+                    if blk is None:
+                        vals = torch.zeros(len(ri), dtype=m.dtype, device=m.device)
+                    else:
+                        vals = blk[:, 0]
                     m[ri, ci] = vals
                     if symmetric:
                         m[ci, ri] = vals
@@ -1321,7 +1326,7 @@ def kernels(
                 for m, which in targets:
                     blk = getattr(out, which)
                     if blk is None:
-                        blk = torch.zeros((r1 - r0, c1 - c0), dtype=m.dtype)
+                        blk = torch.zeros((r1 - r0, c1 - c0), dtype=m.dtype, device=m.device)
                     if not symmetric:
                         m[r0:r1, c0:c1] = blk
                     elif c0 == r0:  # on the diagonal: symmetric square, mirrored rest
