@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -33,6 +32,7 @@ import torch
 
 from learnmech.theory import stax
 from learnmech.theory.activations import ActivationSpec, get_activation
+from learnmech.theory.stax import Kernels, _as_inputs
 
 __all__ = ["Kernels", "mlp_kernels"]
 
@@ -40,36 +40,13 @@ Array = Any  # numpy.ndarray or torch.Tensor, mirroring the input type
 _BLOCK_ELEMENTS = 1 << 18  # pairs per block (4 buffers of 2 MiB in float64; tuned on 2 cores)
 
 
-@dataclass(frozen=True)
-class Kernels:
-    """Kernel matrices of shape (n1, n2); either may be ``None`` if not requested."""
-
-    nngp: Array | None
-    ntk: Array | None
-
-
 def _as_matrix(x: Any, name: str, dtype: torch.dtype | None, device: Any) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        t = x.detach()
-    elif isinstance(x, np.ndarray | list | tuple):
-        try:
-            t = torch.as_tensor(np.asarray(x, dtype=float))
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"{name} must be numeric, got {type(x).__name__}: {err}") from None
-    else:
-        raise TypeError(f"{name} must be a numpy array or torch tensor, got {type(x).__name__}")
+    """Inputs as stax reads them, restricted to vectors (n, d)."""
+    if isinstance(x, np.ndarray | torch.Tensor) and x.ndim != 2:
+        raise ValueError(f"{name} must have shape (n, d), got shape {tuple(x.shape)}")
+    t = _as_inputs(x, name, dtype, device)
     if t.ndim != 2:
         raise ValueError(f"{name} must have shape (n, d), got shape {tuple(t.shape)}")
-    if t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
-    if not t.is_floating_point():
-        t = t.to(torch.get_default_dtype())
-    if dtype is not None:
-        t = t.to(dtype)
-    if device is not None:
-        t = t.to(device)
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{name} contains NaN or infinite values")
     return t
 
 
