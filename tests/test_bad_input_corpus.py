@@ -130,6 +130,50 @@ CASES: list[tuple[str, list[str], str]] = [
         ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "/proc/k.npz"],
         "--out",
     ),
+    (
+        "kernels no x2",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--x2", "{tmp}/none.npy", "--out", "k.npz"],
+        "no such",
+    ),
+    (
+        "kernels npz",
+        ["kernels", "{tmp}/net.json", "{tmp}/several.npz", "--out", "k.npz"],
+        "several arrays",
+    ),
+    ("kernels 1-d x", ["kernels", "{tmp}/net.json", "{tmp}/x1d.npy", "--out", "k.npz"], "shape"),
+    ("kernels 5-d x", ["kernels", "{tmp}/net.json", "{tmp}/x5d.npy", "--out", "k.npz"], "shape"),
+    ("kernels empty x", ["kernels", "{tmp}/net.json", "{tmp}/x0.npy", "--out", "k.npz"], "empty"),
+    (
+        "kernels dtype",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--dtype", "float16"],
+        "float16",
+    ),
+    ("kernels out dir", ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "{tmp}"], ".npz"),
+    (
+        "kernels gaussian",
+        ["kernels", "{tmp}/actfirst.json", "{tmp}/x.npy", "--out", "k.npz"],
+        "not Gaussian",
+    ),
+    (
+        "kernels spatial",
+        ["kernels", "{tmp}/nopool.json", "{tmp}/x.npy", "--out", "k.npz"],
+        "spatial shape",
+    ),
+    (
+        "kernels budget nan",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--budget-gb", "nan"],
+        "--budget-gb",
+    ),
+    (
+        "kernels scalar net",
+        ["kernels", "{tmp}/scalar.json", "{tmp}/x.npy", "--out", "k.npz"],
+        "list or a dict",
+    ),
+    (
+        "kernels get empty",
+        ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--get", ","],
+        "--get",
+    ),
     # the command line itself
     ("no command", ["frobnicate"], "frobnicate"),
 ]
@@ -175,6 +219,13 @@ def world(tmp_path_factory):
     np.save(tmp / "xvec.npy", rng.standard_normal((4, 3)))
     np.save(tmp / "xnan.npy", np.full((4, 1, 5, 5), np.nan))
     np.save(tmp / "xstr.npy", np.array(["a", "b"]))
+    np.savez(tmp / "several.npz", a=np.ones(3), b=np.ones(3))
+    np.save(tmp / "x1d.npy", np.ones(5))
+    np.save(tmp / "x5d.npy", np.ones((2, 1, 2, 2, 2)))
+    np.save(tmp / "x0.npy", np.zeros((0, 1, 5, 5)))
+    (tmp / "actfirst.json").write_text(json.dumps([{"type": "Activation"}, *cnn]))
+    (tmp / "nopool.json").write_text(json.dumps(cnn[:2]))
+    (tmp / "scalar.json").write_text("42")
     yield tmp, store
     mp.undo()
 
