@@ -174,6 +174,24 @@ CASES: list[tuple[str, list[str], str]] = [
         ["kernels", "{tmp}/net.json", "{tmp}/x.npy", "--out", "k.npz", "--get", ","],
         "--get",
     ),
+    # more commands' stores, values and outputs
+    (
+        "export unwritable",
+        ["runs", "export", "toy", "--out", "/proc/x.csv", "--store", "{store}"],
+        "/proc/x.csv",
+    ),
+    ("set empty", ["run", "toy", "--set", "points=", "--store", "{store}"], "points"),
+    ("set overflow", ["run", "toy", "--set", "slope=1e999", "--store", "{store}"], "slope"),
+    ("lab store dir", ["lab", "--store", "{tmp}"], "directory"),
+    ("runs list dir", ["runs", "list", "--store", "{tmp}"], "directory"),
+    ("report no store", ["report", "toy", "--store", "{tmp}/none.duckdb"], "no store"),
+    ("store is a csv", ["runs", "show", "toy", "--store", "{tmp}/good.csv"], "not a DuckDB"),
+    ("fit compute neg", ["fit", "scaling", "{tmp}/good.csv", "--compute", "-5"], "compute"),
+    (
+        "plan budget nan",
+        ["plan", "docs.examples.plan_mlp:small", "--budget", "nan", "--store", "{store}"],
+        "budget",
+    ),
     # the command line itself
     ("no command", ["frobnicate"], "frobnicate"),
 ]

@@ -102,6 +102,23 @@ def safe_run_id(run_id: str) -> str:
     return run_id
 
 
+def _check_magic(path: Path) -> None:
+    """An existing file must be a DuckDB database (bytes 8–11 read ``DUCK``); DuckDB's own
+    message for a CSV or text file given as the store is about in-memory databases."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except (FileNotFoundError, IsADirectoryError):
+        return
+    except OSError as err:
+        raise StoreError(f"cannot open store {path}: {err.strerror or err}") from None
+    if len(head) >= 12 and head[8:12] != b"DUCK":
+        raise StoreError(
+            f"cannot open store {path}: not a DuckDB database (a learnmech store is the "
+            ".duckdb file a run writes)"
+        )
+
+
 class StoreError(UserError):
     """The store file is missing, corrupt, locked or lacks the requested run."""
 
@@ -197,6 +214,7 @@ class Store:
         # DuckDB lets one process at a time open a file for writing. A run holds the store
         # only while it writes (milliseconds per batch of trials), so a second process
         # waits for its turn, up to ``wait`` seconds, rather than failing at once.
+        _check_magic(self.path)
         deadline = time.monotonic() + max(float(wait), 0.0)
         pause = 0.02
         while True:
