@@ -115,3 +115,28 @@ def test_subtask_curves_and_onset_times_of_planted_sigmoids():
     assert np.isnan(onset_times(sc, steps, 0.01)).all()  # never that low
     with pytest.raises(ValueError, match="integer ids"):
         subtask_curves(losses, task.astype(float))
+
+
+def test_update_ranks_on_a_huggingface_gpt2_step():
+    """On a real model: one SGD step on a single sequence of T tokens changes a linear
+    layer by a sum of T outer products (one per position), so ΔW has rank ≤ T — the
+    count and the effective rank of the measured update obey that bound, and a second
+    sequence raises neither above 2T."""
+    import torch
+
+    from tests.real_models import gpt2, lm_loss, tokens
+
+    model = gpt2(dropout=0.0)
+    w = model.transformer.h[0].mlp.c_fc.weight  # (16, 64) Conv1D weight
+    snaps = [w.detach().clone()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for seed in (1, 2):
+        ids = tokens(1, 3, seed=seed)
+        opt.zero_grad()
+        lm_loss(model(ids).logits, ids).backward()
+        opt.step()
+        snaps.append(w.detach().clone())
+    traj = update_ranks(snaps, [0, 1, 2], rel_threshold=1e-6)
+    assert 1 <= traj.count[1] <= 3 and traj.effective[1] <= 3
+    assert traj.count[2] <= 6 and traj.effective[2] <= 6
+    assert rank_jumps(traj)[0][0] == 1
