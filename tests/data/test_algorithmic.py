@@ -58,6 +58,11 @@ def test_sparse_parity_labels_controls_and_zipf_frequencies():
     # the subtasks (bit subsets) are shared across sample seeds
     other = multitask_sparse_parity(100, n_tasks=12, n_bits=16, k=3, alpha=0.5, seed=9)
     assert torch.equal(other.subsets, t.subsets)
+    # distinct subsets, even when many are drawn from few bits: C(6, 3) = 20
+    full = multitask_sparse_parity(10, n_tasks=20, n_bits=6, k=3, seed=0)
+    assert len({tuple(r) for r in full.subsets.tolist()}) == 20
+    with pytest.raises(ValueError, match="C\\(n_bits, k\\) = 20"):
+        multitask_sparse_parity(10, n_tasks=21, n_bits=6, k=3)
 
 
 def test_zipf_frequencies():

@@ -99,6 +99,8 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # rate is 2^-6 (batch 32): the planned run's learnable loss is 47% above the grid's
     # best (95% bound 0.82 vs the 0.20 margin). The predicted interval still covers it and
     # the proxies cost 2% of the grid search
+    # quanta (α = 1): L ∝ D^−0.50, onsets ∝ p_k^−0.91, all five seeds in frequency order
+    "quanta": (set(), lambda res, m: m["data_exponent"].passed and m["quanta_learned"].value >= 5),
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
@@ -121,6 +123,10 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("proxy-plan", "sp"): lambda m: (
         m["proxy_lr_exponent"].value < -0.5 and m["planned_minus_best"].value > 1.0
     ),
+    # the data's α = 2: the loss falls as D^−2/3 (quick: −0.64), not the predicted D^−1/2
+    ("quanta", "steeper-zipf"): lambda m: m["data_exponent"].value < -0.6,
+    # uniform frequencies: the loss curve bends (χ²/dof ≫ 1); subtasks come in no order
+    ("quanta", "uniform"): lambda m: m["frequency_order"].value < 0.5,
 }
 
 

@@ -128,16 +128,29 @@ def multitask_sparse_parity(
     Subtask i reads its own k-subset S_i of the n_bits task bits (drawn once from
     ``subset_seed``, so train and test sets from different ``seed`` share the subtasks);
     a sample draws i with probability ∝ (i+1)^−(α+1), uniform task bits, and the label is
-    the parity of the bits in S_i."""
+    the parity of the bits in S_i. The subsets are distinct (two subtasks reading one
+    subset would be one quantum), so n_tasks may be at most C(n_bits, k)."""
     n = _posint(n, "n")
     n_tasks = _posint(n_tasks, "n_tasks")
     n_bits = _posint(n_bits, "n_bits")
     k = _posint(k, "k")
     if k > n_bits:
         raise ValueError(f"k must be at most n_bits={n_bits}, got {k}")
+    if n_tasks > math.comb(n_bits, k):
+        raise ValueError(
+            f"n_tasks={n_tasks} distinct subtasks need at most C(n_bits, k) = "
+            f"{math.comb(n_bits, k)} bit subsets"
+        )
     freq = zipf_frequencies(n_tasks, alpha)
     sub_rng = np.random.default_rng(subset_seed)
-    subsets = np.stack([np.sort(sub_rng.choice(n_bits, k, replace=False)) for _ in range(n_tasks)])
+    seen: set[tuple[int, ...]] = set()
+    rows = []
+    while len(rows) < n_tasks:  # rejection: fast while n_tasks is well below C(n_bits, k)
+        s = tuple(int(b) for b in np.sort(sub_rng.choice(n_bits, k, replace=False)))
+        if s not in seen:
+            seen.add(s)
+            rows.append(s)
+    subsets = np.array(rows)
     rng = np.random.default_rng(seed)
     task = rng.choice(n_tasks, size=n, p=freq)
     bits = rng.integers(0, 2, size=(n, n_bits))

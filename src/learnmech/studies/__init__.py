@@ -27,6 +27,7 @@ STUDIES: dict[str, str] = {
     "feature-ansatz": "learnmech.studies.feature_ansatz:FeatureAnsatz",
     "data-spectra": "learnmech.studies.data_spectra:DataSpectra",
     "proxy-plan": "learnmech.studies.proxy_plan:ProxyPlan",
+    "quanta": "learnmech.studies.quanta:Quanta",
 }
 
 
