@@ -54,6 +54,20 @@ def test_nc1_closed_form_two_classes_in_one_dimension():
     assert nc["nc1"] == pytest.approx((e**2).mean() / 1.0 / 2, rel=1e-12)
 
 
+@pytest.mark.parametrize(("C", "d", "counts"), [(3, 5, 10), (10, 200, 30), (4, 2, 25)])
+def test_nc1_is_the_trace_of_sigma_w_times_the_pseudo_inverse_of_sigma_b(C, d, counts):
+    """NC1 is computed through a C × d pseudo-inverse; it equals Papyan et al.'s
+    tr(Σ_W Σ_B⁺)/C with the d × d pseudo-inverse written out (unequal class sizes, d above
+    and below C)."""
+    rng = np.random.default_rng(C * d)
+    y = np.concatenate([np.full(counts + c, c) for c in range(C)])
+    H = rng.standard_normal((C, d))[y] * 2 + rng.standard_normal((y.size, d))
+    mus = np.stack([H[y == c].mean(0) for c in range(C)])
+    M, R = mus - H.mean(0), H - mus[y]
+    direct = np.trace((R.T @ R / y.size) @ np.linalg.pinv(M.T @ M / C, hermitian=True)) / C
+    assert neural_collapse(H, y)["nc1"] == pytest.approx(direct, rel=1e-10)
+
+
 def test_collapse_bad_input():
     H = np.zeros((6, 3))
     with pytest.raises(UserError, match="two classes"):

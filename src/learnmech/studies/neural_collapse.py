@@ -130,12 +130,15 @@ class NeuralCollapse(Study):
             )
             gen = torch.Generator().manual_seed(seed)
             rec: dict[str, list[float]] = {}
+            # a frozen body is a fixed map: its features once, not once per batch (the
+            # same numbers up to float association)
+            feats = None if cfg.train_body else body(X).detach()
             for ep in range(1, cfg.epochs + 1):
                 for group in opt.param_groups:
                     group["lr"] *= 0.1 if ep in cuts else 1.0
                 for b in torch.randperm(X.shape[0], generator=gen).split(cfg.batch_size):
                     b = b.to(device)
-                    z = head(body(X[b]))
+                    z = head(body(X[b]) if feats is None else feats[b])
                     if point["loss"] == "mse":
                         loss = 0.5 * ((z - T[b]) ** 2).sum(1).mean()
                     else:
