@@ -176,6 +176,7 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
     assert page.count("failed as it must") == len(st.controls)
 
 
+@pytest.mark.slow  # an extra arm (24 s): the study's own quick scale runs by default
 def test_proxy_plan_second_family_residual_mlp(store_path):
     """proxy-plan on its second family (a residual MLP regressing a random tanh teacher,
     μP proxies of width 8–32, target 256). Findings at quick scale (3 seeds): the planned
@@ -196,6 +197,7 @@ def test_proxy_plan_second_family_residual_mlp(store_path):
     assert ctl.control_ok, (ctl.control_failed, ctl.control_survived)
 
 
+@pytest.mark.slow  # an extra arm (30 s): the study's own quick scale runs by default
 def test_wide_nets_cnn_arm(store_path):
     """wide-nets on 3×3-conv + global-average-pooling networks (8×8 digits images, the
     analytic CNTK from learnmech.theory.stax; widths are channels 16–256, 8 seeds).
