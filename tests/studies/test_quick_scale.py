@@ -101,6 +101,19 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # the proxies cost 2% of the grid search
     # quanta (α = 1): L ∝ D^−0.50, onsets ∝ p_k^−0.91, all five seeds in frequency order
     "quanta": (set(), lambda res, m: m["data_exponent"].passed and m["quanta_learned"].value >= 5),
+    # findings: the linear escape times hold for the linear net (worst mode 0.27 e-fold)
+    # but not for tanh (later modes ≈ 1 e-fold late) or ReLU (≈ 0.8 e-fold early)
+    "saddle-to-saddle": (
+        {"tanh_step_times", "relu_step_times"},
+        lambda res, m: (
+            all(
+                m[f"{a}_{c}"].passed
+                for a in ("linear", "tanh", "relu")
+                for c in ("order", "rank_one_steps", "staircase")
+            )
+            and m["linear_step_times"].value < 0.5
+        ),
+    ),
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
@@ -127,6 +140,8 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("quanta", "steeper-zipf"): lambda m: m["data_exponent"].value < -0.6,
     # uniform frequencies: the loss curve bends (χ²/dof ≫ 1); subtasks come in no order
     ("quanta", "uniform"): lambda m: m["frequency_order"].value < 0.5,
+    # no saddle: the modes start near their targets and the steps overlap
+    ("saddle-to-saddle", "large-init"): lambda m: m["linear_staircase"].value < 0.5,
 }
 
 
