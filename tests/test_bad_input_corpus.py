@@ -41,6 +41,26 @@ CASES: list[tuple[str, list[str], str]] = [
     ("wide width", ["run", "wide-nets", "--set", "widths=-3,8", "--store", "{store}"], "widths"),
     ("wide one", ["run", "wide-nets", "--set", "widths=64", "--store", "{store}"], "widths"),
     ("wide dtype", ["run", "wide-nets", "--set", "dtype=float16", "--store", "{store}"], "dtype"),
+    (
+        "quanta subsets",
+        ["run", "quanta", "--set", "n_tasks=1000", "--store", "{store}"],
+        "C(n_bits, k)",
+    ),
+    (
+        "quanta widths",
+        ["run", "quanta", "--set", "param_widths=8,16", "--store", "{store}"],
+        "at least 3",
+    ),
+    (
+        "saddle acts",
+        ["run", "saddle-to-saddle", "--set", "acts=gelu", "--store", "{store}"],
+        "gelu",
+    ),
+    (
+        "saddle s",
+        ["run", "saddle-to-saddle", "--set", "singular_values=1", "--store", "{store}"],
+        "singular_values",
+    ),
     ("bogus flag", ["run", "toy", "--bogus", "--store", "{store}"], "--bogus"),
     ("no study", ["run", "--store", "{store}"], "STUDY"),
     # stores
