@@ -61,6 +61,12 @@ CASES: list[tuple[str, list[str], str]] = [
         ["run", "saddle-to-saddle", "--set", "singular_values=1", "--store", "{store}"],
         "singular_values",
     ),
+    ("grokking p", ["run", "grokking", "--set", "p=24", "--store", "{store}"], "prime"),
+    (
+        "grokking wd",
+        ["run", "grokking", "--set", "weight_decays=-1", "--store", "{store}"],
+        "weight_decays",
+    ),
     ("bogus flag", ["run", "toy", "--bogus", "--store", "{store}"], "--bogus"),
     ("no study", ["run", "--store", "{store}"], "STUDY"),
     # stores

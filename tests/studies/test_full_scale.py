@@ -60,6 +60,10 @@ FULL_SCALE_FINDINGS: dict[str, set[str] | None] = {
     # init 1e-5, 16 seeds (9 s): the linear net's escapes are on the map (0.12 e-fold);
     # tanh's third mode escapes 3.4 ± 0.5 e-folds early, ReLU's modes 1.2–3.1 early
     "saddle-to-saddle": {"tanh_step_times", "relu_step_times"},
+    # 16 seeds, λ = 0.25–2, α = 1.5–3 (3 min): Gromov's solution passes; t_gen ∝ λ^−1.23 ±
+    # 0.05 (ηλt rises 2.6 → 5.2 as λ falls); the init delay per ln α is 3.2, 4.3 and 15
+    # at α = 1.5, 2, 3 (the lazy fit slows at large init)
+    "grokking": {"delay_exponent", "init_delay"},
 }
 
 

@@ -114,6 +114,12 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
             and m["linear_step_times"].value < 0.5
         ),
     ),
+    # findings: t_gen ∝ λ^−1.10 ± 0.10 (bound 0.29 just outside ±0.25: power, 8 seeds);
+    # doubling the init delays generalization by ≈ 4 ln α/(ηλ), not the predicted 3
+    "grokking": (
+        {"delay_exponent", "init_delay"},
+        lambda res, m: m["concentration"].passed and m["phase"].passed and m["generalizes"].passed,
+    ),
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
@@ -140,6 +146,8 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("quanta", "steeper-zipf"): lambda m: m["data_exponent"].value < -0.6,
     # uniform frequencies: the loss curve bends (χ²/dof ≫ 1); subtasks come in no order
     ("quanta", "uniform"): lambda m: m["frequency_order"].value < 0.5,
+    # without weight decay: fits, never generalizes, no single-frequency neurons
+    ("grokking", "no-weight-decay"): lambda m: m["fits"].passed and m["generalizes"].value == 8,
     # no saddle: the modes start near their targets and the steps overlap
     ("saddle-to-saddle", "large-init"): lambda m: m["linear_staircase"].value < 0.5,
 }

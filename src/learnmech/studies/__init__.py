@@ -29,6 +29,7 @@ STUDIES: dict[str, str] = {
     "proxy-plan": "learnmech.studies.proxy_plan:ProxyPlan",
     "quanta": "learnmech.studies.quanta:Quanta",
     "saddle-to-saddle": "learnmech.studies.saddle_to_saddle:SaddleToSaddle",
+    "grokking": "learnmech.studies.grokking:Grokking",
 }
 
 
