@@ -218,3 +218,11 @@ def test_claims_list_methods_equal_the_builders():
     assert list(c) == got
     assert [m.as_dict() for m in c] == [m.as_dict() for m in want]
     assert isinstance(c, list) and claims_hash(c) == claims_hash(want)
+
+
+def test_a_slope_through_points_at_one_x_is_undefined():
+    """All points at one x: no slope, with or without stated errors (was a LinAlgError
+    with errors and an arbitrary minimum-norm value without)."""
+    for se in (None, [0.1, 0.1, 0.1]):
+        fit = fit_slope([2.0, 2.0, 2.0], [1.0, 2.0, 3.0], se)
+        assert math.isnan(fit.exponent.value) and fit.dof == 0

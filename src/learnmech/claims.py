@@ -397,7 +397,8 @@ def fit_slope(
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 2 or ok.sum() < x.size:
+    # every point at one x has no slope (the normal equations are singular)
+    if ok.sum() < 2 or ok.sum() < x.size or np.ptp(x) == 0:
         return SlopeFit(Estimate(math.nan, math.nan, math.nan), math.nan, math.nan, 0)
     lx, ly = np.log(x), np.log(y)
     A = np.stack([np.ones_like(lx), lx], axis=1)

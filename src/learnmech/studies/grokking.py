@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
-from learnmech.claims import Claims, Estimate
+from learnmech.claims import Claims, Estimate, fit_slope
 from learnmech.data.algorithmic import _is_prime, modular_arithmetic
 from learnmech.measure.units import neuron_frequencies, restricted_excluded_loss
 from learnmech.records import Curve, Figure, Metric
@@ -256,12 +256,8 @@ class Grokking(Study):
         slopes = []
         for seed in sorted({r["seed"] for r in base}):
             t = {r["wd"]: r["t_gen"] for r in base if r["seed"] == seed}
-            x, y = np.log(lams), np.log([t.get(w, math.nan) for w in lams])
-            slopes.append(
-                float(np.polyfit(x, y, 1)[0])
-                if len(lams) >= 2 and np.all(np.isfinite(y))
-                else math.nan
-            )
+            # NaN when a seed never generalized at some λ, or fewer than two λ
+            slopes.append(fit_slope(lams, [t.get(w, math.nan) for w in lams]).exponent.value)
         out.within(
             "delay_exponent",
             Estimate.of(slopes),

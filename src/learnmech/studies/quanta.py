@@ -175,10 +175,9 @@ def _train(cfg: QuantaConfig, width: int, steps: int, seeds: list[int], device: 
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
+    """The log–log least-squares slope over the usable points (NaN below three)."""
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    if ok.sum() < 3 or np.ptp(np.log(x[ok])) == 0:
-        return math.nan
-    return float(np.polyfit(np.log(x[ok]), np.log(y[ok]), 1)[0])
+    return fit_slope(x[ok], y[ok]).exponent.value if ok.sum() >= 3 else math.nan
 
 
 class Quanta(Study):
@@ -243,12 +242,12 @@ class Quanta(Study):
         data = trials.where(arm="data")
         steps, loss = data.stack("loss")
         sub = np.stack([data.stack("subtask_loss", str(j))[1] for j in range(cfg.n_tasks)], -1)
+        win = (steps >= cfg.fit_from) & (steps <= cfg.steps)  # the data-exponent window
         rows = []
         for i in range(loss.shape[0]):
             t10 = onset_times(sub[i], steps, 0.1 * CHANCE)
             t90 = onset_times(sub[i], steps, 0.9 * CHANCE)
             got = np.isfinite(t10)
-            win = (steps >= cfg.fit_from) & (steps <= cfg.steps)
             both = got & np.isfinite(t90) & (t90 > 0)
             rows.append(
                 {
@@ -264,7 +263,7 @@ class Quanta(Study):
                     "onsets": t10,
                 }
             )
-        s["data"] = {"steps": steps, "loss": loss, "sub": sub, "rows": rows}
+        s["data"] = {"steps": steps, "loss": loss, "sub": sub, "rows": rows, "win": win}
         par = trials.where(arm="params")
         if len(par):
             d = cfg.n_tasks + cfg.n_bits
@@ -290,7 +289,7 @@ class Quanta(Study):
             f"{cfg.steps}; predicted −α/(α+1) = {-e['data']:.3f}",
         )
         d = s["data"]
-        win = (d["steps"] >= cfg.fit_from) & (d["steps"] <= cfg.steps)
+        win = d["win"]
         lo = d["loss"][:, win]
         if len(lo) > 1:
             se = lo.std(0, ddof=1) / math.sqrt(len(lo))
@@ -347,8 +346,8 @@ class Quanta(Study):
         st, lo = d["steps"], d["loss"]
         se = lo.std(0, ddof=1) / math.sqrt(len(lo)) if len(lo) > 1 else None
         band(ax[0], st, lo.mean(0), se, marker="o", ms=2, label="measured")
-        x = st[st >= cfg.fit_from]  # the a-priori slope, through the window's first point
-        y0 = lo.mean(0)[st >= cfg.fit_from][0]
+        x = st[d["win"]]  # the a-priori slope, through the window's first point
+        y0 = lo.mean(0)[d["win"]][0]
         ax[0].plot(
             x, y0 * (x / x[0]) ** -e["data"], "k--", label=f"slope −α/(α+1) = {-e['data']:.2f}"
         )
