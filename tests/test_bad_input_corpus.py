@@ -67,6 +67,25 @@ CASES: list[tuple[str, list[str], str]] = [
         ["run", "grokking", "--set", "weight_decays=-1", "--store", "{store}"],
         "weight_decays",
     ),
+    (
+        "fourier-order magnitudes",
+        ["run", "fourier-order", "--set", "magnitudes=1", "--store", "{store}"],
+        "one value per frequency",
+    ),
+    (
+        "fourier-order frequency",
+        [
+            "run",
+            "fourier-order",
+            "--set",
+            "frequencies=12",
+            "--set",
+            "magnitudes=1",
+            "--store",
+            "{store}",
+        ],
+        "at most (p − 1)/2",
+    ),
     ("bogus flag", ["run", "toy", "--bogus", "--store", "{store}"], "--bogus"),
     ("no study", ["run", "--store", "{store}"], "STUDY"),
     # stores

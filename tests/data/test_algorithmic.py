@@ -9,6 +9,7 @@ import torch
 from scipy import stats
 
 from learnmech.data.algorithmic import (
+    fourier_template_task,
     modular_arithmetic,
     multitask_sparse_parity,
     planted_singular_task,
@@ -88,3 +89,41 @@ def test_planted_singular_task_has_the_planted_correlation():
         planted_singular_task(64, 10, 6, [1.0, -1.0])
     with pytest.raises(ValueError, match="n >= d_in"):
         planted_singular_task(5, 10, 6, [1.0])
+
+
+def test_fourier_template_task_has_the_planted_spectrum_and_shifts():
+    t = fourier_template_task(13, [4, 1], [1.0, 0.5], seed=3)
+    spec = np.abs(np.fft.fft(t.template)) / np.sqrt(13)
+    expected = np.zeros(13)
+    expected[[4, 9]], expected[[1, 12]] = 1.0, 0.5  # k and its conjugate p − k
+    np.testing.assert_allclose(spec, expected, atol=1e-12)
+    assert t.x.shape == (169, 26) and t.y.shape == (169, 13)
+    for i in (0, 17, 168):
+        a, b = (int(v) for v in t.pairs[i])
+        np.testing.assert_allclose(t.x[i, :13].numpy(), np.roll(t.template, a))
+        np.testing.assert_allclose(t.x[i, 13:].numpy(), np.roll(t.template, b))
+        np.testing.assert_allclose(t.y[i].numpy(), np.roll(t.template, (a + b) % 13))
+    again = fourier_template_task(13, [4, 1], [1.0, 0.5], seed=3)
+    assert torch.equal(again.x, t.x)
+    other = fourier_template_task(13, [4, 1], [1.0, 0.5], seed=4)
+    assert not np.allclose(other.template, t.template)  # the seed draws the phases
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"p": 12}, "prime"),
+        ({"frequencies": [0, 1]}, "distinct integers in 1..6"),
+        ({"frequencies": [7, 1]}, "distinct integers in 1..6"),
+        ({"frequencies": [2, 2]}, "distinct"),
+        ({"frequencies": [1.5, 2]}, "list of integers"),
+        ({"frequencies": []}, "non-empty"),
+        ({"magnitudes": [1.0]}, "one per frequency"),
+        ({"magnitudes": [1.0, -0.5]}, "positive finite"),
+        ({"magnitudes": [1.0, float("nan")]}, "positive finite"),
+    ],
+)
+def test_fourier_template_task_bad_input(kw, match):
+    args = {"p": 13, "frequencies": [4, 1], "magnitudes": [1.0, 0.5]} | kw
+    with pytest.raises(ValueError, match=match):
+        fourier_template_task(args.pop("p"), **args)

@@ -10,6 +10,8 @@ import pytest
 from learnmech.measure.units import (
     effective_rank,
     fourier_power,
+    frequency_components,
+    frequency_fit,
     neuron_frequencies,
     onset_times,
     rank_jumps,
@@ -140,3 +142,25 @@ def test_update_ranks_on_a_huggingface_gpt2_step():
     assert 1 <= traj.count[1] <= 3 and traj.effective[1] <= 3
     assert traj.count[2] <= 6 and traj.effective[2] <= 6
     assert rank_jumps(traj)[0][0] == 1
+
+
+def test_frequency_fit_reads_planted_fractions_of_each_frequency():
+    """Outputs that carry 0.3 of the target's frequency-1 part, all of frequency 4 and
+    noise at a frequency the target lacks read (0.3, 1); a stack reads row by row."""
+    from learnmech.data.algorithmic import fourier_template_task
+
+    t = fourier_template_task(13, [1, 4], [1.0, 0.6], seed=0)
+    y = t.y.numpy()
+    parts = frequency_components(y, [1, 4])
+    np.testing.assert_allclose(parts.sum(0), y, atol=1e-12)  # zero mean: they add up
+    stray = frequency_components(np.roll(np.eye(13), 0, 1)[t.pairs[:, 0].numpy()], [2])[0]
+    out = 0.3 * parts[0] + parts[1] + 5.0 * stray
+    np.testing.assert_allclose(frequency_fit(out, y, [1, 4]), [0.3, 1.0], atol=1e-12)
+    stack = np.stack([out, np.zeros_like(out)])
+    np.testing.assert_allclose(frequency_fit(stack, y, [1, 4]), [[0.3, 1.0], [0, 0]], atol=1e-12)
+    with pytest.raises(ValueError, match="no power at frequencies \\[2\\]"):
+        frequency_fit(out, y, [1, 2])
+    with pytest.raises(ValueError, match="do not match"):
+        frequency_fit(out[:, :12], y, [1])
+    with pytest.raises(ValueError, match=r"integers in 1\.\.6"):
+        frequency_fit(out, y, [7])

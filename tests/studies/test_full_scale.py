@@ -64,6 +64,10 @@ FULL_SCALE_FINDINGS: dict[str, set[str] | None] = {
     # 0.05 (ηλt rises 2.6 → 5.2 as λ falls); the init delay per ln α is 3.2, 4.3 and 15
     # at α = 1.5, 2, 3 (the lazy fit slows at large init)
     "grokking": {"delay_exponent", "init_delay"},
+    # 12 seeds at σ = 0.003 and 0.01, 30,000 steps: every seed in order; the mean of
+    # ln(measured/predicted) is within 2% in every cell (0.5% at σ = 0.003), the worst
+    # cell's bound 0.14 of its band; onset ∝ |x̂|^−2.88 ± 0.04
+    "fourier-order": set(),
 }
 
 

@@ -120,6 +120,11 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"delay_exponent", "init_delay"},
         lambda res, m: m["concentration"].passed and m["phase"].passed and m["generalizes"].passed,
     ),
+    # AGF's dormant-flow onsets within a fraction of their ±ln 1.25 band; onsets ∝ |x̂|^−2.9
+    "fourier-order": (
+        set(),
+        lambda res, m: m["onset_times"].value < 0.5 and m["low_frequency_first"].value < 0.5,
+    ),
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
@@ -148,6 +153,13 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("quanta", "uniform"): lambda m: m["frequency_order"].value < 0.5,
     # without weight decay: fits, never generalizes, no single-frequency neurons
     ("grokking", "no-weight-decay"): lambda m: m["fits"].passed and m["generalizes"].value == 8,
+    # σ = 0.1: the frequencies mostly still come in order (5 of 6 seeds), but 2–4× early
+    # and spread beyond |x̂|^−3
+    ("fourier-order", "large-init"): lambda m: (
+        m["order"].value <= 1
+        and m["onset_times"].value > 2
+        and m["magnitude_exponent"].value < -3.5
+    ),
     # no saddle: the modes start near their targets and the steps overlap
     ("saddle-to-saddle", "large-init"): lambda m: m["linear_staircase"].value < 0.5,
 }

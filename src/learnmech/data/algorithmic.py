@@ -3,6 +3,10 @@
 * :func:`modular_arithmetic` — (a, b) ↦ (a ∘ b) mod p over a small prime p, the grokking
   task (Power et al. 2022; Nanda et al. 2023, "Progress measures for grokking via
   mechanistic interpretability"; Gromov 2023, "Grokking modular arithmetic").
+* :func:`fourier_template_task` — modular addition on a template x ∈ R^p with chosen
+  Fourier magnitudes: input (x_a, x_b) (x cyclically shifted by a and by b), target
+  x_{a+b} (Kunin et al. 2025, "Alternating gradient flows", §5: one-hot encoding is the
+  case of a flat spectrum; unequal magnitudes give AGF an order to predict).
 * :func:`multitask_sparse_parity` — Michaud et al. 2023 ("The quantization model of neural
   scaling", §3): n_tasks subtasks, each the parity of its own k of the n_bits task bits,
   chosen by a one-hot control prefix; subtask i is drawn with probability
@@ -29,6 +33,8 @@ __all__ = [
     "ModularTask",
     "PlantedTask",
     "SparseParityTask",
+    "TemplateTask",
+    "fourier_template_task",
     "modular_arithmetic",
     "multitask_sparse_parity",
     "planted_singular_task",
@@ -87,6 +93,71 @@ def modular_arithmetic(
     x = torch.from_numpy(np.stack([a, b], 1).astype(np.int64))
     yt = torch.from_numpy(y.astype(np.int64))
     return ModularTask(p, op, x[tr], yt[tr], x[te], yt[te])
+
+
+@dataclass(frozen=True)
+class TemplateTask:
+    """All p² pairs (a, b): ``x`` (p², 2p) the inputs [x_a, x_b], ``y`` (p², p) the targets
+    x_{a+b}, ``pairs`` (p², 2) int64 (a, b); ``template`` (p,) x itself, with DFT
+    x̂[k] = √p·m_k·e^{iψ_k} at each of ``frequencies`` (and its conjugate at p − k) and 0
+    elsewhere; ``magnitudes`` the m_k, ``phases`` the ψ_k."""
+
+    p: int
+    template: np.ndarray
+    frequencies: np.ndarray
+    magnitudes: np.ndarray
+    phases: np.ndarray
+    x: torch.Tensor
+    y: torch.Tensor
+    pairs: torch.Tensor
+
+
+def fourier_template_task(
+    p: int,
+    frequencies: list[int] | tuple[int, ...] | np.ndarray,
+    magnitudes: list[float] | tuple[float, ...] | np.ndarray,
+    *,
+    seed: int = 0,
+) -> TemplateTask:
+    """Modular addition on a template (Kunin et al. 2025, arXiv:2506.06489, §5): the group
+    element a is encoded as x_a = x(· − a), the cyclic shift of a fixed zero-mean template
+    x ∈ R^p, and the target of (a, b) is x_{a+b}. The template is
+    x[n] = (2/√p)·Σ_k m_k cos(2πkn/p + ψ_k), so its DFT has magnitude √p·m_k at frequency
+    k (and p − k) and the per-entry scale stays O(1) as p grows; the phases ψ_k are drawn
+    from ``seed``. A frequency k ∈ 1 … (p−1)/2 appears at most once; ``p`` must be prime."""
+    p = _posint(p, "p", 3)
+    if not _is_prime(p):
+        raise ValueError(f"p must be prime, got {p}")
+    try:
+        k = np.asarray(frequencies).ravel()
+        m = np.asarray(magnitudes, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError("frequencies and magnitudes must be numeric lists") from None
+    if k.size == 0 or k.dtype.kind not in "iu":
+        raise ValueError(f"frequencies must be a non-empty list of integers, got {frequencies!r}")
+    if np.any(k < 1) or np.any(k > (p - 1) // 2) or np.unique(k).size != k.size:
+        raise ValueError(f"frequencies must be distinct integers in 1..{(p - 1) // 2}, got {k}")
+    if m.shape != k.shape or not np.all(np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError(
+            f"magnitudes must be {k.size} positive finite numbers (one per frequency), got {m}"
+        )
+    psi = np.random.default_rng(seed).uniform(0.0, 2 * math.pi, k.size)
+    n = np.arange(p)
+    x = (2 / math.sqrt(p)) * (m[:, None] * np.cos(2 * math.pi * np.outer(k, n) / p + psi[:, None]))
+    x = x.sum(0)
+    shifted = np.stack([np.roll(x, a) for a in range(p)])  # shifted[a] = x_a
+    a, b = (g.ravel() for g in np.meshgrid(n, n, indexing="ij"))
+    inputs = np.concatenate([shifted[a], shifted[b]], 1)
+    return TemplateTask(
+        p,
+        x,
+        k.astype(np.int64),
+        m,
+        psi,
+        torch.from_numpy(inputs),
+        torch.from_numpy(shifted[(a + b) % p].copy()),
+        torch.from_numpy(np.stack([a, b], 1).astype(np.int64)),
+    )
 
 
 def zipf_frequencies(n: int, alpha: float) -> np.ndarray:

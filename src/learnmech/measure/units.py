@@ -7,7 +7,9 @@ rank of weight updates over a run, and per-subtask learning curves.
   the Fourier basis). :func:`neuron_frequencies` gives each neuron's dominant frequency
   and the fraction of its power there (Gromov 2023: in the analytic solution every neuron
   uses one frequency). :func:`restricted_excluded_loss` are Nanda et al.'s progress
-  measures on the full (a, b) grid of logits.
+  measures on the full (a, b) grid of logits. :func:`frequency_fit` is how much of each
+  frequency of a cyclic target a model's output has learned (the per-feature learning
+  curve of Kunin et al. 2025, "Alternating gradient flows", §5).
 * :func:`effective_rank` — exp of the entropy of the normalised singular values (Roy &
   Vetterli 2007); :func:`update_ranks` tracks it (and the count of singular values above
   a fraction of the largest) for ΔW_t = W_t − W_0 over checkpoints, and :func:`rank_jumps`
@@ -32,6 +34,8 @@ __all__ = [
     "RankTrajectory",
     "effective_rank",
     "fourier_power",
+    "frequency_components",
+    "frequency_fit",
     "neuron_frequencies",
     "onset_times",
     "rank_jumps",
@@ -104,6 +108,42 @@ def neuron_frequencies(w: Any) -> NeuronFrequencies:
     best = per.argmax(0)
     conc = np.where(total > 0, per.max(0) / np.where(total > 0, total, 1.0), 0.0)
     return NeuronFrequencies(best + 1, conc)
+
+
+def frequency_components(targets: Any, frequencies: Sequence[int]) -> np.ndarray:
+    """The part of ``targets`` (n, p) at each frequency k along its last (cyclic) axis,
+    i.e. the inverse DFT of the bins ±k alone: (K, n, p). They sum to the targets when the
+    frequencies cover every nonzero bin of a zero-mean target."""
+    y = _array(targets, "targets", 2)
+    p = y.shape[1]
+    ks = np.asarray(frequencies).ravel()
+    if ks.size == 0 or ks.dtype.kind not in "iu" or np.any(ks < 1) or np.any(2 * ks > p):
+        raise ValueError(f"frequencies must be integers in 1..{p // 2}, got {frequencies!r}")
+    spec = np.fft.rfft(y, axis=1)
+    out = np.empty((ks.size, *y.shape))
+    for i, k in enumerate(ks):
+        keep = np.zeros_like(spec)
+        keep[:, k] = spec[:, k]
+        out[i] = np.fft.irfft(keep, n=p, axis=1)
+    return out
+
+
+def frequency_fit(outputs: Any, targets: Any, frequencies: Sequence[int]) -> np.ndarray:
+    """How much of the target's frequency-k part the outputs carry: ⟨f, y_k⟩/⟨y_k, y_k⟩
+    for each k, where y_k is :func:`frequency_components` of ``targets`` (n, p) and
+    ``outputs`` is (n, p) or a stack (S, n, p). 0 before the feature is learned, 1 once
+    it is: (K,) or (S, K). A frequency the target lacks is an error (nothing to learn)."""
+    f = _array(outputs, "outputs", (2, 3))
+    comp = frequency_components(targets, frequencies)
+    if f.shape[-2:] != comp.shape[1:]:
+        raise ValueError(f"outputs {f.shape} do not match targets {comp.shape[1:]}")
+    norm = np.einsum("knp,knp->k", comp, comp)
+    total = float(np.sum(_array(targets, "targets", 2) ** 2))
+    empty = norm <= 1e-24 * max(total, 1e-300)  # round-off, not power
+    if np.any(empty):
+        missing = np.asarray(frequencies).ravel()[empty]
+        raise ValueError(f"the targets have no power at frequencies {missing.tolist()}")
+    return np.einsum("...np,knp->...k", f, comp) / norm
 
 
 def restricted_excluded_loss(

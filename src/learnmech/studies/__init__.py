@@ -30,6 +30,7 @@ STUDIES: dict[str, str] = {
     "quanta": "learnmech.studies.quanta:Quanta",
     "saddle-to-saddle": "learnmech.studies.saddle_to_saddle:SaddleToSaddle",
     "grokking": "learnmech.studies.grokking:Grokking",
+    "fourier-order": "learnmech.studies.fourier_order:FourierOrder",
 }
 
 

@@ -33,9 +33,10 @@ Claims under test:
 * negative control ``no-weight-decay`` — λ = 0: nothing drives the net out of the kernel
   regime; it fits but does not generalize or find the Fourier solution.
 
-Not built: Kunin et al.'s (2025) AGF order of Fourier features from small init — with
-one-hot modular addition every frequency has the same target coefficient, so there is no
-order to predict; it needs a target with unequal Fourier coefficients.
+Kunin et al.'s (2025) AGF order of Fourier features from small init is study
+``fourier-order`` (:mod:`learnmech.studies.fourier_order`): with one-hot modular
+addition every frequency has the same target coefficient, so there is no order to
+predict; it encodes the operands on a template with unequal Fourier magnitudes.
 
 Findings. The Fourier solution is what training finds (concentration 0.9999, phase
 0.98 at both scales). The weight-decay law is close to 1/λ but not resolved to it:
