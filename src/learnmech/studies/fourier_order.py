@@ -152,8 +152,8 @@ class FourierOrder(Study):
             if step % cfg.eval_every == 0:
                 with torch.no_grad():
                     steps.append(step)
-                    fits.append((torch.einsum("snq,knq->sk", out, comp_t) / norm).cpu().numpy())
-                    losses.append(loss.detach().cpu().numpy())
+                    fits.append((torch.einsum("snq,knq->sk", out, comp_t) / norm).tolist())
+                    losses.append(loss.detach().tolist())
             if step == cfg.steps:
                 break
             loss.sum().backward()  # seeds are independent: the sum's gradient is each one's

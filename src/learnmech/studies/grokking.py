@@ -188,9 +188,9 @@ class Grokking(Study):
             if step % cfg.eval_every == 0:
                 with torch.no_grad():
                     rec.append(step)
-                    acc_tr.append((out.argmax(2) == ytr).double().mean(1).cpu().numpy())
+                    acc_tr.append((out.argmax(2) == ytr).double().mean(1).tolist())
                     acc_te.append(
-                        (f(xte.expand(S, -1, -1)).argmax(2) == yte).double().mean(1).cpu().numpy()
+                        (f(xte.expand(S, -1, -1)).argmax(2) == yte).double().mean(1).tolist()
                     )
         if not math.isfinite(float(loss.detach())):
             raise FloatingPointError("training diverged")

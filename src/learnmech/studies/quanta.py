@@ -170,7 +170,7 @@ def _train(cfg: QuantaConfig, width: int, steps: int, seeds: list[int], device: 
                 lt = torch.nn.functional.cross_entropy(
                     zt.flatten(0, 1), yt.repeat(S), reduction="none"
                 )
-                out.append(lt.view(S, T, cfg.test_per_task).mean(2).cpu().numpy())
+                out.append(lt.view(S, T, cfg.test_per_task).mean(2).tolist())
     return np.array(out)
 
 
