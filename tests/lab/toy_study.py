@@ -18,11 +18,13 @@ class ToyConfig(StudyConfig):
     points: int = Field(4, ge=1)
     slope: float = 2.0
     fail_at: int = -1
+    crash_at: int = -1  # the process running this point dies (os._exit)
     nan_at: int = -1
     diverge_at: int = -1
     interrupt_at: int = -1
     sleep: float = 0.0
     marker_dir: str = ""
+    start_dir: str = ""  # "start-{a}-{pid}" when a point starts: which process runs it
     chatter: bool = False
 
 
@@ -34,7 +36,7 @@ class Toy(Study):
     Config = ToyConfig
     scales: ClassVar[dict[str, dict[str, Any]]] = {"quick": {"seeds": 2}, "full": {"seeds": 3}}
     sweep_fields = frozenset({"points"})
-    analysis_fields = frozenset({"sleep", "marker_dir", "interrupt_at"})
+    analysis_fields = frozenset({"sleep", "marker_dir", "start_dir", "interrupt_at"})
 
     def grid(self, cfg: ToyConfig) -> list[dict[str, Any]]:
         return [{"a": a} for a in range(cfg.points)]
@@ -45,8 +47,12 @@ class Toy(Study):
 
     def measure(self, cfg: ToyConfig, point: dict[str, Any], seeds: list[int], device: str):
         a = point["a"]
+        if cfg.start_dir:
+            Path(cfg.start_dir, f"start-{a}-{os.getpid()}").touch()
         if a == cfg.interrupt_at:
             raise KeyboardInterrupt
+        if a == cfg.crash_at:
+            os._exit(3)
         if a == cfg.fail_at:
             raise RuntimeError(f"boom at {a}")
         if a == cfg.diverge_at:

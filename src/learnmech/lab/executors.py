@@ -11,6 +11,7 @@ in one vectorized call. Workers return records; they never touch the store.
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -190,6 +191,9 @@ class RayExecutor(Executor):
             check_reachable(address)
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
+            plugins = os.environ.get("LEARNMECH_STUDIES")
+            if plugins:  # a project's own studies: the workers must find them too
+                kwargs["runtime_env"] = {"env_vars": {"LEARNMECH_STUDIES": plugins}}
             if address:
                 kwargs["address"] = address
             else:
@@ -199,13 +203,39 @@ class RayExecutor(Executor):
             self._owns = True
         else:
             self._owns = False
-        self._remote = ray.remote(run_job)
+        # each job asks for what it uses: one CPU, and one GPU when it trains on CUDA;
+        # a job lost with its node is re-run elsewhere, at most MAX_RETRIES times
+        gpus = 1 if device.startswith("cuda") else 0
+        self._remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=self.MAX_RETRIES)(run_job)
+
+    MAX_RETRIES = 3
+
+    def _alive(self) -> set[str]:
+        return {n["NodeID"] for n in self.ray.nodes() if n.get("Alive")}
 
     def map(self, jobs: list[Job]) -> Iterator[list[TrialResult]]:
+        nodes = self._alive()
         pending = [self._remote.remote(job, self.device) for job in jobs]
-        while pending:
-            done, pending = self.ray.wait(pending, num_returns=1)
-            yield self.ray.get(done[0])
+        try:
+            while pending:
+                done, pending = self.ray.wait(pending, num_returns=1)
+                yield self.ray.get(done[0])
+        except self.ray.exceptions.RayError as err:
+            # a task that failed MAX_RETRIES + 1 times on lost nodes or workers; the trials
+            # finished so far are stored, and a rerun resumes from them
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"a Ray task failed after {self.MAX_RETRIES} retries ({type(err).__name__}: "
+                f"{first[:200]}); rerun the same command to resume"
+            ) from None
+        finally:
+            lost = nodes - self._alive()
+            if lost:  # reported, not silent: the run went on without them
+                print(
+                    f"learnmech: {len(lost)} Ray node(s) were lost during the run; Ray re-ran "
+                    f"their tasks elsewhere (at most {self.MAX_RETRIES} retries per task)",
+                    file=sys.stderr,
+                )
 
     def close(self) -> None:
         if self._owns:
