@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from learnmech.lab.store import Store, StoreError
@@ -210,3 +211,69 @@ def test_a_killed_worker_stops_the_run_in_one_line_and_a_rerun_completes(tmp_pat
         n = st.con.execute("SELECT count(*), count(DISTINCT key) FROM trials").fetchone()
         assert [r["status"] for r in st.runs()] == ["finished"]
     assert n == (24, 24)
+
+
+def _trials(store: Path) -> list[tuple]:
+    with Store(store, read_only=True) as st:
+        rows = st.con.execute("SELECT key, status FROM trials ORDER BY key").fetchall()
+        recs = st.con.execute(
+            "SELECT trial_key, count(*) FROM records WHERE source='experiment' GROUP BY 1"
+        ).fetchall()
+    return rows, dict(recs)
+
+
+def test_kills_at_random_moments_lose_nothing_double_nothing_leave_nothing_running(tmp_path):
+    """Issue #19 (crash test in CI): SIGKILL the driver at seeded random moments spread
+    over an uninterrupted run's wall time — start-up, mid-sweep, inside a store
+    transaction, report writing — alternating the in-process executor with
+    ``--workers 2``. After every kill the store opens, every stored trial is complete (all
+    its records) and none is doubled; no worker outlives the driver; the final rerun
+    equals the uninterrupted run and nothing stays ``running``."""
+    rng = np.random.default_rng(20)
+    store, ref = tmp_path / "s.duckdb", tmp_path / "ref.duckdb"
+    base = [sys.executable, "-m", "learnmech", "run", "toy", "--quiet"]
+    base += ["--set", "points=16", "--set", "sleep=0.15"]
+    t0 = time.perf_counter()
+    done = subprocess.run([*base, "--store", str(ref)], env=ENV, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    assert done.returncode == 0, done.stderr
+    ref_rows, ref_recs = _trials(ref)
+    per_trial = set(ref_recs.values())
+    assert len(per_trial) == 1  # every complete toy trial has the same number of records
+    saved = []
+    for i, delay in enumerate(rng.uniform(0.1, 1.05, 8) * wall):
+        workers = ["--workers", "2"] if i % 2 else []
+        proc = subprocess.Popen(
+            [*base, "--store", str(store), *workers],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        kids = _children(proc.pid, "multiprocessing")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rows, recs = _trials(store) if store.exists() else ([], {})
+        keys = [k for k, _ in rows]
+        saved.append(len(keys))
+        assert len(keys) == len(set(keys)), "a trial was stored twice"
+        assert all(recs.get(k) in per_trial for k, s in rows if s == "ok"), "records lost"
+        deadline = time.time() + 15
+        while (alive := [p for p in kids if _alive(p)]) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not alive, f"workers {alive} outlived their driver (kill {i}, {delay:.2f} s)"
+    # the kills landed at different stages: some before any trial, some after several
+    assert min(saved) < max(saved), saved
+    final = subprocess.run(
+        [*base, "--store", str(store)], env=ENV, capture_output=True, text=True, timeout=120
+    )
+    assert final.returncode == 0, final.stderr
+    with Store(store, read_only=True) as st:
+        assert "running" not in {r["status"] for r in st.runs()}
+    assert _trials(store) == (ref_rows, ref_recs)
+    q = (
+        "SELECT trial_key, observable, coord, value FROM records "
+        "WHERE source='experiment' ORDER BY 1, 2, 3"
+    )
+    with Store(store, read_only=True) as a, Store(ref, read_only=True) as b:
+        assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
