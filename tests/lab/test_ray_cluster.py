@@ -26,7 +26,7 @@ NODE_ENV = {"PYTHONPATH": str(ROOT)}  # the driver passes LEARNMECH_STUDIES to t
 SWEEP = ["--set", "points=12", "--set", "sleep=1.5"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster():
     pytest.importorskip("ray")
     with LoopbackCluster(nodes=2, cpus=1, env=NODE_ENV) as c:
@@ -109,14 +109,62 @@ def test_a_sweep_survives_losing_a_worker_node_and_matches_the_local_run(cluster
     assert cluster.alive() == 1
 
 
-def test_a_task_that_keeps_killing_its_worker_fails_the_run_in_one_line(tmp_path):
+def test_a_killed_driver_resumes_on_the_cluster(cluster, tmp_path):
+    """SIGKILL the driver of a Ray sweep once some trials are stored: the rerun of the
+    same command reuses them, runs the rest, and ends equal to the local executor's run;
+    the killed run shows as interrupted."""
+    env = os.environ | ENV
+    local = subprocess.run(
+        _cmd(tmp_path / "local.duckdb", "--set", "sleep=0"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    local_id = json.loads(local.stdout)["run_id"]
+    store, done = tmp_path / "ray.duckdb", tmp_path / "done"
+    done.mkdir()
+    cmd = _cmd(store, "--executor", "ray", "--set", f"marker_dir={done}", "--set", "sleep=0.5")
+    renv = env | {"RAY_ADDRESS": cluster.address}
+    proc = subprocess.Popen(cmd, env=renv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while len(list(done.iterdir())) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    time.sleep(0.5)  # let the driver store what it received
+    proc.kill()
+    proc.communicate()
+    with Store(store, read_only=True) as st:
+        stored = st.con.execute("SELECT count(*) FROM trials").fetchone()[0]
+    assert 0 < stored < 24
+    with Store(store, read_only=True) as st:
+        assert [r["status"] for r in st.runs()] == ["interrupted"]
+    started = tmp_path / "started"
+    started.mkdir()
+    again = subprocess.run(
+        [*cmd, "--set", f"start_dir={started}"],
+        env=renv,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert again.returncode == 0, again.stderr
+    res = json.loads(again.stdout)
+    assert _results(store, res["run_id"]) == _results(tmp_path / "local.duckdb", local_id)
+    rerun = {f.name.split("-")[1] for f in started.iterdir()}
+    assert len(rerun) <= 12 - stored // 2  # the stored points were reused, not re-run
+    with Store(store, read_only=True) as st:
+        # start_dir makes the rerun's config differ, so it is a run of its own; the
+        # killed one stays on record as interrupted
+        assert sorted(r["status"] for r in st.runs()) == ["finished", "interrupted"]
+
+
+def test_a_task_that_keeps_killing_its_worker_fails_the_run_in_one_line(cluster, tmp_path):
     """Retries are bounded: a point whose process dies every time is retried
     ``MAX_RETRIES`` times, then the run stops with one line and exit 2; the trials that
     finished are stored and a rerun without the crash completes from them."""
-    pytest.importorskip("ray")
     store = tmp_path / "s.duckdb"
-    env = os.environ | ENV | {"RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)  # a local Ray instance, started by the run
+    env = os.environ | ENV | {"RAY_ADDRESS": cluster.address}
     cmd = [*_cmd(store, "--executor", "ray", "--set", "sleep=0"), "--set", "points=3"]
     out = subprocess.run(
         [*cmd, "--set", "crash_at=2"], env=env, capture_output=True, text=True, timeout=600
