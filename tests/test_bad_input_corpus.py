@@ -86,6 +86,11 @@ CASES: list[tuple[str, list[str], str]] = [
         ],
         "at most (p − 1)/2",
     ),
+    (
+        "catapult widths",
+        ["run", "catapult", "--set", "widths=256", "--store", "{store}"],
+        "widths",
+    ),
     ("bogus flag", ["run", "toy", "--bogus", "--store", "{store}"], "--bogus"),
     ("no study", ["run", "--store", "{store}"], "STUDY"),
     # stores

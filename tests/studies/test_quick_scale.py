@@ -126,6 +126,11 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         set(),
         lambda res, m: m["onset_times"].value < 0.5 and m["low_frequency_first"].value < 0.5,
     ),
+    # every run in its predicted phase; catapult runs end below 2/η; peak loss ∝ n^~1.1
+    "catapult": (
+        set(),
+        lambda res, m: m["peak_loss_exponent"].passed and m["lazy_kernel_drift"].value < 0.01,
+    ),
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
@@ -161,6 +166,8 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
         and m["onset_times"].value > 2
         and m["magnitude_exponent"].value < -3.5
     ),
+    # η from half the NTK doubles every η·λ₀: a third of the runs change phase
+    ("catapult", "readout-kernel"): lambda m: m["phases"].value >= 20,
     # no saddle: the modes start near their targets and the steps overlap — but the
     # population dynamics, not a small-init theory, still time the rise
     ("saddle-to-saddle", "large-init"): lambda m: (

@@ -31,6 +31,7 @@ STUDIES: dict[str, str] = {
     "saddle-to-saddle": "learnmech.studies.saddle_to_saddle:SaddleToSaddle",
     "grokking": "learnmech.studies.grokking:Grokking",
     "fourier-order": "learnmech.studies.fourier_order:FourierOrder",
+    "catapult": "learnmech.studies.catapult:Catapult",
 }
 
 
