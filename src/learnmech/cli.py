@@ -910,6 +910,9 @@ def kernels_cmd(
     click.echo(f"wrote {', '.join(get)} ({shape[0]}×{shape[1]}) to {out_file} in {seconds:.2f} s")
 
 
+INTERRUPTED = "learnmech: interrupted (finished trials are saved; re-run to resume)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code (0 pass, 1 fail, 2 bad input, 130 interrupted)."""
     import matplotlib
@@ -921,8 +924,8 @@ def main(argv: list[str] | None = None) -> int:
             return rv
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        click.echo("learnmech: aborted", err=True)
+    except click.exceptions.Abort:  # click's form of Ctrl-C (KeyboardInterrupt)
+        click.echo(INTERRUPTED, err=True)
         return 130
     except click.ClickException as e:
         click.echo(f"learnmech: error: {e.format_message()}", err=True)
@@ -934,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"learnmech: error: {e}", err=True)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        click.echo("learnmech: interrupted (finished trials are saved; re-run to resume)", err=True)
+        click.echo(INTERRUPTED, err=True)
         return 130
     except RunInterrupted as e:
         click.echo(f"learnmech: error: {e}", err=True)
@@ -943,6 +946,14 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({e.filename})" if getattr(e, "filename", None) else ""
         click.echo(f"learnmech: error: {e.strerror or e}{where}", err=True)
         return EXIT_USAGE
+    except Exception as e:
+        # a Ctrl-C that lands inside a DuckDB query surfaces as DuckDB's InterruptException
+        # or as RuntimeError("Query interrupted"), not as KeyboardInterrupt
+        duck = type(e).__name__ == "InterruptException" and "duckdb" in type(e).__module__
+        if duck or (isinstance(e, RuntimeError) and "Query interrupted" in str(e)):
+            click.echo(INTERRUPTED, err=True)
+            return 130
+        raise
     return 0
 
 

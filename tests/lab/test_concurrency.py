@@ -277,3 +277,22 @@ def test_kills_at_random_moments_lose_nothing_double_nothing_leave_nothing_runni
     )
     with Store(store, read_only=True) as a, Store(ref, read_only=True) as b:
         assert a.con.execute(q).fetchall() == b.con.execute(q).fetchall()
+
+
+def test_ctrl_c_prints_the_resume_hint_and_the_rerun_completes(tmp_path):
+    """Issue #19 (9): SIGINT mid-sweep exits 130 with one line saying finished trials are
+    saved and how to resume; the run shows as interrupted; the same command finishes it."""
+    store = tmp_path / "s.duckdb"
+    proc = _start_run(store, tmp_path / "m", points=30, sleep=0.2)
+    _wait_for(proc, tmp_path / "m", 3)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out.decode()
+    lines = [x for x in out.decode().splitlines() if x.startswith("learnmech:")]
+    assert lines == ["learnmech: interrupted (finished trials are saved; re-run to resume)"]
+    assert "Traceback" not in out.decode()
+    listed = _cli("runs", "list", "--store", str(store), "--json")
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["interrupted"]
+    again = _start_run(store, tmp_path / "m", points=30, sleep=0.0)
+    out, _ = again.communicate(timeout=120)
+    assert again.returncode == 0, out.decode()

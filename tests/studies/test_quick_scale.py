@@ -193,7 +193,7 @@ def test_every_v2_study_is_covered():
 @pytest.mark.parametrize("study", sorted(V2_QUICK))
 def test_v2_quick_scale_findings_and_controls(study, store_path):
     findings, check = V2_QUICK[study]
-    res = run_study(study, store=store_path, report=False)  # rendered once, after controls
+    res = run_study(study, store=store_path, report=True)
     m = {x.name: x for x in res.metrics}
     failing = {x.name for x in res.metrics if x.passed is False}
     assert failing == findings, [m[n].as_dict() for n in failing ^ findings if n in m]
