@@ -30,6 +30,12 @@ def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     )
 
 
+def _default_sigint() -> None:
+    # a test runner started in the background ignores SIGINT, and so would its children
+    # (Python installs its Ctrl-C handler only where SIGINT is not ignored at start-up)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_run(
     store: Path, markers: Path, points: int, sleep: float, slope: float = 2.0
 ) -> subprocess.Popen:
@@ -37,7 +43,13 @@ def _start_run(
     cmd = [sys.executable, "-m", "learnmech", "run", "toy", "--quiet", "--store", str(store)]
     cmd += ["--set", f"points={points}", "--set", f"sleep={sleep}", "--set", f"slope={slope}"]
     cmd += ["--set", f"marker_dir={markers}"]
-    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        cmd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_default_sigint,
+    )
 
 
 def _wait_for(proc: subprocess.Popen, markers: Path, n: int, timeout: float = 60) -> None:
