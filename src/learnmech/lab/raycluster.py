@@ -3,13 +3,14 @@
 For trying the ``ray`` executor before pointing it at a real cluster, for the tests that
 kill a node mid-sweep, and for the overhead benchmark. Node i has the address
 127.0.0.(i+2) — the head 127.0.0.2, not 127.0.0.1, because Ray rewrites 127.0.0.1 in an
-address to the machine's own IP — no dashboard, token authentication off (Ray ≥ 2.5x
-turns it on by default; the cluster is reachable only from this machine's users), each
-node its own ``ray start --block`` process group (so that :meth:`LoopbackCluster.kill`
-takes a node down the way a crash would). Linux routes all of 127.0.0.0/8 to loopback.
-Every address a node advertises and every connection the cluster makes is 127.0.0.x;
-Ray's gRPC servers still *listen* on all interfaces (Ray has no option to bind them to
-one address).
+address to the machine's own IP — no dashboard, and each node its own ``ray start
+--block`` session (so that :meth:`LoopbackCluster.kill` takes a node down the way a
+crash would). Linux routes all of 127.0.0.0/8 to loopback. Every address a node
+advertises and every connection the cluster makes is 127.0.0.x, but Ray's gRPC servers
+still *listen* on all interfaces (Ray has no option to bind them to one address), and
+token authentication is off (Ray 2.60, the version tested, turns it on by default): while
+it runs, anyone who can reach this machine's ports can reach the cluster. It is for tests
+and trials on a trusted machine, not for a shared network.
 
     with LoopbackCluster(nodes=2) as cluster:
         os.environ["RAY_ADDRESS"] = cluster.address   # learnmech run ... --executor ray
