@@ -25,7 +25,12 @@ height grows in proportion to the width.
   of the readout layer's kernel alone (|Ux|²/n, about half the NTK): a misspecified λ₀
   puts the boundaries in the wrong place, and ``phases`` fails.
 
-Findings: quick and full pass; every run in its predicted phase, peak loss ∝ n^1.05–1.2.
+Findings: quick (3 seeds, widths 256–4,096) and full (8 seeds, to 16,384) pass: every
+run is in its predicted phase (0 of 63, 0 of 352 wrong); the catapult ends at η·λ =
+0.2–1.3; the peak-loss slope is 0.97–1.005 ± 0.01–0.02 per learning rate at full scale
+(quick: the worst bound at 0.74 of the band — the smallest width is still far from
+the large-width limit). Not scored: with several examples the upper boundary is not
+sharp at finite width, and ReLU networks' upper boundary (≈ 12/λ₀ in the paper).
 """
 
 from __future__ import annotations
