@@ -48,6 +48,19 @@ def _cmd(store: Path, *extra: str) -> list[str]:
     ]
 
 
+def _local_run(tmp_path: Path) -> str:
+    """The same sweep with the local executor (the reference), in local.duckdb."""
+    local = subprocess.run(
+        _cmd(tmp_path / "local.duckdb", "--set", "sleep=0"),
+        env=os.environ | ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert local.returncode == 0, local.stderr
+    return json.loads(local.stdout)["run_id"]
+
+
 def _results(store: Path, run_id: str) -> list[tuple]:
     with Store(store) as s:
         return sorted(
@@ -71,15 +84,7 @@ def _running_on(node: int, cluster: LoopbackCluster, started: Path) -> int | Non
 
 def test_a_sweep_survives_losing_a_worker_node_and_matches_the_local_run(cluster, tmp_path):
     env = os.environ | ENV
-    local = subprocess.run(
-        _cmd(tmp_path / "local.duckdb", "--set", "sleep=0"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert local.returncode == 0, local.stderr
-    local_id = json.loads(local.stdout)["run_id"]
+    local_id = _local_run(tmp_path)
 
     store, started = tmp_path / "ray.duckdb", tmp_path / "started"
     started.mkdir()
@@ -114,14 +119,7 @@ def test_a_killed_driver_resumes_on_the_cluster(cluster, tmp_path):
     same command reuses them, runs the rest, and ends equal to the local executor's run;
     the killed run shows as interrupted."""
     env = os.environ | ENV
-    local = subprocess.run(
-        _cmd(tmp_path / "local.duckdb", "--set", "sleep=0"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    local_id = json.loads(local.stdout)["run_id"]
+    local_id = _local_run(tmp_path)
     store, done = tmp_path / "ray.duckdb", tmp_path / "done"
     done.mkdir()
     cmd = _cmd(store, "--executor", "ray", "--set", f"marker_dir={done}", "--set", "sleep=0.5")
