@@ -17,6 +17,9 @@ from learnmech.studies import get_study
         ({"adam_lrs": [float("nan")]}, "adam_lrs"),
         ({"probe_every": 0}, "probe_every"),
         ({"steps": 5}, "steps"),
+        ({"flow": "rk4"}, "flow"),
+        ({"flow_lrs": [0.0]}, "flow_lrs"),
+        ({"flow_k": 0}, "flow_k"),
     ],
 )
 def test_bad_config_names_the_field(overrides, match):

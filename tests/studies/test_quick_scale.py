@@ -63,7 +63,17 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"hyperbola_fit", "b_crit_below_max_b_noise", "b_crit_vs_b_noise"},
         lambda res, m: m["b_crit_above_min_b_noise"].passed,
     ),
-    "edge-of-stability": (set(), lambda res, m: m["gd_lr0.4_plateau_ratio"].kind == "within"),
+    # finding: GD's time-averaged loss at the edge sits above the central flow's L̄ by
+    # ≈ 1.1 of its oscillation term Δ (the gradient flow misses by ≈ 2.8 Δ); the flow's
+    # sharpness and parameters do follow GD
+    "edge-of-stability": (
+        {"gd_lr0.4_flow_loss"},
+        lambda res, m: (
+            m["gd_lr0.4_plateau_ratio"].kind == "within"
+            and m["gd_lr0.4_flow_sharpness"].passed
+            and m["gd_lr0.4_flow_closer"].passed
+        ),
+    ),
     "deep-linear": (
         set(),
         # the discrete map is exact; gradient flow differs by the O(ηs) step correction
@@ -165,6 +175,11 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
         m["order"].value <= 1
         and m["onset_times"].value > 2
         and m["magnitude_exponent"].value < -3.5
+    ),
+    # the gradient flow sharpens far past 2/η and misses GD's loss by more than the
+    # central flow does (2.8 Δ against 1.1 Δ)
+    ("edge-of-stability", "gradient-flow"): lambda m: (
+        m["gd_lr0.4_flow_sharpness"].value > 0.3 and m["gd_lr0.4_flow_loss"].value > 2
     ),
     # η from half the NTK doubles every η·λ₀: a third of the runs change phase
     ("catapult", "readout-kernel"): lambda m: m["phases"].value >= 20,

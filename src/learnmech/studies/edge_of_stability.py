@@ -33,6 +33,34 @@ Claims, for each optimizer and η (95% bounds over seeds):
 
 Reported: time to the threshold, the probe's cost.
 
+Predicted curves — the central flow (Cohen, Damian, Talwalkar, Kolter & Lee 2025;
+:mod:`learnmech.theory.central_flow`): for the GD step sizes in ``flow_lrs``, the ODE of
+GD's time-averaged trajectory is integrated from each seed's own initialisation (float64),
+with the plain gradient flow beside it. At the records where GD has reached the threshold
+and the central flow holds S = 2/η:
+
+* ``flow_loss`` — the median |L̄_GD − L̄| (GD's loss averaged over ±``probe_every`` steps
+  against the flow's predicted time-averaged loss, eq. 3 of the module) is below the
+  central flow's own oscillation term Δ = Σ x_i S_i/2, the loss the oscillation adds: the
+  prediction misses by less than what it averages out (tolerance 1 Δ, a unit derived from
+  the oscillation amplitude, not from the data judged);
+* ``flow_sharpness`` — the median |S_GD − S|/S is below 0.10, the half-width of the "at,
+  or just above" band;
+* ``flow_closer`` — at the last step GD's parameters are nearer the scored flow than the
+  other one (log distance ratio above 0 over seeds).
+
+Finding (quick scale, η = 0.4, 3 seeds): the central flow holds the sharpness where GD
+keeps it (median error 0.044) and ends 8× nearer GD's parameters than the gradient flow,
+but GD's time-averaged loss sits above the flow's L̄ by 1.10 ± 0.03 Δ — GD's oscillation
+carries about twice the loss the flow assigns to it (GD's sharpness averages ≈ 1.05·2/η,
+not 2/η, and it moves in bursts). The gradient flow misses by 2.8 Δ. The same error with
+the flow integrated far more finely (Lanczos to 1e-6 every substep, h = ¼) is 0.86 Δ over
+the first 500 steps, so it is not the integrator's. ``flow_loss`` is kept failing.
+
+Negative control ``gradient-flow``: the plain gradient flow scored as the prediction. It
+does not stop at 2/η (its sharpness reaches ≈ 2.3·2/η by step 800) and drifts away from GD,
+so ``flow_sharpness`` and ``flow_closer`` must fail.
+
 Negative control ``minibatch``: SGD with batches of 16 of the 300 images at η = 0.4.
 Minibatch noise keeps the sharpness well below 2/η (Jastrzębski et al. 2020; Cohen et al.
 2021, §5): the threshold claims must fail.
@@ -40,10 +68,11 @@ Minibatch noise keeps the sharpness well below 2/η (Jastrzębski et al. 2020; C
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -55,7 +84,8 @@ from learnmech.data.real import digits_subset
 from learnmech.measure.hessian import SharpnessProbe
 from learnmech.records import Curve, Figure, Metric, TrialResult
 from learnmech.report.plots import save_png, subplots
-from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials
+from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
+from learnmech.theory.central_flow import central_flow
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
@@ -63,6 +93,7 @@ __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
 BAND = (0.95, 1.15)  # "at, or just above" the threshold (Cohen et al. 2021, §3)
 REACHED = 0.95
 MONOTONE = 0.01  # at most 1% of steps may raise the loss before the threshold
+FLOW_SHARPNESS = (BAND[1] - BAND[0]) / 2  # 0.10
 
 
 def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
@@ -101,6 +132,10 @@ def _model(kind: str, width: int) -> nn.Module:
     )
 
 
+def _flat(model: nn.Module) -> np.ndarray:
+    return torch.nn.utils.parameters_to_vector(model.parameters()).detach().double().cpu().numpy()
+
+
 class EdgeOfStabilityConfig(StudyConfig):
     models: list[str] = Sweep(["mlp"], key="model", order=None, choices=("mlp", "cnn"))
     cnn_gd_lrs: list[float] = Sweep(
@@ -113,6 +148,20 @@ class EdgeOfStabilityConfig(StudyConfig):
         "full-batch GD diverged within 3,000 steps instead of self-stabilising)",
     )
     gd_lrs: list[float] = Sweep([0.4, 0.8], key="lr", n=0, gt=0, le=100)
+    flow_lrs: list[float] = Values(
+        [0.4],
+        n=0,
+        gt=0,
+        le=100,
+        description="GD step sizes (MLP) whose runs get the central-flow and gradient-flow "
+        "predictions, integrated from each seed's initialisation",
+    )
+    flow: Literal["central", "gradient"] = Analysis(
+        "central",
+        description="the flow scored as the prediction; the other is the comparison "
+        "('gradient' is the negative control)",
+    )
+    flow_k: int = Field(1, ge=1, le=8, description="eigenvectors the central flow tracks")
     adam_lrs: list[float] = Sweep([2e-3], key="lr", n=0, gt=0, le=100)
     steps: int = Field(800, ge=20, le=1_000_000)
     batch: int = Field(0, ge=0, le=100_000, description="minibatch size (0: full batch)")
@@ -130,8 +179,14 @@ class EdgeOfStability(Study):
     Config = EdgeOfStabilityConfig
     controls = (
         Control(
+            "gradient-flow",
+            {"flow": "gradient"},
+            ("gd_lr0.4_flow_sharpness", "gd_lr0.4_flow_closer"),
+            "the plain gradient flow as the prediction: it sharpens past 2/η and leaves GD",
+        ),
+        Control(
             "minibatch",
-            {"batch": 16, "gd_lrs": [0.4], "adam_lrs": []},
+            {"batch": 16, "gd_lrs": [0.4], "adam_lrs": [], "flow_lrs": []},
             ("gd_lr0.4_seeds_not_reaching_threshold", "gd_lr0.4_plateau_ratio"),
             "minibatch SGD (16 of 300): noise keeps the sharpness well below 2/η",
         ),
@@ -143,6 +198,7 @@ class EdgeOfStability(Study):
             "seeds": 4,
             "steps": 3000,
             "gd_lrs": [0.2, 0.4, 0.8, 1.2],
+            "flow_lrs": [0.2, 0.4, 0.8, 1.2],
             "adam_lrs": [5e-4, 1e-3],
         },
     }
@@ -182,6 +238,10 @@ class EdgeOfStability(Study):
             probe = SharpnessProbe(loss_fn, (X, T), opt, every=cfg.probe_every, tol=1e-3)
             losses: list[float] = []
             t_train = t_probe = 0.0
+            flows = point["optimizer"] == "gd" and point.get("model", "mlp") == "mlp"
+            flows = flows and lr in cfg.flow_lrs
+            init = copy.deepcopy(model)
+            ws = [_flat(model)] if flows else []
             with Recorder(model, [probe], every=1) as rec:
                 for step in range(1, cfg.steps + 1):
                     t0 = time.perf_counter()
@@ -197,6 +257,8 @@ class EdgeOfStability(Study):
                     opt.step()
                     t1 = time.perf_counter()
                     losses.append(float(loss.detach()))
+                    if flows and step % cfg.probe_every == 0:
+                        ws.append(_flat(model))
                     rec.step(step)
                     t_train += t1 - t0
                     t_probe += time.perf_counter() - t1
@@ -208,6 +270,58 @@ class EdgeOfStability(Study):
                 Curve("loss", "step", np.arange(1, cfg.steps + 1), losses),
                 Curve("probe_time_share", "step", [cfg.steps], [t_probe / t_train]),
             ]
+            if flows:
+                out[seed] += self._flows(cfg, init, (X, T), lr, np.stack(ws), t_train)
+        return out
+
+    @staticmethod
+    def _flows(
+        cfg: EdgeOfStabilityConfig,
+        init: nn.Module,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        lr: float,
+        ws: np.ndarray,
+        t_train: float,
+    ) -> list[Curve]:
+        """The central and gradient flows from this seed's initialisation (float64),
+        recorded where GD's parameters were (every ``probe_every`` steps)."""
+
+        def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return 0.5 * ((z - t) ** 2).sum(1).mean()
+
+        x, t = (b.double() for b in batch)
+        out = []
+        for kind in ("central", "gradient"):
+            t0 = time.perf_counter()
+            f = central_flow(
+                init.double(),
+                loss_fn,
+                (x, t),
+                lr,
+                cfg.steps,
+                kind=kind,
+                k=cfg.flow_k,
+                refresh=8,
+                record_every=cfg.probe_every,
+                keep_params=True,
+            )
+            assert f.params is not None
+            n = min(len(f.steps), len(ws))
+            dist = np.linalg.norm(f.params[:n] - ws[:n], axis=1)
+            out += [
+                Curve(f"{kind}_mean_loss", "step", f.steps, f.mean_loss),
+                Curve(f"{kind}_loss", "step", f.steps, f.loss),
+                Curve(f"{kind}_sharpness", "step", f.steps, f.sharpness),
+                Curve(f"{kind}_distance", "step", f.steps[:n], dist),
+                Curve(
+                    f"{kind}_time_share",
+                    "step",
+                    [cfg.steps],
+                    [(time.perf_counter() - t0) / t_train],
+                ),
+            ]
+        move = np.linalg.norm(ws - ws[0], axis=1)
+        out.append(Curve("gd_movement", "step", np.arange(len(ws)) * cfg.probe_every, move))
         return out
 
     # ----------------------------------------------------------------------------------
@@ -232,6 +346,46 @@ class EdgeOfStability(Study):
             "increase_after": float(inc[k - 1 :].mean()) if k - 1 < inc.size else 0.0,
         }
 
+    @staticmethod
+    def _flow_summary(t: TrialResult, pred: str, alt: str, window: int) -> dict[str, float] | None:
+        """Errors of the ``pred`` flow (and the ``alt`` one) against this GD run, over the
+        records at the edge: GD has reached 0.95·2/η and the central flow is holding its
+        sharpness at 2/η (its oscillation term Δ = L̄ − L > 0)."""
+        cm, cl = t.curve("central_mean_loss"), t.curve("central_loss")
+        r, lo = t.curve("sharpness_ratio"), t.curve("loss")
+        if cm is None or cl is None or r is None or lo is None:
+            return None
+        thr = 2 / float(t.point["lr"])
+        L = np.asarray(lo.values)
+        steps = np.asarray(cm.coords, dtype=int)
+        hit = np.flatnonzero(r.values >= REACHED)
+        if hit.size == 0:
+            return None
+        sharp = dict(zip(np.asarray(r.coords, dtype=int).tolist(), r.values * thr, strict=True))
+        delta = cm.values - cl.values
+        keep = [
+            i
+            for i, st in enumerate(steps)
+            if st >= r.coords[hit[0]] and delta[i] > 0 and st + window < L.size and st in sharp
+        ]
+        if not keep:
+            return None
+        gd_mean = np.array([L[steps[i] - window : steps[i] + window + 1].mean() for i in keep])
+        gd_sharp = np.array([sharp[int(steps[i])] for i in keep])
+        out: dict[str, float] = {"records": float(len(keep))}
+        for role, kind in (("pred", pred), ("alt", alt)):
+            m, sh = t.curve(f"{kind}_mean_loss"), t.curve(f"{kind}_sharpness")
+            out[f"{role}_loss_error"] = float(
+                np.median(np.abs(gd_mean - m.values[keep]) / delta[keep])
+            )
+            out[f"{role}_sharpness_error"] = float(
+                np.median(np.abs(gd_sharp - sh.values[keep]) / sh.values[keep])
+            )
+            out[f"{role}_distance"] = float(t.curve(f"{kind}_distance").values[-1])
+            out[f"{role}_time_share"] = float(t.curve(f"{kind}_time_share").values[0])
+        out["movement"] = float(t.curve("gd_movement").values[-1])
+        return out
+
     def analyze(self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: Trials) -> dict:
         """Per grid point: each seed's summary, and its first trial's curves."""
         out: dict[str, Any] = {}
@@ -243,7 +397,10 @@ class EdgeOfStability(Study):
             tag = ("" if p["model"] == "mlp" else f"{p['model']}_") + (
                 f"{p['optimizer']}_lr{p['lr']:g}"
             )
-            out[tag] = {"point": p, "sums": sums, "first": ts[0]}
+            alt = "gradient" if cfg.flow == "central" else "central"
+            flows = [self._flow_summary(t, cfg.flow, alt, cfg.probe_every) for t in ts]
+            flows = [f for f in flows if f is not None]
+            out[tag] = {"point": p, "sums": sums, "first": ts[0], "flows": flows}
         out["probe_time_share"] = [
             t.curve("probe_time_share").values[0] for t in trials.has("probe_time_share")
         ]
@@ -289,6 +446,8 @@ class EdgeOfStability(Study):
                 strict=True,
                 description="fraction of steps where the loss rises after the threshold",
             )
+            if r["flows"]:
+                self._flow_claims(out, cfg, tag, r["flows"])
             out.reported(
                 f"{tag}_time_to_threshold",
                 Estimate.of([x["time_to_threshold"] for x in reached]),
@@ -303,6 +462,49 @@ class EdgeOfStability(Study):
             )
         return out
 
+    @staticmethod
+    def _flow_claims(out: Claims, cfg: EdgeOfStabilityConfig, tag: str, fl: list[dict]) -> None:
+        name = f"the {cfg.flow} flow"
+        other = "gradient" if cfg.flow == "central" else "central"
+        out.below(
+            f"{tag}_flow_loss",
+            Estimate.of([f["pred_loss_error"] for f in fl]),
+            1.0,
+            description=f"median |L̄_GD − L̄| of {name} over the records at the edge, in "
+            "units of the central flow's oscillation term Δ = Σ x_i S_i/2 (eq. 3): the "
+            "prediction is off by less than the oscillation it averages out",
+        )
+        out.below(
+            f"{tag}_flow_sharpness",
+            Estimate.of([f["pred_sharpness_error"] for f in fl]),
+            FLOW_SHARPNESS,
+            description=f"median |S_GD − S|/S of {name} at the edge; tolerance "
+            f"{FLOW_SHARPNESS}: the half-width of the 'at, or just above' band",
+        )
+        out.above(
+            f"{tag}_flow_closer",
+            Estimate.of([math.log(f["alt_distance"] / f["pred_distance"]) for f in fl]),
+            0.0,
+            strict=True,
+            description=f"ln(‖w_GD − w_{other}‖/‖w_GD − w_{cfg.flow}‖) at the last step: GD "
+            f"ends nearer {name} than the {other} flow",
+        )
+        out.reported(
+            f"{tag}_flow_distance",
+            Estimate.of([f["pred_distance"] / f["movement"] for f in fl]),
+            description=f"‖w_GD − w‖ of {name} at the last step / GD's own movement ‖w_T − w_0‖",
+        )
+        out.reported(
+            f"{tag}_flow_loss_alternative",
+            Estimate.of([f["alt_loss_error"] for f in fl]),
+            description=f"the same loss error for the {other} flow",
+        )
+        out.reported(
+            f"{tag}_flow_time_share",
+            Estimate.of([f["pred_time_share"] for f in fl]),
+            description=f"time to integrate {name} / GD training time (float64 flow)",
+        )
+
     def figures(self, cfg: EdgeOfStabilityConfig, s: dict, outdir: Path) -> list[Figure]:
         fig, (a1, a2) = subplots(1, 2, figsize=(10, 3.8))
         for tag, r in s.items():
@@ -316,7 +518,7 @@ class EdgeOfStability(Study):
             line = a2.plot(rr.coords, rr.values * thr, label=label)[0]
             a2.axhline(thr, color=line.get_color(), ls="--", lw=1)
             lo = t.curve("loss")
-            a1.plot(lo.coords, lo.values, color=line.get_color(), label=label)
+            a1.plot(lo.coords, lo.values, color=line.get_color(), label=label, lw=0.8)
         a1.set(yscale="log", xlabel="step", ylabel="training loss", title="loss (first seed)")
         a2.set(yscale="log", xlabel="step", ylabel="sharpness (dashed: 2/η or 38/η)")
         a2.set_title("sharpness rises to the threshold and hovers")
@@ -328,4 +530,47 @@ class EdgeOfStability(Study):
             "eigenvalue — preconditioned for Adam — with its stability threshold (right, "
             "dashed), as in Cohen et al. 2021, Fig. 1."
         )
-        return [Figure(save_png(fig, outdir / "edge-of-stability.png"), caption)]
+        figs = [Figure(save_png(fig, outdir / "edge-of-stability.png"), caption)]
+        flows = [(tag, r) for tag, r in s.items() if tag != "probe_time_share" and r["flows"]]
+        if flows:
+            figs.append(self._flow_figure(cfg, flows, outdir))
+        return figs
+
+    @staticmethod
+    def _flow_figure(cfg: EdgeOfStabilityConfig, flows: list, outdir: Path) -> Figure:
+        fig, axes = subplots(2, len(flows), figsize=(5 * len(flows), 6.4), squeeze=False)
+        w = cfg.probe_every
+        for j, (_, r) in enumerate(flows):
+            t, lr = r["first"], float(r["point"]["lr"])
+            a1, a2 = axes[0, j], axes[1, j]
+            lo = t.curve("loss")
+            L = np.asarray(lo.values)
+            cm = t.curve("central_mean_loss")
+            st = np.asarray(cm.coords, dtype=int)
+            ok = (st >= w) & (st + w < L.size)
+            avg = [L[i - w : i + w + 1].mean() for i in st[ok]]
+            a1.plot(lo.coords, lo.values, color="C0", lw=0.6, alpha=0.6, label="GD")
+            a1.plot(st[ok], avg, color="C0", lw=1.6, label=f"GD, mean over ±{w} steps")
+            a1.plot(cm.coords, cm.values, "k--", lw=1.4, label="central flow L̄ (predicted)")
+            cl = t.curve("central_loss")
+            a1.plot(cl.coords, cl.values, color="0.5", ls="--", lw=1, label="central flow L(w)")
+            gl = t.curve("gradient_loss")
+            a1.plot(gl.coords, gl.values, "k:", lw=1.4, label="gradient flow")
+            a1.set(yscale="log", xlabel="step", ylabel="training loss", title=f"GD η = {lr:g}")
+            rr = t.curve("sharpness_ratio")
+            a2.plot(rr.coords, rr.values * 2 / lr, color="C0", label="GD")
+            for kind, style in (("central", "--"), ("gradient", ":")):
+                sh = t.curve(f"{kind}_sharpness")
+                a2.plot(sh.coords, sh.values, "k" + style, lw=1.4, label=f"{kind} flow")
+            a2.axhline(2 / lr, color="C3", lw=1, label="2/η")
+            a2.set(xlabel="step", ylabel="sharpness λ_max")
+            a1.legend(fontsize=7)
+            a2.legend(fontsize=7)
+        caption = (
+            "Predicted curves at the edge of stability (first seed): the central flow "
+            "(Cohen, Damian et al. 2025) integrated from GD's initialisation predicts the "
+            "time-averaged loss L̄ = L(w) + Σ x_i S_i/2 (top, dashed) and holds the "
+            "sharpness at 2/η (bottom); the gradient flow (dotted) keeps sharpening and its "
+            "loss falls below GD's."
+        )
+        return Figure(save_png(fig, outdir / "central-flow.png"), caption)

@@ -1,0 +1,315 @@
+"""The central flow of gradient descent at the edge of stability (Cohen, Damian, Talwalkar,
+Kolter & Lee 2025, "Understanding Optimization in Deep Learning with Central Flows", ICLR;
+§3, eqs. 4–8).
+
+Gradient descent with step η on a loss L whose sharpness S(w) = λ_max(∇²L(w)) has reached
+2/η does not follow the gradient flow dw/dt = −η∇L: it oscillates along the top Hessian
+eigenvectors u_i, and the oscillation, through the third derivative, pushes the iterates
+down the sharpness. The *central flow* is the ODE for the time-averaged trajectory w(t)
+(t counted in GD steps):
+
+    dw/dt = −η [∇L(w) + ½ ∇⟨Σ(t), ∇²L(w)⟩],     Σ(t) = Σ_i x_i(t) u_i u_iᵀ,           (1)
+
+where x_i ≥ 0 is the variance of GD's oscillation along u_i, fixed by the complementarity
+conditions
+
+    x_i ≥ 0,    S_i(w) ≤ 2/η,    x_i (2/η − S_i) = 0,    S_i = u_iᵀ∇²L u_i,             (2)
+
+i.e. the oscillation is exactly as large as needed to hold each unstable eigenvalue at the
+threshold (with one active direction, (1) is the gradient flow projected onto the set
+S(w) ≤ 2/η: x = −2⟨∇S, ∇L⟩/‖∇S‖²). Before the threshold every x_i = 0 and (1) is the
+gradient flow. The flow predicts GD's *time-averaged* loss and sharpness:
+
+    L̄(t) = L(w(t)) + ½ Σ_i x_i S_i ≈ L(w) + Σ_i x_i/η,         S̄(t) = S(w(t)) ≤ 2/η.     (3)
+
+Discretization (as in the paper's code, "central_flow_substep"): Euler substeps of size h
+(in GD steps) in which x is chosen so that the *linearized next* sharpness
+S_i + h⟨∇S_i, dw/dt⟩ satisfies (2) — a linear complementarity problem in x with the
+positive semi-definite matrix ½hη(⟨∇S_i, ∇S_j⟩) — which also pulls a sharpness that
+overshot 2/η back to it. ∇S_i = ∇_w(u_iᵀ∇²L(w)u_i) at fixed u_i is a third-order
+derivative, computed by differentiating a Hessian-vector product (triple backpropagation).
+The eigenvectors (Lanczos, warm-started) and ∇S_i are refreshed every ``refresh`` substeps;
+in between S_i is carried to first order, S_i(w) ≈ S_i(w_r) + ⟨∇S_i, w − w_r⟩.
+
+Differences from the paper: Σ is diagonal in the tracked eigenbasis (the paper solves a
+semidefinite complementarity problem for a full k×k matrix X, which matters when tracked
+eigenvalues cross); plain GD only (the paper's RMSProp flow adds the preconditioner's state
+to (1)).
+
+The default substep h = ½ keeps Euler stable and non-oscillating for every eigenvalue
+λ ≤ 2/η (factor 1 − hηλ ∈ [0, 1)); the gradient flow (``kind="gradient"``, the negative
+control) shrinks h to 1/(ηS) once S exceeds 2/η, since it does not stop there.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from learnmech.errors import UserError
+from learnmech.measure.hessian import LossHessian, lanczos
+
+__all__ = ["FlowResult", "central_flow", "solve_lcp"]
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class FlowResult:
+    """A flow's trajectory at ``steps`` (in GD steps).
+
+    ``loss``: L(w(t)); ``mean_loss``: the predicted time average of GD's loss (3);
+    ``sharpness``: the largest tracked eigenvalue S(w(t)); ``sigma2``: the oscillation
+    variances x_i (rows: times, columns: tracked eigenvectors); ``params``: the flat
+    parameters at each record (``keep_params=True``). ``counts``: gradient evaluations,
+    Hessian-vector products and third-order products (∇S) spent.
+    """
+
+    kind: str
+    lr: float
+    steps: np.ndarray
+    loss: np.ndarray
+    mean_loss: np.ndarray
+    sharpness: np.ndarray
+    sigma2: np.ndarray
+    params: np.ndarray | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def solve_lcp(a: np.ndarray, B: np.ndarray, tol: float = 1e-10) -> np.ndarray:
+    """x ≥ 0 with a + Bx ≥ 0 and xᵀ(a + Bx) = 0, for a small symmetric PSD ``B``.
+
+    Exact by enumerating active sets (k ≤ 10 unknowns); for a PSD B the LCP is the convex
+    QP min ½xᵀBx + aᵀx over x ≥ 0, so the first feasible complementary point is its
+    minimiser. Singular blocks use the least-squares solution.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    k = a.size
+    if k > 10:
+        raise UserError(f"solve_lcp enumerates active sets: at most 10 unknowns, got {k}")
+    if k == 0 or (a >= 0).all():
+        return np.zeros(k)
+    scale = max(1.0, float(np.abs(a).max()), float(np.abs(B).max()))
+    best, best_viol = np.zeros(k), math.inf
+    for r in range(1, k + 1):
+        for S in itertools.combinations(range(k), r):
+            idx = list(S)
+            x = np.zeros(k)
+            x[idx] = np.linalg.lstsq(B[np.ix_(idx, idx)], -a[idx], rcond=None)[0]
+            y = a + B @ x
+            viol = max(float(-x.min()), float(-y.min()), 0.0)
+            if viol <= tol * scale:
+                return np.maximum(x, 0.0)
+            if viol < best_viol:
+                best, best_viol = np.maximum(x, 0.0), viol
+    return best
+
+
+def _flat(ts: tuple[torch.Tensor | None, ...], params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(
+        [
+            (torch.zeros_like(p) if t is None else t).reshape(-1)
+            for t, p in zip(ts, params, strict=True)
+        ]
+    )
+
+
+def _sharpness_gradients(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: Batch,
+    U: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(S_i = u_iᵀHu_i, ∇_w S_i) for the columns u_i of ``U``, by triple backpropagation."""
+    x, y = batch
+    with torch.enable_grad():
+        g = torch.autograd.grad(loss_fn(model(x), y), params, create_graph=True)
+        gflat = _flat(g, params)
+        S, G = [], []
+        for i in range(U.shape[1]):
+            u = U[:, i].to(gflat)
+            hu = torch.autograd.grad(gflat @ u, params, create_graph=True, allow_unused=True)
+            s = _flat(hu, params) @ u
+            ds = torch.autograd.grad(s, params, retain_graph=True, allow_unused=True)
+            S.append(s.detach())
+            G.append(_flat(ds, params).detach())
+    return torch.stack(S), torch.stack(G)
+
+
+def central_flow(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: Batch,
+    lr: float,
+    steps: int,
+    *,
+    kind: Literal["central", "gradient"] = "central",
+    k: int = 1,
+    dt: float = 0.5,
+    refresh: int = 4,
+    record_every: int = 10,
+    keep_params: bool = False,
+    tol: float = 1e-3,
+    mix: float = 0.3,
+    max_products: int | None = 0,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> FlowResult:
+    """Integrate the central flow (1)–(2) of full-batch GD with step ``lr`` from ``model``'s
+    current parameters for ``steps`` GD steps' worth of time (the model is not modified).
+
+    Args:
+        model, loss_fn, batch: the training problem, ``loss_fn(model(x), y)`` the mean loss
+            GD descends (one full batch).
+        kind: ``"central"`` or ``"gradient"`` (the plain gradient flow dw/dt = −η∇L).
+        k: eigenvectors tracked (directions that may be at the edge at once).
+        dt: Euler substep in GD steps (≤ 1; ½ keeps every stable direction monotone).
+        refresh: substeps between eigenvector and ∇S refreshes.
+        record_every: GD steps between records (and step 0).
+        keep_params: also record the flat parameters (for distances to GD's iterates).
+        tol, mix: Lanczos tolerance and warm-start mixing (as in
+            :class:`~learnmech.measure.hessian.SharpnessProbe`).
+        max_products: cap on Hessian-vector products per warm-started refresh (0: 4k + 4;
+            ``None``: as many as ``tol`` needs). The first reading is never capped.
+        progress: called with (step reached, steps) at each record.
+
+    Returns: a :class:`FlowResult`. Raises ``FloatingPointError`` if the loss becomes
+    non-finite.
+    """
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if kind not in ("central", "gradient"):
+        raise UserError(f"kind must be 'central' or 'gradient', got {kind!r}")
+    for name, v in (("lr", lr), ("dt", dt)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+            raise UserError(f"{name} must be a positive finite number, got {v!r}")
+    if dt > 1:
+        raise UserError(f"dt must be at most 1 GD step, got {dt!r}")
+    for name, v in (
+        ("steps", steps),
+        ("k", k),
+        ("refresh", refresh),
+        ("record_every", record_every),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise UserError(f"{name} must be a positive integer, got {v!r}")
+    model = copy.deepcopy(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("the model has no parameters that require grad")
+    dim = sum(p.numel() for p in params)
+    k = min(k, dim)
+    if max_products == 0:
+        max_products = 4 * k + 4
+    eta, thr = float(lr), 2.0 / float(lr)
+    x_in, y_in = batch
+    w = torch.nn.utils.parameters_to_vector(params).detach().clone()
+
+    def set_w(v: torch.Tensor) -> None:
+        torch.nn.utils.vector_to_parameters(v, params)
+
+    counts = {"gradients": 0, "hvps": 0, "third_order": 0}
+    U: torch.Tensor | None = None
+    S_ref = np.zeros(k)
+    G = torch.zeros(k, dim, dtype=w.dtype, device=w.device)
+    w_ref = w.clone()
+    gen = torch.Generator().manual_seed(seed)
+
+    def refresh_eigen() -> None:
+        nonlocal U, S_ref, G, w_ref
+        H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
+        v0 = None
+        if U is not None:
+            v0 = U.sum(1)
+            if mix > 0:
+                z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
+                v0 = v0 / v0.norm() + mix * z / z.norm()
+        cap = None if U is None else (max_products or None)
+        r = lanczos(H.matvec, dim, k, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
+        counts["hvps"] += H.calls
+        U = r.eigenvectors[:, :k]
+        if kind == "central":
+            S, Gt = _sharpness_gradients(model, params, loss_fn, (x_in, y_in), U)
+            counts["third_order"] += k
+            S_ref, G = S.double().cpu().numpy(), Gt
+        else:
+            S_ref = r.eigenvalues[:k].double().cpu().numpy()
+        w_ref = w.clone()
+
+    t, n_sub = 0.0, 0
+    rec_t: list[float] = []
+    rec: dict[str, list] = {"loss": [], "mean": [], "sharp": [], "x": [], "w": []}
+    next_rec = 0
+    while True:
+        set_w(w)
+        with torch.enable_grad():
+            loss = loss_fn(model(x_in), y_in)
+            g = _flat(torch.autograd.grad(loss, params, allow_unused=True), params).detach()
+        counts["gradients"] += 1
+        L = float(loss.detach())
+        if not math.isfinite(L):
+            raise FloatingPointError(f"the {kind} flow diverged at step {t:.1f} (lr = {lr})")
+        if n_sub % refresh == 0:
+            refresh_eigen()
+        if kind == "central":
+            dw_r = (w - w_ref).to(G.dtype)
+            S_now = S_ref + (G @ dw_r).double().cpu().numpy()
+        else:
+            S_now = S_ref.copy()
+        recording = t >= next_rec - 1e-9
+        if recording:
+            next_rec += record_every
+        if kind == "gradient":
+            h = min(dt, 1.0 / (eta * max(float(S_now.max()), 1e-12)))
+        else:
+            h = dt
+        h = max(min(h, next_rec - t, steps - t), 0.0) if t < steps - 1e-9 else h
+        v = -eta * g
+        x = x_rep = np.zeros(k)
+        if kind == "central":
+            Gd = G.double()
+            rate = h * (Gd @ v.double()).cpu().numpy()
+            B = 0.5 * h * eta * (Gd @ Gd.T).cpu().numpy()
+            x = solve_lcp(thr - S_now - rate, B)
+            if x.any():
+                v = v - 0.5 * eta * (torch.from_numpy(x).to(G) @ G).to(v)
+                # the recorded variance leaves out the pull-back of an overshoot (a
+                # discretization artefact): the x that holds S at 2/η
+                x_rep = solve_lcp(np.maximum(thr - S_now, 0.0) - rate, B)
+        if recording:
+            rec_t.append(float(next_rec - record_every))
+            rec["loss"].append(L)
+            rec["mean"].append(L + 0.5 * float(np.dot(x_rep, np.minimum(S_now, thr))))
+            rec["sharp"].append(float(S_now.max()))
+            rec["x"].append(x_rep.tolist())
+            if keep_params:
+                rec["w"].append(w.double().cpu().numpy())
+            if progress is not None:
+                progress(int(rec_t[-1]), steps)
+        if t >= steps - 1e-9:
+            break
+        w = w + h * v
+        t += h
+        n_sub += 1
+    xs = np.asarray(rec["x"], dtype=np.float64).reshape(len(rec_t), k)
+    return FlowResult(
+        kind=kind,
+        lr=eta,
+        steps=np.asarray(rec_t),
+        loss=np.asarray(rec["loss"]),
+        mean_loss=np.asarray(rec["mean"]),
+        sharpness=np.asarray(rec["sharp"]),
+        sigma2=xs,
+        params=np.stack(rec["w"]) if keep_params else None,
+        counts=counts,
+    )

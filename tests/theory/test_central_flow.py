@@ -1,0 +1,191 @@
+"""The central flow (Cohen, Damian et al. 2025; theory.central_flow) against closed forms.
+
+The closed-form case is the two-parameter loss L(x, z) = ½ z x² + ½ c (z − z*)². Its
+Hessian at x = 0 is diag(z, c), so the sharpness is z (for z > c) along the x axis, and
+∇S = (0, 1) there. Gradient flow drives z to z* and x to 0; with 2/η < z* GD reaches the
+edge when z = 2/η and the central flow then holds z = 2/η with oscillation variance
+σ² = −2⟨∇S, ∇L⟩/‖∇S‖² = 2c(z* − 2/η) and time-averaged loss
+L̄ = ½c(z* − 2/η)² + ½σ²·2/η (eq. 3 of the module). Before the edge, z(t) solves
+dz/dt = −ηc(z − z*) (x decays from the start, faster than z moves).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.signal import find_peaks
+from torch import nn
+
+from learnmech.errors import UserError
+from learnmech.theory.central_flow import _sharpness_gradients, central_flow, solve_lcp
+
+C, ZSTAR, ETA = 0.01, 30.0, 0.1  # edge at 2/η = 20
+BATCH = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
+
+
+class Toy(nn.Module):
+    def __init__(self, x0: float, z0: float) -> None:
+        super().__init__()
+        self.x = nn.Parameter(torch.tensor(x0, dtype=torch.float64))
+        self.z = nn.Parameter(torch.tensor(z0, dtype=torch.float64))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.x, self.z])
+
+
+def toy_loss(o: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    return 0.5 * o[1] * o[0] ** 2 + 0.5 * C * (o[1] - ZSTAR) ** 2
+
+
+SIGMA2 = 2 * C * (ZSTAR - 2 / ETA)  # 0.2
+LBAR = 0.5 * C * (ZSTAR - 2 / ETA) ** 2 + 0.5 * SIGMA2 * 2 / ETA  # 2.5
+
+
+def test_central_flow_of_the_toy_matches_its_closed_form() -> None:
+    # Lanczos to 1e-9: the Rayleigh quotient is then exact to ~(1e-9·20)²/gap
+    f = central_flow(
+        Toy(0.1, 19.0), toy_loss, BATCH, ETA, 1000, record_every=5, keep_params=True, tol=1e-9
+    )
+    assert f.params is not None
+    z, t = f.params[:, 1], f.steps
+    t_edge = math.log((ZSTAR - 19.0) / (ZSTAR - 2 / ETA)) / (ETA * C)  # 95.3 steps
+    before = t < t_edge - 5
+    # Euler's error on e^{−ηct} at h = ½ is ~hη²c²t/2 relative (< 1e-6 here); the x² term
+    # adds ∫ηx²/2 dt ≤ 5e-4 in z: bound 1e-3
+    np.testing.assert_allclose(z[before], ZSTAR - 11.0 * np.exp(-ETA * C * t[before]), atol=1e-3)
+    after = t > t_edge + 5
+    np.testing.assert_allclose(z[after], 2 / ETA, atol=1e-6)
+    np.testing.assert_allclose(f.sharpness[after], 2 / ETA, atol=1e-6)
+    np.testing.assert_allclose(f.sigma2[after, 0], SIGMA2, rtol=1e-6)
+    np.testing.assert_allclose(f.mean_loss[after], LBAR, rtol=1e-6)
+    assert (f.sigma2[before] == 0).all()
+    np.testing.assert_allclose(f.mean_loss[before], f.loss[before])
+
+
+def test_gd_on_the_toy_averages_to_the_central_flow_over_whole_cycles() -> None:
+    """GD does not settle on the 2-cycle here: (x², z) circle the central flow's point like
+    a Lotka–Volterra pair (x grows by |1 − ηz| per step, z falls with x²/2), and the
+    averages over whole cycles equal the centre (Damian, Nichani & Lee 2023, §4). The
+    central flow is the O(η) description; the bound 5% allows the discrete-time
+    corrections (on this toy they are ~2%)."""
+    x, z = 0.1, 19.0
+    xs, ls = [], []
+    for _ in range(12000):
+        xs.append(x * x)
+        ls.append(0.5 * z * x * x + 0.5 * C * (z - ZSTAR) ** 2)
+        x, z = x - ETA * z * x, z - ETA * (0.5 * x * x + C * (z - ZSTAR))
+    peaks, _ = find_peaks(np.array(xs), height=1e-3, distance=50)
+    assert len(peaks) >= 4
+    a, b = peaks[1], peaks[-1]
+    assert np.mean(xs[a:b]) == pytest.approx(SIGMA2, rel=0.05)
+    assert np.mean(ls[a:b]) == pytest.approx(LBAR, rel=0.05)
+
+
+def test_gradient_flow_does_not_stop_at_the_edge() -> None:
+    f = central_flow(Toy(0.1, 19.0), toy_loss, BATCH, ETA, 1000, kind="gradient", keep_params=True)
+    assert f.params is not None
+    # z(t) = z* − 11e^{−ηct}: past 2/η = 20 by t ≈ 95, 26.0 at t = 1000
+    assert f.params[-1, 1] == pytest.approx(ZSTAR - 11.0 * math.exp(-ETA * C * 1000), abs=1e-3)
+    assert f.sharpness[-1] > 2 / ETA * 1.25
+    np.testing.assert_array_equal(f.mean_loss, f.loss)
+    assert (f.sigma2 == 0).all()
+
+
+def _mlp() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    y = torch.randn(40, 2, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 2)).double()
+    return m, (x, y)
+
+
+def mse(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return 0.5 * ((z - t) ** 2).sum(1).mean()
+
+
+def test_sharpness_gradient_matches_finite_differences() -> None:
+    """∇_w(uᵀ∇²L(w)u) at fixed u against a central difference of uᵀH u along a random
+    direction (step 1e-5: truncation ~1e-10, round-off ~1e-16/1e-5; bound 1e-6 relative)."""
+    m, b = _mlp()
+    params = list(m.parameters())
+    d = sum(p.numel() for p in params)
+    g = torch.Generator().manual_seed(1)
+    U = torch.randn(d, 2, generator=g, dtype=torch.float64)
+    S, G = _sharpness_gradients(m, params, mse, b, U)
+    e = torch.randn(d, generator=g, dtype=torch.float64)
+    w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+
+    def quad(w: torch.Tensor) -> torch.Tensor:
+        torch.nn.utils.vector_to_parameters(w, params)
+        return _sharpness_gradients(m, params, mse, b, U)[0]
+
+    eps = 1e-5
+    fd = (quad(w0 + eps * e) - quad(w0 - eps * e)) / (2 * eps)
+    torch.nn.utils.vector_to_parameters(w0, params)
+    np.testing.assert_allclose((G @ e).numpy(), fd.numpy(), rtol=1e-6)
+    H = torch.autograd.functional.hessian(
+        lambda w: mse(torch.func.functional_call(m, _unflat(m, w), (b[0],)), b[1]), w0
+    )
+    np.testing.assert_allclose(S.numpy(), torch.einsum("di,de,ei->i", U, H, U).numpy(), rtol=1e-10)
+
+
+def _unflat(m: nn.Module, w: torch.Tensor) -> dict[str, torch.Tensor]:
+    out, i = {}, 0
+    for n, p in m.named_parameters():
+        out[n] = w[i : i + p.numel()].view_as(p)
+        i += p.numel()
+    return out
+
+
+def test_below_the_edge_the_central_flow_is_the_gradient_flow() -> None:
+    m, b = _mlp()
+    cf = central_flow(m, mse, b, 0.05, 200, keep_params=True)
+    gf = central_flow(m, mse, b, 0.05, 200, kind="gradient", keep_params=True)
+    assert cf.sharpness.max() < 2 / 0.05
+    assert (cf.sigma2 == 0).all()
+    assert cf.params is not None and gf.params is not None
+    np.testing.assert_allclose(cf.params, gf.params, rtol=0, atol=1e-12)
+    # the caller's model is left as it was; the flow starts from it
+    with torch.no_grad():
+        assert cf.loss[0] == pytest.approx(float(mse(m(b[0]), b[1])), rel=1e-12)
+    w = torch.nn.utils.parameters_to_vector(m.parameters()).detach().numpy()
+    np.testing.assert_array_equal(cf.params[0], w)
+
+
+def test_lcp_solutions_are_complementary() -> None:
+    rng = np.random.default_rng(0)
+    for k in (1, 2, 3, 5):
+        for _ in range(20):
+            M = rng.standard_normal((k, k + 2))
+            B = M @ M.T
+            a = rng.standard_normal(k)
+            x = solve_lcp(a, B)
+            y = a + B @ x
+            assert (x >= 0).all() and (y >= -1e-9).all()
+            assert abs(x @ y) < 1e-9
+    np.testing.assert_array_equal(solve_lcp(np.array([1.0, 0.5]), np.eye(2)), [0.0, 0.0])
+    np.testing.assert_allclose(solve_lcp(np.array([-2.0]), np.array([[4.0]])), [0.5])
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"lr": -0.1}, "lr must be"),
+        ({"lr": float("nan")}, "lr must be"),
+        ({"dt": 2.0}, "dt must be at most"),
+        ({"steps": 0}, "steps must be"),
+        ({"kind": "sgd"}, "kind must be"),
+        ({"k": 1.5}, "k must be"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(kw: dict, match: str) -> None:
+    args = {"lr": ETA, "steps": 10} | kw
+    lr, steps = args.pop("lr"), args.pop("steps")
+    with pytest.raises(UserError, match=match):
+        central_flow(Toy(0.1, 19.0), toy_loss, BATCH, lr, steps, **args)
+    with pytest.raises(UserError, match=r"nn\.Module"):
+        central_flow("model", toy_loss, BATCH, ETA, 10)  # type: ignore[arg-type]
