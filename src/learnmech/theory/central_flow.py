@@ -46,6 +46,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -70,7 +71,8 @@ class FlowResult:
     ``sharpness``: the largest tracked eigenvalue S(w(t)); ``sigma2``: the oscillation
     variances x_i (rows: times, columns: tracked eigenvectors); ``params``: the flat
     parameters at each record (``keep_params=True``). ``counts``: gradient evaluations,
-    Hessian-vector products and third-order products (∇S) spent.
+    Hessian-vector products and third-order products (∇S) spent; ``seconds``: the time
+    in each, and in total.
     """
 
     kind: str
@@ -82,6 +84,7 @@ class FlowResult:
     sigma2: np.ndarray
     params: np.ndarray | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def solve_lcp(a: np.ndarray, B: np.ndarray, tol: float = 1e-10) -> np.ndarray:
@@ -156,7 +159,7 @@ def central_flow(
     kind: Literal["central", "gradient"] = "central",
     k: int = 1,
     dt: float = 0.5,
-    refresh: int = 4,
+    refresh: int = 8,
     record_every: int = 10,
     keep_params: bool = False,
     tol: float = 1e-3,
@@ -219,6 +222,8 @@ def central_flow(
         torch.nn.utils.vector_to_parameters(v, params)
 
     counts = {"gradients": 0, "hvps": 0, "third_order": 0}
+    clock = {"gradients": 0.0, "eigenvectors": 0.0, "third_order": 0.0, "total": 0.0}
+    t_start = time.perf_counter()
     U: torch.Tensor | None = None
     S_ref = np.zeros(k)
     G = torch.zeros(k, dim, dtype=w.dtype, device=w.device)
@@ -235,12 +240,16 @@ def central_flow(
                 z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
                 v0 = v0 / v0.norm() + mix * z / z.norm()
         cap = None if U is None else (max_products or None)
+        t0 = time.perf_counter()
         r = lanczos(H.matvec, dim, k, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
         counts["hvps"] += H.calls
         U = r.eigenvectors[:, :k]
+        t1 = time.perf_counter()
+        clock["eigenvectors"] += t1 - t0
         if kind == "central":
             S, Gt = _sharpness_gradients(model, params, loss_fn, (x_in, y_in), U)
             counts["third_order"] += k
+            clock["third_order"] += time.perf_counter() - t1
             S_ref, G = S.double().cpu().numpy(), Gt
         else:
             S_ref = r.eigenvalues[:k].double().cpu().numpy()
@@ -252,10 +261,12 @@ def central_flow(
     next_rec = 0
     while True:
         set_w(w)
+        t0 = time.perf_counter()
         with torch.enable_grad():
             loss = loss_fn(model(x_in), y_in)
             g = _flat(torch.autograd.grad(loss, params, allow_unused=True), params).detach()
         counts["gradients"] += 1
+        clock["gradients"] += time.perf_counter() - t0
         L = float(loss.detach())
         if not math.isfinite(L):
             raise FloatingPointError(f"the {kind} flow diverged at step {t:.1f} (lr = {lr})")
@@ -312,4 +323,5 @@ def central_flow(
         sigma2=xs,
         params=np.stack(rec["w"]) if keep_params else None,
         counts=counts,
+        seconds=clock | {"total": time.perf_counter() - t_start},
     )
