@@ -58,3 +58,22 @@ def test_alignment_counts_mass_near_the_directions() -> None:
     d = torch.tensor([[math.cos(0.05), math.sin(0.05)]], dtype=torch.float64)
     # mass |a|·‖w‖: neuron 1 (mass 1) is 2.9° from d, neuron 2 (mass 2) is 87° away
     assert tl.alignment(w, a, d, 10.0) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("alpha", [0.1, 3.0])
+def test_stacked_training_equals_one_network_at_a_time(alpha: float) -> None:
+    """The closed-form stacked gradients against autograd's, network by network (float64:
+    agreement to round-off, 1e-12)."""
+    X, y, _ = _task()
+    inits = [tl.symmetric_init(12, 2, seed=s) for s in range(3)]
+    W0, A0 = torch.stack([w for w, _ in inits]), torch.stack([a for _, a in inits])
+    lr = 0.5 * min(1.0, alpha)
+    w, a, steps, losses = tl.train_scaled_stacked(X, y, W0, A0, alpha, lr, 150, {7, 150})
+    assert steps == [0, 7, 150] and losses.shape == (3, 3)
+    for i, (w0, a0) in enumerate(inits):
+        run = tl.train_scaled(X, y, w0, a0, alpha, lr, 150, {7, 150})
+        torch.testing.assert_close(w[i], run.w, rtol=0, atol=1e-12)
+        torch.testing.assert_close(a[i], run.a, rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            losses[:, i], torch.tensor(run.losses, dtype=torch.float64), rtol=0, atol=1e-14
+        )

@@ -53,6 +53,17 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     "linear-scaling-rule": ({"sgd_linear_large_k_break"}, lambda res, m: None),
     "conservation": (set(), lambda res, m: m["linear_gd_drift_exponent"].kind == "within"),
     "lazy-rich": (set(), lambda res, m: m["weight_change_exponent"].kind == "slope"),
+    # finding: the deviation from the mean-field limit falls faster than m^−½ over widths
+    # 16–256 (−0.73 … −0.92): widths 16 and 32 sit 1.2–2.4× above the CLT law that holds
+    # from 64 on; the regime map's claims all pass
+    "mean-field": (
+        {f"mf_exponent@alpha{a:g}" for a in (0.1, 1.0, 10.0, 100.0)},
+        lambda res, m: (
+            m["lazy_fails@alpha0.1"].passed
+            and m["lazy_holds@alpha100"].passed
+            and all(m[f"mean_field_holds@alpha{a:g}"].passed for a in (0.1, 1.0, 10.0, 100.0))
+        ),
+    ),
     # finding (power): the init NNGP exponent is −0.980 ± 0.028 at quick scale, its 95%
     # bound 0.069 just outside the a-priori 4/w_min = 0.0625
     "universality": ({"init_nngp_exponent"}, lambda res, m: m["init_cross_seed_exponent"].passed),
@@ -181,6 +192,8 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ("edge-of-stability", "gradient-flow"): lambda m: (
         m["gd_lr0.4_flow_sharpness"].value > 0.3 and m["gd_lr0.4_flow_loss"].value > 2
     ),
+    # measured against the kernel limit the rich networks stop converging with width
+    ("mean-field", "kernel-limit"): lambda m: m["mf_exponent@alpha0.1"].value > -0.1,
     # η from half the NTK doubles every η·λ₀: a third of the runs change phase
     ("catapult", "readout-kernel"): lambda m: m["phases"].value >= 20,
     # no saddle: the modes start near their targets and the steps overlap — but the

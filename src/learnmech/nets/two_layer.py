@@ -25,6 +25,7 @@ __all__ = [
     "symmetric_init",
     "tangent_kernel",
     "train_scaled",
+    "train_scaled_stacked",
 ]
 
 
@@ -127,3 +128,38 @@ def linearized_run(
     tt = torch.tensor(record, dtype=lam.dtype, device=lam.device)
     decay = (1 - lr * lam / n)[None, :] ** tt[:, None]
     return f_lin, 0.5 * ((decay * proj[None, :]) ** 2).sum(1) / n
+
+
+@torch.no_grad()
+def train_scaled_stacked(
+    X: torch.Tensor,
+    y: torch.Tensor,
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    alpha: float,
+    lr: float,
+    steps: int,
+    record: set[int],
+) -> tuple[torch.Tensor, torch.Tensor, list[int], torch.Tensor]:
+    """:func:`train_scaled` for a stack of S networks at once (w₀ (S, m, d), a₀ (S, m)),
+    with the gradients in closed form (no autograd): with r = f − y,
+    ∂/∂a_j = Σ_i r_i relu(w_jᵀx_i)/(αmn) and ∂/∂w_j = a_j Σ_i r_i 1(w_jᵀx_i > 0) x_i/(αmn),
+    each step lr·m. Returns (w, a, recorded steps, train losses (steps, S))."""
+    m, n = w0.shape[1], X.shape[0]
+    w, a = w0.clone(), a0.clone()
+    losses, rec_steps = [], []
+    for step in range(steps + 1):
+        pre = torch.einsum("nd,smd->snm", X, w)
+        act = torch.relu(pre)
+        r = alpha / m * torch.einsum("snm,sm->sn", act, a) - y
+        if step in record or step == 0:
+            losses.append(0.5 * (r**2).mean(1))
+            rec_steps.append(step)
+        if step == steps:
+            break
+        c = lr / (alpha * n)
+        ga = torch.einsum("snm,sn->sm", act, r)
+        gw = torch.einsum("snm,nd->smd", (pre > 0).to(w.dtype) * r[:, :, None], X)
+        w -= c * a[:, :, None] * gw
+        a -= c * ga
+    return w, a, rec_steps, torch.stack(losses)

@@ -28,6 +28,7 @@ STUDIES: dict[str, str] = {
     "data-spectra": "learnmech.studies.data_spectra:DataSpectra",
     "proxy-plan": "learnmech.studies.proxy_plan:ProxyPlan",
     "quanta": "learnmech.studies.quanta:Quanta",
+    "mean-field": "learnmech.studies.mean_field:MeanField",
     "saddle-to-saddle": "learnmech.studies.saddle_to_saddle:SaddleToSaddle",
     "grokking": "learnmech.studies.grokking:Grokking",
     "fourier-order": "learnmech.studies.fourier_order:FourierOrder",
