@@ -21,6 +21,11 @@ Everything runs through :mod:`torch.func`: one nested forward-mode pass gives f(
 step, never a Jacobian or Hessian in memory. Tested: the order-1 run equals kernel gradient
 descent with the empirical NTK, and on a two-layer *linear* network (exactly quadratic in
 its parameters) the order-2 run equals real gradient descent to round-off.
+
+Measured limit (docs/tutorial-limits.md): on an erf MLP of depth 2 at width 512 the quadratic
+model's error is 4× below the linear model's for the first ~20 steps at η = ½·n/λ_max, but
+the deviation grows secularly and by step 200 both miss equally; on ReLU networks the
+quadratic model gains nothing (activation-pattern flips are invisible to a Taylor model).
 """
 
 from __future__ import annotations
