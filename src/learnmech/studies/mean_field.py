@@ -250,9 +250,9 @@ class MeanField(Study):
                 description=f"width below which the CLT amplitude puts the RMS deviation "
                 f"above τ = {tau}",
             )
-        amin, amax = min(s), max(s)
-        if amin == amax:
+        if len(s) < 2:
             return out
+        amin, amax = min(s), max(s)
         rich, lazy = s[amin]["cells"], s[amax]["cells"]
         out.above(
             f"lazy_fails@alpha{amin:g}",
