@@ -63,6 +63,13 @@ __all__ = ["LazyRich", "LazyRichConfig"]
 ALIGN_DEG = 10.0
 
 
+def _even_widths(cls: type, v: list[int]) -> list[int]:
+    """Validator shared by the studies of the symmetric two-layer net."""
+    if any(w % 2 for w in v):
+        raise ValueError("widths must be even (neurons come in ± pairs)")
+    return v
+
+
 class LazyRichConfig(StudyConfig):
     alphas: list[float] = Sweep([0.1, 0.3, 1.0, 3.0, 10.0, 30.0], key="alpha", n=2, gt=0)
     widths: list[int] = Sweep([200], key="width", ge=2, description="student neurons m (even)")
@@ -73,12 +80,7 @@ class LazyRichConfig(StudyConfig):
     steps: int = Field(2000, ge=1, le=1_000_000, description="steps at α ≥ 1 (time η·steps)")
     data_seed: int = Field(0, ge=0)
 
-    @field_validator("widths")
-    @classmethod
-    def _even(cls, v: list[int]) -> list[int]:
-        if any(w % 2 for w in v):
-            raise ValueError("widths must be even (neurons come in ± pairs)")
-        return v
+    _even = field_validator("widths")(classmethod(_even_widths))
 
 
 def _teacher(cfg: LazyRichConfig) -> torch.Tensor:

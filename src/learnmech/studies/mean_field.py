@@ -78,7 +78,7 @@ from learnmech.nets import two_layer as tl
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import save_png, subplots
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials
-from learnmech.studies.lazy_rich import LazyRichConfig, _data
+from learnmech.studies.lazy_rich import LazyRichConfig, _data, _even_widths
 
 __all__ = ["MeanField", "MeanFieldConfig"]
 
@@ -101,12 +101,7 @@ class MeanFieldConfig(StudyConfig):
         "mean-field", description="the infinite-width limit scored ('kernel': the control)"
     )
 
-    @field_validator("widths")
-    @classmethod
-    def _even(cls, v: list[int]) -> list[int]:
-        if any(w % 2 for w in v):
-            raise ValueError("widths must be even (neurons come in ± pairs)")
-        return v
+    _even = field_validator("widths")(classmethod(_even_widths))
 
 
 def _init_seed(seed: int, width: int) -> int:
