@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
+from learnmech.measure.model_io import forward
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.nets.mlp import MLP
 from learnmech.theory.taylor import taylor_run
@@ -21,11 +22,11 @@ def _data(d_in: int = 5, d_out: int = 1, n: int = 20):
     return X, Y, Xe
 
 
-def _gd(net: nn.Module, X: torch.Tensor, Y: torch.Tensor, lr: float, steps: int) -> None:
+def _gd(net: nn.Module, X, Y: torch.Tensor, lr: float, steps: int) -> None:
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     for _ in range(steps):
         opt.zero_grad()
-        (0.5 * ((net(X) - Y) ** 2).mean()).backward()
+        (0.5 * ((forward(net, X) - Y) ** 2).mean()).backward()
         opt.step()
 
 
@@ -98,3 +99,29 @@ def test_bad_arguments_are_one_clear_error(kw: dict, match: str) -> None:
         taylor_run(net, X, Y, lr, steps, **args)
     with pytest.raises(UserError, match="shape"):
         taylor_run(net, X, Y[:, :0], 0.1, 5)
+
+
+def test_a_huggingface_model_from_a_config() -> None:
+    """A random-weight BERT regression head from a config (dict batch, ``ModelOutput``):
+    one small step of its quadratic model matches the real network to O(η³), far closer
+    than the linearized model's O(η²)."""
+    tf = pytest.importorskip("transformers")
+    cfg = tf.BertConfig(
+        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=16, max_position_embeddings=8, num_labels=1,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        attn_implementation="eager",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    x = {"input_ids": torch.randint(0, 20, (6, 5), generator=g)}
+    y = torch.randn(6, 1, generator=g, dtype=torch.float64)
+    net = tf.BertForSequenceClassification(cfg).double().eval()
+    lin = taylor_run(net, x, y, 0.05, 1, order=1, x_eval=x)
+    quad = taylor_run(net, x, y, 0.05, 1, order=2, x_eval=x)
+    _gd(net, x, y, 0.05, 1)
+    with torch.no_grad():
+        f = net(**x).logits.numpy()
+    e_lin = np.abs(f - lin.eval_outputs[-1]).max()
+    e_quad = np.abs(f - quad.eval_outputs[-1]).max()
+    assert e_quad < 0.1 * e_lin

@@ -138,6 +138,11 @@ def _model(kind: str, width: int) -> nn.Module:
     )
 
 
+def _mse(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """½·mean over examples of ‖z − t‖² (MSE on one-hot targets)."""
+    return 0.5 * ((z - t) ** 2).sum(1).mean()
+
+
 def _flat(model: nn.Module) -> np.ndarray:
     return torch.nn.utils.parameters_to_vector(model.parameters()).detach().double().cpu().numpy()
 
@@ -227,9 +232,6 @@ class EdgeOfStability(Study):
         X, lab = (t.to(device) for t in digits_subset(cfg.samples, cfg.data_seed))
         T = nn.functional.one_hot(lab, 10).float()
 
-        def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return 0.5 * ((z - t) ** 2).sum(1).mean()
-
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
             torch.manual_seed(seed)
@@ -241,7 +243,7 @@ class EdgeOfStability(Study):
                 if point["optimizer"] == "gd"
                 else torch.optim.Adam(model.parameters(), lr=lr)
             )
-            probe = SharpnessProbe(loss_fn, (X, T), opt, every=cfg.probe_every, tol=1e-3)
+            probe = SharpnessProbe(_mse, (X, T), opt, every=cfg.probe_every, tol=1e-3)
             losses: list[float] = []
             t_train = t_probe = 0.0
             flows = point["optimizer"] == "gd" and point.get("model", "mlp") == "mlp"
@@ -254,11 +256,11 @@ class EdgeOfStability(Study):
                     opt.zero_grad(set_to_none=True)
                     if cfg.batch and cfg.batch < X.shape[0]:
                         b = torch.randint(0, X.shape[0], (cfg.batch,), generator=gen)
-                        loss_fn(model(X[b.to(device)]), T[b.to(device)]).backward()
+                        _mse(model(X[b.to(device)]), T[b.to(device)]).backward()
                         with torch.no_grad():
-                            loss = loss_fn(model(X), T)
+                            loss = _mse(model(X), T)
                     else:
-                        loss = loss_fn(model(X), T)
+                        loss = _mse(model(X), T)
                         loss.backward()
                     opt.step()
                     t1 = time.perf_counter()
@@ -292,16 +294,13 @@ class EdgeOfStability(Study):
         """The central and gradient flows from this seed's initialisation (float64),
         recorded where GD's parameters were (every ``probe_every`` steps)."""
 
-        def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            return 0.5 * ((z - t) ** 2).sum(1).mean()
-
         x, t = (b.double() for b in batch)
         out = []
         for kind in ("central", "gradient"):
             t0 = time.perf_counter()
             f = central_flow(
                 init.double(),
-                loss_fn,
+                _mse,
                 (x, t),
                 lr,
                 cfg.steps,

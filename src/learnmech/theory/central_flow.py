@@ -57,6 +57,7 @@ from torch import nn
 
 from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian, lanczos
+from learnmech.measure.model_io import forward
 
 __all__ = ["FlowResult", "central_flow", "solve_lcp"]
 
@@ -136,7 +137,7 @@ def _sharpness_gradients(
     """(S_i = u_iᵀHu_i, ∇_w S_i) for the columns u_i of ``U``, by triple backpropagation."""
     x, y = batch
     with torch.enable_grad():
-        g = torch.autograd.grad(loss_fn(model(x), y), params, create_graph=True)
+        g = torch.autograd.grad(loss_fn(forward(model, x), y), params, create_graph=True)
         gflat = _flat(g, params)
         S, G = [], []
         for i in range(U.shape[1]):
@@ -172,7 +173,7 @@ def central_flow(
     current parameters for ``steps`` GD steps' worth of time (the model is not modified).
 
     Args:
-        model, loss_fn, batch: the training problem, ``loss_fn(model(x), y)`` the mean loss
+        model, loss_fn, batch: the training problem, ``loss_fn(forward(model, x), y)`` the mean loss
             GD descends (one full batch).
         kind: ``"central"`` or ``"gradient"`` (the plain gradient flow dw/dt = −η∇L).
         k: eigenvectors tracked (directions that may be at the edge at once).
@@ -263,7 +264,7 @@ def central_flow(
         set_w(w)
         t0 = time.perf_counter()
         with torch.enable_grad():
-            loss = loss_fn(model(x_in), y_in)
+            loss = loss_fn(forward(model, x_in), y_in)
             g = _flat(torch.autograd.grad(loss, params, allow_unused=True), params).detach()
         counts["gradients"] += 1
         clock["gradients"] += time.perf_counter() - t0

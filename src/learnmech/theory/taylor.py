@@ -33,13 +33,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call, grad, jvp
+from torch.func import grad, jvp
 
 from learnmech.errors import UserError
+from learnmech.measure.model_io import call_functional, forward, prediction
 
 __all__ = ["TaylorRun", "taylor_run"]
 
@@ -56,22 +58,23 @@ class TaylorRun:
 
 def taylor_run(
     model: nn.Module,
-    x: torch.Tensor,
+    x: Any,
     y: torch.Tensor,
     lr: float,
     steps: int,
     *,
     order: int = 2,
-    x_eval: torch.Tensor | None = None,
+    x_eval: Any | None = None,
     record: Sequence[int] | None = None,
 ) -> TaylorRun:
     """Train the order-``order`` Taylor model of ``model`` around its current parameters by
     full-batch GD with step ``lr`` on ½·mean((f − y)²) for ``steps`` steps.
 
     Args:
-        model: any module whose output is a tensor; its parameters are the expansion point
-            (they are not modified). Buffers are held fixed.
-        x, y: the training inputs and targets (y shaped like ``model(x)``).
+        model: any module; its parameters are the expansion point (they are not modified).
+            Buffers are held fixed. A HuggingFace output contributes its ``logits``.
+        x, y: the training inputs (a tensor, or a dict for ``model(**x)``) and targets
+            (shaped like the prediction).
         order: 1 (linearized model) or 2 (quadratic model).
         x_eval: inputs whose Taylor-model outputs are recorded.
         record: steps to record (0 and ``steps`` are always recorded).
@@ -89,16 +92,16 @@ def taylor_run(
         raise UserError("the model has no parameters that require grad")
     p0 = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
     fixed = {n: p.detach() for n, p in model.named_parameters() if not p.requires_grad}
-    fixed |= {n: b for n, b in model.named_buffers()}
+    buffers = dict(model.named_buffers())
     with torch.no_grad():
-        f0 = model(x)
+        f0 = forward(model, x)
     if f0.shape != y.shape:
         raise UserError(f"y must have the output's shape {tuple(f0.shape)}, got {tuple(y.shape)}")
     marks = sorted({0, steps, *(int(s) for s in (record or ()) if 0 <= int(s) <= steps)})
 
-    def taylor(delta: dict[str, torch.Tensor], inp: torch.Tensor) -> torch.Tensor:
+    def taylor(delta: dict[str, torch.Tensor], inp: Any) -> torch.Tensor:
         def f(p: dict[str, torch.Tensor]) -> torch.Tensor:
-            return functional_call(model, p | fixed, (inp,))
+            return prediction(call_functional(model, p | fixed, buffers, inp))
 
         if order == 1:
             out, jd = jvp(f, (p0,), (delta,))
