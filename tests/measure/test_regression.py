@@ -72,3 +72,18 @@ def test_population_regression_interpolates_its_own_population() -> None:
     half = rr.population_kernel_ridge_error(K, Y, np.arange(5), [0.0, 1e9])
     assert half[1] == pytest.approx(float(np.mean(Y**2)), rel=1e-6)
     assert math.isfinite(half[0])
+
+
+def test_one_eigendecomposition_solves_every_ridge_like_lstsq_and_solve() -> None:
+    """The shared eigendecomposition gives lstsq's minimum-norm solution at δ = 0 (on a
+    rank-deficient Gram matrix too) and ``solve``'s at δ > 0, to float64 rounding."""
+    rng = np.random.default_rng(3)
+    for rank in (40, 25):
+        A = rng.standard_normal((40, rank))
+        K, y = A @ A.T, rng.standard_normal(40)
+        a0, a1 = rr._ridge_solves(K, y, [0.0, 0.4])
+        ref0 = np.linalg.lstsq(K, y, rcond=None)[0]
+        ref1 = np.linalg.solve(K + 0.4 * np.eye(40), y)
+        cond = np.linalg.cond(K + 0.4 * np.eye(40))
+        assert np.abs(a0 - ref0).max() <= 1e-8 * np.abs(ref0).max()
+        assert np.abs(a1 - ref1).max() <= 40 * cond * 1e-16 * np.abs(ref1).max()

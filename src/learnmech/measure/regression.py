@@ -44,8 +44,21 @@ def gaussian_task(
     return Z, Z @ v + math.sqrt(noise_var) * rng.standard_normal(n)
 
 
-def _ridge_solve(A: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
-    return np.linalg.lstsq(A, y, rcond=None)[0] if ridge == 0 else np.linalg.solve(A, y)
+def _ridge_solves(K: np.ndarray, y: np.ndarray, deltas: Sequence[float]) -> list[np.ndarray]:
+    """α = (K + δI)⁻¹ y for each δ from one eigendecomposition of the symmetric PSD ``K``;
+    δ = 0 is the minimum-norm least-squares solution, with the cutoff of
+    ``np.linalg.lstsq(rcond=None)`` (eigenvalues below n·eps·λ_max dropped: for a
+    symmetric PSD matrix they are its singular values)."""
+    lam, V = np.linalg.eigh(K)
+    lam = np.maximum(lam, 0.0)
+    Vy = V.T @ y
+    cut = K.shape[0] * np.finfo(K.dtype).eps * (lam.max() if lam.size else 0.0)
+    out = []
+    for d in deltas:
+        s = lam + d
+        inv = np.divide(1.0, s, out=np.zeros_like(s), where=s > cut) if d == 0 else 1.0 / s
+        out.append(V @ (inv.reshape(-1, *[1] * (Vy.ndim - 1)) * Vy))
+    return out
 
 
 def kernel_ridge_error(
@@ -61,8 +74,7 @@ def kernel_ridge_error(
     n = Z.shape[0]
     K = (Z * lam) @ Z.T
     out = []
-    for r in ridges:
-        alpha = _ridge_solve(K + r * n * np.eye(n), y, r)
+    for alpha in _ridge_solves(K, y, [r * n for r in ridges]):
         w = lam * (Z.T @ alpha)
         out.append(float(np.sum((w - v) ** 2) + noise_var))
     return out
@@ -113,8 +125,7 @@ def population_kernel_ridge_error(
     Kn = K[np.ix_(idx, idx)]
     Kx = K[:, idx]
     y = Y[idx]
-    out = []
-    for r in ridges:
-        alpha = _ridge_solve(Kn + r * n * np.eye(n), y, r)
-        out.append(float(np.mean((Kx @ alpha - Y) ** 2)))
-    return out
+    return [
+        float(np.mean((Kx @ alpha - Y) ** 2))
+        for alpha in _ridge_solves(Kn, y, [r * n for r in ridges])
+    ]
