@@ -10,10 +10,19 @@ import pytest
 from learnmech.lab.runner import run_study
 
 FULL_SCALE_FINDINGS: dict[str, set[str] | None] = {
-    # widths 64 … 4096, 32 seeds (on an H200): the per-network deviation decays as
-    # width^−0.47 ± 0.02 (passes; quick scale's −0.42 is a small-width effect); the kernel
-    # change is not one power law of width within its errors (χ²/dof 2.96 vs 2.21)
-    "wide-nets": {"kernel_change_power_law_fit"},
+    # widths 64 … 4096, 32 seeds (first on an H200; rerun on the 2-core CPU with the init-NTK
+    # prediction, 25 min): the per-network deviation decays as width^−0.47 ± 0.02 (passes;
+    # quick scale's −0.42 is a small-width effect); the kernel change is not one power law
+    # of width within its errors (χ²/dof 2.90 vs 2.21). The init-NTK prediction of the
+    # deviation holds at 64–2048 (log ratios within ±0.04); at 4096 its bound 0.04425 misses
+    # the 0.04419 tolerance by 1e-4 (value −0.005: power, 32 seeds). The kernel's motion
+    # falls as w^−0.67, not as 1/w, and not as one power law (χ²/dof 3.13)
+    "wide-nets": {
+        "kernel_change_power_law_fit",
+        "kernel_drift_deviation_exponent",
+        "kernel_drift_deviation_power_law_fit",
+        "deviation_from_init_ntk@w4096",
+    },
     "data-spectra": set(),
     "conservation": set(),
     "deep-linear": set(),

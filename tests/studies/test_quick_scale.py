@@ -28,8 +28,14 @@ def _wide_nets(res: RunResult, m: dict) -> None:
     assert m["mean_output_rel_bias_sq@w1024"].passed
     assert m["test_loss_curve_max_rel_error@w1024"].passed
     # finding: one network's deviation from its linearization decays more slowly than
-    # width^{-1/2} over 64–1024 (quick: −0.42 ± 0.02)
+    # width^{-1/2} over 64–1024 (quick: −0.42 ± 0.02) ...
     assert m["output_deviation_exponent"].value > -0.5
+    # ... and its init NTK's fluctuation, propagated before training, predicts it at every
+    # width, the bend included; what it leaves (the kernel's motion) falls as w^−0.68,
+    # like the kernel change itself, not at the O(1/w) rate
+    for w in (64, 128, 256, 512, 1024):
+        assert m[f"deviation_from_init_ntk@w{w}"].passed, w
+    assert -0.8 < m["kernel_drift_deviation_exponent"].value < -0.55
     assert (res.report.parent / "summary.png").exists()
 
 
@@ -44,7 +50,7 @@ def _feature_ansatz(res: RunResult, m: dict) -> None:
 
 #: v2 studies: (claims that fail at quick scale — documented findings, extra checks)
 V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
-    "wide-nets": ({"output_deviation_exponent"}, _wide_nets),
+    "wide-nets": ({"output_deviation_exponent", "kernel_drift_deviation_exponent"}, _wide_nets),
     "neural-collapse": (set(), _neural_collapse),
     "feature-ansatz": (set(), _feature_ansatz),
     "data-spectra": (set(), lambda res, m: m["planted_exponent"].kind == "within"),
@@ -282,7 +288,12 @@ def test_wide_nets_cnn_arm(store_path):
     the kernel change do not follow one power law of width over 16–256 (the smallest
     widths bend the curves: reduced χ² ≈ 12.7 and 7.0), and the init-NTK error's
     exponent, −0.445 ± 0.04, misses the ±0.125 band around −1/2 by its 95% bound (0.133;
-    power: 8 seeds × 8 draws). The catapult control fails its claims as for the MLP."""
+    power: 8 seeds × 8 draws). The init-NTK prediction of each network's deviation is not
+    resolved at any width: the deviations are heavy-tailed across 8 seeds (per-seed RMS
+    0.005–0.075 at 256 channels; the paired log ratio's SE is 0.1–0.2 against tolerances
+    0.125–0.5), and at 16 channels the measured deviation is 4.6× the predicted one (the
+    kernel's motion dominates); that motion's share falls as channels^−0.94 but not as one
+    power law (χ²). The catapult control fails its claims as for the MLP."""
     res = run_study("wide-nets", store=store_path, overrides={"arch": "cnn"}, report=True)
     m = {x.name: x for x in res.metrics}
     failing = {x.name for x in res.metrics if x.passed is False}
@@ -290,6 +301,9 @@ def test_wide_nets_cnn_arm(store_path):
         "output_deviation_power_law_fit",
         "ntk_init_error_exponent",
         "kernel_change_power_law_fit",
+        "kernel_drift_deviation_exponent",
+        "kernel_drift_deviation_power_law_fit",
+        *(f"deviation_from_init_ntk@w{w}" for w in (16, 32, 64, 128, 256)),
     }, failing
     assert m["mean_output_rel_bias_sq@w256"].passed
     assert m["test_loss_curve_max_rel_error@w256"].passed

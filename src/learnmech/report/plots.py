@@ -200,6 +200,17 @@ def _scaling_panel(ax, per) -> None:  # type: ignore[no-untyped-def]
         label="per-net deviation from linearization: "
         f"slope {fit.exponent:.2f} ± {fit.exponent_se:.2f}",
     )
+    wp = [w for w in sorted(per) if "predicted_err" in per[w]]
+    if wp:
+        ax.plot(
+            wp,
+            [per[w]["predicted_err"][0] for w in wp],
+            "x--",
+            color="C0",
+            ms=6,
+            lw=1,
+            label="predicted from each net's init NTK (before training)",
+        )
     v = np.array([per[w]["mean_err"][0] for w in sorted(per)])
     se = np.array([per[w]["mean_err"][1] for w in sorted(per)])
     pos = v > 0  # the debiased estimate is 0 where the bias is below the seed noise
