@@ -20,7 +20,13 @@ from scipy.signal import find_peaks
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.theory.central_flow import _sharpness_gradients, central_flow, solve_lcp
+from learnmech.theory.central_flow import (
+    _sharpness_gradients,
+    _sharpness_matrix,
+    central_flow,
+    solve_lcp,
+    solve_sdcp,
+)
 
 C, ZSTAR, ETA = 0.01, 30.0, 0.1  # edge at 2/η = 20
 BATCH = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
@@ -218,3 +224,98 @@ def test_a_huggingface_model_from_a_config_runs_through_the_flow() -> None:
     edge = cf.sigma2[:, 0] > 0
     if edge.any():  # at the edge the predicted average loss carries the oscillation term
         assert (cf.mean_loss[edge] > cf.loss[edge]).all()
+
+
+class Toy2(nn.Module):
+    """Two independent copies of the toy, the second with a larger z*: both reach the edge,
+    the second later, so two directions must be held at 2/η at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.1, 19.0, 0.1, 19.5], dtype=torch.float64))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return self.w
+
+
+ZSTAR2 = (ZSTAR, 40.0)
+
+
+def toy2_loss(o: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    return sum(
+        0.5 * o[2 * i + 1] * o[2 * i] ** 2 + 0.5 * C * (o[2 * i + 1] - ZSTAR2[i]) ** 2
+        for i in range(2)
+    )
+
+
+def test_auto_k_holds_every_direction_that_reaches_the_edge() -> None:
+    """With k = 1 the flow holds one copy at a time (it switches between them as each
+    overshoots), so its oscillation variance and time-averaged loss miss the closed form;
+    with k = "auto" it tracks a second direction once the next Ritz value reaches 2/η, and
+    both copies sit at their closed forms: z_i = 2/η, σ_i² = 2c(z_i* − 2/η) (the
+    eigenvalues of the full matrix X), L̄ = Σ_i ½c(z_i* − 2/η)² + σ_i²/η."""
+    one = central_flow(Toy2(), toy2_loss, BATCH, ETA, 1500, keep_params=True, tol=1e-9)
+    assert one.params is not None and one.sigma2.shape[1] == 1
+    lbar1 = sum(0.5 * C * (z - 2 / ETA) ** 2 + 2 * C * (z - 2 / ETA) / ETA for z in ZSTAR2)
+    assert abs(one.mean_loss[-1] / lbar1 - 1) > 0.1
+    auto = central_flow(Toy2(), toy2_loss, BATCH, ETA, 1500, k="auto", keep_params=True, tol=1e-9)
+    assert auto.params is not None and auto.sigma2.shape[1] == 2
+    np.testing.assert_allclose(auto.params[-1, [1, 3]], 2 / ETA, atol=1e-6)
+    expect = sorted(2 * C * (z - 2 / ETA) for z in ZSTAR2)
+    np.testing.assert_allclose(sorted(auto.sigma2[-1]), expect, rtol=1e-6)
+    lbar = sum(0.5 * C * (z - 2 / ETA) ** 2 + 2 * C * (z - 2 / ETA) / ETA for z in ZSTAR2)
+    assert auto.mean_loss[-1] == pytest.approx(lbar, rel=1e-6)
+    with pytest.raises(UserError, match="k must be"):
+        central_flow(Toy2(), toy2_loss, BATCH, ETA, 10, k="many")  # type: ignore[arg-type]
+
+
+def test_sdcp_solutions_are_complementary_and_reduce_to_the_lcp() -> None:
+    """X ⪰ 0, Y = Q + B[X] ⪰ 0, ⟨X, Y⟩ = 0 on random problems (to 1e-9 of their scale);
+    with a separable K (no coupling between directions) X is diagonal and equals the LCP
+    solution, and k = 1 is the scalar LCP."""
+    rng = np.random.default_rng(2)
+    for k in (2, 3, 4):
+        for _ in range(5):
+            F = rng.standard_normal((k * k, 3 * k * k))
+            K = F @ F.T
+            Q = rng.standard_normal((k, k))
+            Q = Q + Q.T
+            X = solve_sdcp(Q, K)
+            Y = Q + (K @ X.reshape(-1)).reshape(k, k)
+            assert np.linalg.eigvalsh(X).min() >= -1e-9
+            assert np.linalg.eigvalsh(0.5 * (Y + Y.T)).min() >= -1e-9 * np.abs(Q).max()
+            assert abs(float(np.sum(X * Y))) <= 1e-9 * np.abs(Q).max()
+    a = np.array([-1.0, 0.5, -0.2])
+    Bd = np.array([2.0, 1.0, 0.5])
+    K = np.zeros((9, 9))
+    for i in range(3):
+        K[4 * i, 4 * i] = Bd[i]  # only the diagonal entries X_ii couple, each to itself
+    X = solve_sdcp(np.diag(a), K)
+    np.testing.assert_allclose(np.diag(X), solve_lcp(a, np.diag(Bd)), atol=1e-10)
+    assert np.abs(X - np.diag(np.diag(X))).max() <= 1e-10
+    assert solve_sdcp(np.array([[-1.0]]), np.array([[4.0]]))[0, 0] == pytest.approx(0.25)
+
+
+def test_the_sharpness_matrix_carries_the_diagonal_gradients() -> None:
+    """M = UᵀHU and D[i, j] = ∇(u_iᵀHu_j): its diagonal is ``_sharpness_gradients``' S and
+    ∇S, and an off-diagonal entry matches a central difference."""
+    m, b = _mlp()
+    params = list(m.parameters())
+    d = sum(p.numel() for p in params)
+    g = torch.Generator().manual_seed(4)
+    U = torch.randn(d, 2, generator=g, dtype=torch.float64)
+    M, D = _sharpness_matrix(m, params, mse, b, U)
+    S, G = _sharpness_gradients(m, params, mse, b, U)
+    np.testing.assert_allclose(np.diag(M), S.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(D[[0, 1], [0, 1]].numpy(), G.numpy(), rtol=1e-10, atol=1e-14)
+    e = torch.randn(d, generator=g, dtype=torch.float64)
+    w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+
+    def off(w: torch.Tensor) -> float:
+        torch.nn.utils.vector_to_parameters(w, params)
+        return float(_sharpness_matrix(m, params, mse, b, U)[0][0, 1])
+
+    eps = 1e-5
+    fd = (off(w0 + eps * e) - off(w0 - eps * e)) / (2 * eps)
+    torch.nn.utils.vector_to_parameters(w0, params)
+    assert float(D[0, 1] @ e) == pytest.approx(fd, rel=1e-6)

@@ -31,10 +31,16 @@ derivative, computed by differentiating a Hessian-vector product (triple backpro
 The eigenvectors (Lanczos, warm-started) and ∇S_i are refreshed every ``refresh`` substeps;
 in between S_i is carried to first order, S_i(w) ≈ S_i(w_r) + ⟨∇S_i, w − w_r⟩.
 
-Differences from the paper: Σ is diagonal in the tracked eigenbasis (the paper solves a
-semidefinite complementarity problem for a full k×k matrix X, which matters when tracked
-eigenvalues cross); plain GD only (the paper's RMSProp flow adds the preconditioner's state
-to (1)).
+With k ≥ 2 tracked directions Σ = U X Uᵀ with a full k×k matrix X, as in the paper: the
+conditions (2) become the semidefinite complementarity problem X ⪰ 0,
+(2/η)I − M_next ⪰ 0, ⟨X, (2/η)I − M_next⟩ = 0 on the linearized next block
+M = UᵀHU (:func:`solve_sdcp`), which is what holds several eigenvalues at 2/η at once
+when they are (near-)degenerate there. ``k="auto"`` adds a direction whenever the next
+Ritz value reaches 2/η. Difference from the paper: plain GD only (its RMSProp flow adds
+the preconditioner's state to (1)). Known rough edge: with a fixed k ≥ 2 and two
+eigenvalues reaching 2/η exactly together (a degenerate pair), the discretized flow
+switches between them and its recorded L̄ wobbles (a toy: 6.5–8.3 against 8.5);
+``k="auto"`` lands on the closed form there.
 
 The default substep h = ½ keeps Euler stable and non-oscillating for every eigenvalue
 λ ≤ 2/η (factor 1 − hηλ ∈ [0, 1)); the gradient flow (``kind="gradient"``, the negative
@@ -59,7 +65,7 @@ from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian, lanczos
 from learnmech.measure.model_io import forward
 
-__all__ = ["FlowResult", "central_flow", "solve_lcp"]
+__all__ = ["FlowResult", "central_flow", "solve_lcp", "solve_sdcp"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -70,7 +76,8 @@ class FlowResult:
 
     ``loss``: L(w(t)); ``mean_loss``: the predicted time average of GD's loss (3);
     ``sharpness``: the largest tracked eigenvalue S(w(t)); ``sigma2``: the oscillation
-    variances x_i (rows: times, columns: tracked eigenvectors); ``params``: the flat
+    variances x_i (rows: times, columns: tracked eigenvectors; for k ≥ 2 the eigenvalues
+    of X, largest first); ``params``: the flat
     parameters at each record (``keep_params=True``). ``counts``: gradient evaluations,
     Hessian-vector products and third-order products (∇S) spent; ``seconds``: the time
     in each, and in total.
@@ -118,6 +125,81 @@ def solve_lcp(a: np.ndarray, B: np.ndarray, tol: float = 1e-10) -> np.ndarray:
     return best
 
 
+def _psd(X: np.ndarray) -> np.ndarray:
+    """The nearest positive semi-definite matrix (Frobenius): negative eigenvalues clipped."""
+    lam, V = np.linalg.eigh(0.5 * (X + X.T))
+    return (V * np.maximum(lam, 0.0)) @ V.T
+
+
+def solve_sdcp(
+    Q: np.ndarray, K: np.ndarray, tol: float = 1e-12, max_iter: int = 20_000
+) -> np.ndarray:
+    """The semidefinite complementarity problem of the central flow with k tracked
+    directions (Cohen et al. 2025, §3: Σ = U X Uᵀ with a full k×k matrix X):
+
+        X ⪰ 0,    Y = Q + B[X] ⪰ 0,    ⟨X, Y⟩ = 0,    B[X]_ij = Σ_ab K_(ij),(ab) X_ab,
+
+    with ``K`` (k², k²) a PSD Gram matrix, so that this is the convex problem
+    min_{X ⪰ 0} ½⟨X, B[X]⟩ + ⟨Q, X⟩. Solved by accelerated projected gradient (FISTA,
+    step 1/λ_max(K), projection onto the PSD cone by clipping eigenvalues) until the
+    fixed-point residual ‖X − Π(X − (Q + B[X])/λ_max)‖ is ≤ ``tol``·scale. For k = 1 it
+    is :func:`solve_lcp`'s scalar problem.
+    """
+    Q = 0.5 * (np.asarray(Q, dtype=np.float64) + np.asarray(Q, dtype=np.float64).T)
+    k = Q.shape[0]
+    K = np.asarray(K, dtype=np.float64)
+    if np.linalg.eigvalsh(Q).min() >= 0:
+        return np.zeros((k, k))
+    lmax = float(np.linalg.eigvalsh(0.5 * (K + K.T)).max()) if K.size else 0.0
+    if not lmax > 0:  # no coupling: nothing can hold the directions at the edge
+        return np.zeros((k, k))
+    step = 1.0 / lmax
+    scale = max(1.0, float(np.abs(Q).max()))
+
+    def grad(X: np.ndarray) -> np.ndarray:
+        return Q + (K @ X.reshape(-1)).reshape(k, k)
+
+    X = Z = np.zeros((k, k))
+    t = 1.0
+    for _ in range(max_iter):
+        X_new = _psd(Z - step * grad(Z))
+        t_new = 0.5 * (1 + math.sqrt(1 + 4 * t * t))
+        Z = X_new + (t - 1) / t_new * (X_new - X)
+        X, t = X_new, t_new
+        if np.abs(X - _psd(X - step * grad(X))).max() <= tol * scale * step:
+            break
+    return X
+
+
+def _sharpness_matrix(
+    model: nn.Module,
+    params: list[torch.Tensor],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: Batch,
+    U: torch.Tensor,
+) -> tuple[np.ndarray, torch.Tensor]:
+    """(M = UᵀHU, D with D[i, j] = ∇_w(u_iᵀHu_j) at fixed U): the k×k Hessian block on
+    the tracked directions and its gradients, by triple backpropagation."""
+    x, y = batch
+    k = U.shape[1]
+    with torch.enable_grad():
+        g = torch.autograd.grad(loss_fn(forward(model, x), y), params, create_graph=True)
+        gflat = _flat(g, params)
+        hus = []
+        for j in range(k):
+            u = U[:, j].to(gflat)
+            hu = torch.autograd.grad(gflat @ u, params, create_graph=True, allow_unused=True)
+            hus.append(_flat(hu, params))
+        M = torch.zeros(k, k, dtype=torch.float64)
+        D = torch.zeros(k, k, gflat.numel(), dtype=gflat.dtype, device=gflat.device)
+        for i, j in itertools.combinations_with_replacement(range(k), 2):
+            s = hus[j] @ U[:, i].to(gflat)
+            ds = torch.autograd.grad(s, params, retain_graph=True, allow_unused=True)
+            M[i, j] = M[j, i] = float(s.detach())
+            D[i, j] = D[j, i] = _flat(ds, params).detach()
+    return M.numpy(), D
+
+
 def _flat(ts: tuple[torch.Tensor | None, ...], params: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(
         [
@@ -158,7 +240,8 @@ def central_flow(
     steps: int,
     *,
     kind: Literal["central", "gradient"] = "central",
-    k: int = 1,
+    k: int | Literal["auto"] = 1,
+    max_k: int = 4,
     dt: float = 0.5,
     refresh: int = 8,
     record_every: int = 10,
@@ -176,7 +259,13 @@ def central_flow(
         model, loss_fn, batch: the training problem, ``loss_fn(forward(model, x), y)`` the mean loss
             GD descends (one full batch).
         kind: ``"central"`` or ``"gradient"`` (the plain gradient flow dw/dt = −η∇L).
-        k: eigenvectors tracked (directions that may be at the edge at once).
+        k: eigenvectors tracked (directions that may be at the edge at once), or
+            ``"auto"``: start with one and track one more whenever the next Ritz value of a
+            Lanczos refresh (run for k + 1 pairs) has reached 2/η, up to ``max_k`` — for
+            losses where several eigenvalues reach the edge together, which a fixed k = 1
+            lets past it. ``sigma2`` then has ``max(k reached)`` columns (zeros before a
+            direction is tracked).
+        max_k: the cap on k under ``k="auto"``.
         dt: Euler substep in GD steps (≤ 1; ½ keeps every stable direction monotone).
         refresh: substeps between eigenvector and ∇S refreshes.
         record_every: GD steps between records (and step 0).
@@ -199,22 +288,27 @@ def central_flow(
             raise UserError(f"{name} must be a positive finite number, got {v!r}")
     if dt > 1:
         raise UserError(f"dt must be at most 1 GD step, got {dt!r}")
+    auto = k == "auto"
+    if auto:
+        k = 1
     for name, v in (
         ("steps", steps),
         ("k", k),
+        ("max_k", max_k),
         ("refresh", refresh),
         ("record_every", record_every),
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise UserError(f"{name} must be a positive integer, got {v!r}")
+            what = "a positive integer or 'auto'" if name == "k" else "a positive integer"
+            raise UserError(f"{name} must be {what}, got {v!r}")
+    assert isinstance(k, int)
     model = copy.deepcopy(model)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise UserError("the model has no parameters that require grad")
     dim = sum(p.numel() for p in params)
     k = min(k, dim)
-    if max_products == 0:
-        max_products = 4 * k + 4
+    k_cap = min(max_k, dim) if auto else k
     eta, thr = float(lr), 2.0 / float(lr)
     x_in, y_in = batch
     w = torch.nn.utils.parameters_to_vector(params).detach().clone()
@@ -229,10 +323,12 @@ def central_flow(
     S_ref = np.zeros(k)
     G = torch.zeros(k, dim, dtype=w.dtype, device=w.device)
     w_ref = w.clone()
+    M_ref = np.zeros((1, 1))
+    D = torch.zeros(1, 1, dim, dtype=w.dtype, device=w.device)
     gen = torch.Generator().manual_seed(seed)
 
     def refresh_eigen() -> None:
-        nonlocal U, S_ref, G, w_ref
+        nonlocal U, S_ref, G, w_ref, k, M_ref, D
         H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
         v0 = None
         if U is not None:
@@ -240,14 +336,24 @@ def central_flow(
             if mix > 0:
                 z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
                 v0 = v0 / v0.norm() + mix * z / z.norm()
-        cap = None if U is None else (max_products or None)
+        want = min(k + 1, dim) if auto and k < k_cap else k  # k + 1: watch the next one
+        if U is None or max_products is None:  # the first reading is never capped
+            cap = None
+        else:
+            cap = max_products or 4 * want + 4
         t0 = time.perf_counter()
-        r = lanczos(H.matvec, dim, k, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
+        r = lanczos(H.matvec, dim, want, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
         counts["hvps"] += H.calls
+        if want > k and r.eigenvalues.numel() > k and float(r.eigenvalues[k]) >= thr:
+            k += 1  # the next eigenvalue has reached the edge: track it too
         U = r.eigenvectors[:, :k]
         t1 = time.perf_counter()
         clock["eigenvectors"] += t1 - t0
-        if kind == "central":
+        if kind == "central" and k > 1:
+            M_ref, D = _sharpness_matrix(model, params, loss_fn, (x_in, y_in), U)
+            counts["third_order"] += k * (k + 1) // 2
+            clock["third_order"] += time.perf_counter() - t1
+        elif kind == "central":
             S, Gt = _sharpness_gradients(model, params, loss_fn, (x_in, y_in), U)
             counts["third_order"] += k
             clock["third_order"] += time.perf_counter() - t1
@@ -273,7 +379,11 @@ def central_flow(
             raise FloatingPointError(f"the {kind} flow diverged at step {t:.1f} (lr = {lr})")
         if n_sub % refresh == 0:
             refresh_eigen()
-        if kind == "central":
+        if kind == "central" and k > 1:  # the k×k block, carried to first order
+            dw_r = (w - w_ref).to(D.dtype)
+            M_now = M_ref + (D @ dw_r).double().cpu().numpy()
+            S_now = np.linalg.eigvalsh(M_now)[::-1].copy()
+        elif kind == "central":
             dw_r = (w - w_ref).to(G.dtype)
             S_now = S_ref + (G @ dw_r).double().cpu().numpy()
         else:
@@ -288,7 +398,19 @@ def central_flow(
         h = max(min(h, next_rec - t, steps - t), 0.0) if t < steps - 1e-9 else h
         v = -eta * g
         x = x_rep = np.zeros(k)
-        if kind == "central":
+        mean_term = 0.0
+        if kind == "central" and k > 1:
+            Df = D.reshape(k * k, -1).double()
+            A = h * (Df @ v.double()).cpu().numpy().reshape(k, k)
+            K = 0.5 * h * eta * (Df @ Df.T).cpu().numpy()
+            X = solve_sdcp(thr * np.eye(k) - M_now - A, K)
+            if np.abs(X).max() > 0:
+                v = v - 0.5 * eta * (torch.from_numpy(X.reshape(-1)).to(Df) @ Df).to(v)
+                X_rep = solve_sdcp(_psd(thr * np.eye(k) - M_now) - A, K)
+                lam, V = np.linalg.eigh(M_now)
+                mean_term = 0.5 * float(np.sum(X_rep * ((V * np.minimum(lam, thr)) @ V.T)))
+                x_rep = np.sort(np.linalg.eigvalsh(X_rep))[::-1].clip(min=0.0)
+        elif kind == "central":
             Gd = G.double()
             rate = h * (Gd @ v.double()).cpu().numpy()
             B = 0.5 * h * eta * (Gd @ Gd.T).cpu().numpy()
@@ -301,7 +423,10 @@ def central_flow(
         if recording:
             rec_t.append(float(next_rec - record_every))
             rec["loss"].append(L)
-            rec["mean"].append(L + 0.5 * float(np.dot(x_rep, np.minimum(S_now, thr))))
+            if kind == "central" and k > 1:
+                rec["mean"].append(L + mean_term)
+            else:
+                rec["mean"].append(L + 0.5 * float(np.dot(x_rep, np.minimum(S_now, thr))))
             rec["sharp"].append(float(S_now.max()))
             rec["x"].append(x_rep.tolist())
             if keep_params:
@@ -313,7 +438,9 @@ def central_flow(
         w = w + h * v
         t += h
         n_sub += 1
-    xs = np.asarray(rec["x"], dtype=np.float64).reshape(len(rec_t), k)
+    xs = np.zeros((len(rec_t), k))
+    for i, row in enumerate(rec["x"]):
+        xs[i, : len(row)] = row
     return FlowResult(
         kind=kind,
         lr=eta,
