@@ -396,7 +396,7 @@ class WideNets(Study):
                 e["seed_err"] = jackknife(
                     dev[:, -1, :], lambda d, scale=scale: np.sqrt(np.mean(d**2)) / scale
                 )
-                if ts.has("init_ntk_deviation"):
+                if len(ts.has("init_ntk_deviation")) == dev.shape[0] > 0:  # older runs lack it
                     # the deviation predicted from each net's init NTK, and what is left
                     p = ts.has("init_ntk_deviation").stack("init_ntk_deviation")[1]
                     both = np.concatenate([dev[:, -1, :], p], 1)
