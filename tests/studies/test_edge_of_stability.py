@@ -20,6 +20,7 @@ from learnmech.studies import get_study
         ({"flow": "rk4"}, "flow"),
         ({"flow_lrs": [0.0]}, "flow_lrs"),
         ({"flow_k": 0}, "flow_k"),
+        ({"flow_k": "many"}, "flow_k"),
     ],
 )
 def test_bad_config_names_the_field(overrides, match):
@@ -30,6 +31,12 @@ def test_bad_config_names_the_field(overrides, match):
 @pytest.mark.parametrize("scale", ["quick", "full"])
 def test_every_scale_validates(scale):
     get_study("edge-of-stability").config(scale)
+
+
+def test_the_flow_may_track_directions_as_they_reach_the_edge():
+    st = get_study("edge-of-stability")
+    assert st.config("quick", {"flow_k": "auto"}).flow_k == "auto"
+    assert st.config("quick", {"flow_k": "3"}).flow_k == 3  # as the CLI's --set passes it
 
 
 @pytest.mark.parametrize(

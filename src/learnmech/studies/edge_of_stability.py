@@ -78,7 +78,7 @@ import copy
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -172,7 +172,11 @@ class EdgeOfStabilityConfig(StudyConfig):
         description="the flow scored as the prediction; the other is the comparison "
         "('gradient' is the negative control)",
     )
-    flow_k: int = Field(1, ge=1, le=8, description="eigenvectors the central flow tracks")
+    flow_k: Annotated[int, Field(ge=1, le=8)] | Literal["auto"] = Field(
+        1,
+        description="eigenvectors the central flow tracks ('auto': one more whenever the "
+        "next eigenvalue reaches 2/η, up to 4)",
+    )
     adam_lrs: list[float] = Sweep([2e-3], key="lr", n=0, gt=0, le=100)
     steps: int = Field(800, ge=20, le=1_000_000)
     batch: int = Field(0, ge=0, le=100_000, description="minibatch size (0: full batch)")
