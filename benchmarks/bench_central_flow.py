@@ -12,7 +12,8 @@ the same dtype on the same threads from the same initialisation. Timed: GD's ste
 (zero_grad, forward, backward, step); the flow's whole call, split into its gradient
 evaluations, eigenvector refreshes (warm-started Lanczos) and third-order products (∇S by
 triple backpropagation). Rows: the library's defaults (substep ½, refresh every 8 substeps,
-4k + 4 products per warm refresh) and a finer and a coarser refresh.
+4k + 4 products per warm refresh), two coarser refreshes, and ``k="auto"`` (a direction
+more whenever the next eigenvalue reaches 2/η).
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> None:
         ("defaults (refresh 8, ≤ 8 products)", {}),
         ("refresh 16, ≤ 8 products", {"refresh": 16}),
         ("refresh 32, ≤ 4 products", {"refresh": 32, "max_products": 4}),
+        ('k="auto" (defaults otherwise)', {"k": "auto"}),
     ]
     print(
         f"{'central flow':38s} {'ratio':>6s} {'grad':>6s} {'eig':>6s} {'∇S':>6s} "
@@ -88,6 +90,8 @@ def main() -> None:
             f"{edge:8.0%} {f.sharpness[-1] * LR / 2:11.3f} "
             f"{f.mean_loss[-1] / gd_end:8.3f}"
         )
+        if kw.get("k") == "auto":
+            print(f"{'':38s} directions tracked at the end: {f.sigma2.shape[1]}")
     print("ratio: flow time / GD time; grad, eig, ∇S: the flow's parts in units of GD time")
 
 
