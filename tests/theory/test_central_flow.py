@@ -113,25 +113,34 @@ def mse(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return 0.5 * ((z - t) ** 2).sum(1).mean()
 
 
-def test_sharpness_gradient_matches_finite_differences() -> None:
-    """∇_w(uᵀ∇²L(w)u) at fixed u against a central difference of uᵀH u along a random
-    direction (step 1e-5: truncation ~1e-10, round-off ~1e-16/1e-5; bound 1e-6 relative)."""
+def _probe(seed: int):  # type: ignore[no-untyped-def]
+    """The test MLP with two random directions U and a random step direction e."""
     m, b = _mlp()
     params = list(m.parameters())
     d = sum(p.numel() for p in params)
-    g = torch.Generator().manual_seed(1)
+    g = torch.Generator().manual_seed(seed)
     U = torch.randn(d, 2, generator=g, dtype=torch.float64)
-    S, G = _sharpness_gradients(m, params, mse, b, U)
     e = torch.randn(d, generator=g, dtype=torch.float64)
     w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
+    return m, b, params, U, e, w0
 
-    def quad(w: torch.Tensor) -> torch.Tensor:
-        torch.nn.utils.vector_to_parameters(w, params)
-        return _sharpness_gradients(m, params, mse, b, U)[0]
 
-    eps = 1e-5
-    fd = (quad(w0 + eps * e) - quad(w0 - eps * e)) / (2 * eps)
+def _central_difference(f, params, w0, e, eps: float = 1e-5):  # type: ignore[no-untyped-def]
+    """(f(w0 + eps·e) − f(w0 − eps·e)) / 2eps, with the parameters restored to w0."""
+    out = []
+    for sign in (1, -1):
+        torch.nn.utils.vector_to_parameters(w0 + sign * eps * e, params)
+        out.append(f())
     torch.nn.utils.vector_to_parameters(w0, params)
+    return (out[0] - out[1]) / (2 * eps)
+
+
+def test_sharpness_gradient_matches_finite_differences() -> None:
+    """∇_w(uᵀ∇²L(w)u) at fixed u against a central difference of uᵀH u along a random
+    direction (step 1e-5: truncation ~1e-10, round-off ~1e-16/1e-5; bound 1e-6 relative)."""
+    m, b, params, U, e, w0 = _probe(1)
+    S, G = _sharpness_gradients(m, params, mse, b, U)
+    fd = _central_difference(lambda: _sharpness_gradients(m, params, mse, b, U)[0], params, w0, e)
     np.testing.assert_allclose((G @ e).numpy(), fd.numpy(), rtol=1e-6)
     H = torch.autograd.functional.hessian(
         lambda w: mse(torch.func.functional_call(m, _unflat(m, w), (b[0],)), b[1]), w0
@@ -299,23 +308,12 @@ def test_sdcp_solutions_are_complementary_and_reduce_to_the_lcp() -> None:
 def test_the_sharpness_matrix_carries_the_diagonal_gradients() -> None:
     """M = UᵀHU and D[i, j] = ∇(u_iᵀHu_j): its diagonal is ``_sharpness_gradients``' S and
     ∇S, and an off-diagonal entry matches a central difference."""
-    m, b = _mlp()
-    params = list(m.parameters())
-    d = sum(p.numel() for p in params)
-    g = torch.Generator().manual_seed(4)
-    U = torch.randn(d, 2, generator=g, dtype=torch.float64)
+    m, b, params, U, e, w0 = _probe(4)
     M, D = _sharpness_matrix(m, params, mse, b, U)
     S, G = _sharpness_gradients(m, params, mse, b, U)
     np.testing.assert_allclose(np.diag(M), S.numpy(), rtol=1e-12)
     np.testing.assert_allclose(D[[0, 1], [0, 1]].numpy(), G.numpy(), rtol=1e-10, atol=1e-14)
-    e = torch.randn(d, generator=g, dtype=torch.float64)
-    w0 = torch.nn.utils.parameters_to_vector(params).detach().clone()
-
-    def off(w: torch.Tensor) -> float:
-        torch.nn.utils.vector_to_parameters(w, params)
-        return float(_sharpness_matrix(m, params, mse, b, U)[0][0, 1])
-
-    eps = 1e-5
-    fd = (off(w0 + eps * e) - off(w0 - eps * e)) / (2 * eps)
-    torch.nn.utils.vector_to_parameters(w0, params)
-    assert float(D[0, 1] @ e) == pytest.approx(fd, rel=1e-6)
+    fd = _central_difference(
+        lambda: torch.tensor(_sharpness_matrix(m, params, mse, b, U)[0][0, 1]), params, w0, e
+    )
+    assert float(D[0, 1] @ e) == pytest.approx(float(fd), rel=1e-6)

@@ -177,9 +177,11 @@ def _sharpness_matrix(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     batch: Batch,
     U: torch.Tensor,
+    diagonal: bool = False,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """(M = UᵀHU, D with D[i, j] = ∇_w(u_iᵀHu_j) at fixed U): the k×k Hessian block on
-    the tracked directions and its gradients, by triple backpropagation."""
+    the tracked directions and its gradients, by triple backpropagation (``diagonal``:
+    the i = j entries only, the rest left 0)."""
     x, y = batch
     k = U.shape[1]
     with torch.enable_grad():
@@ -192,7 +194,9 @@ def _sharpness_matrix(
             hus.append(_flat(hu, params))
         M = torch.zeros(k, k, dtype=torch.float64)
         D = torch.zeros(k, k, gflat.numel(), dtype=gflat.dtype, device=gflat.device)
-        for i, j in itertools.combinations_with_replacement(range(k), 2):
+        every = itertools.combinations_with_replacement(range(k), 2)
+        pairs = zip(range(k), range(k), strict=True) if diagonal else every
+        for i, j in pairs:
             s = hus[j] @ U[:, i].to(gflat)
             ds = torch.autograd.grad(s, params, retain_graph=True, allow_unused=True)
             M[i, j] = M[j, i] = float(s.detach())
@@ -216,20 +220,11 @@ def _sharpness_gradients(
     batch: Batch,
     U: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(S_i = u_iᵀHu_i, ∇_w S_i) for the columns u_i of ``U``, by triple backpropagation."""
-    x, y = batch
-    with torch.enable_grad():
-        g = torch.autograd.grad(loss_fn(forward(model, x), y), params, create_graph=True)
-        gflat = _flat(g, params)
-        S, G = [], []
-        for i in range(U.shape[1]):
-            u = U[:, i].to(gflat)
-            hu = torch.autograd.grad(gflat @ u, params, create_graph=True, allow_unused=True)
-            s = _flat(hu, params) @ u
-            ds = torch.autograd.grad(s, params, retain_graph=True, allow_unused=True)
-            S.append(s.detach())
-            G.append(_flat(ds, params).detach())
-    return torch.stack(S), torch.stack(G)
+    """(S_i = u_iᵀHu_i, ∇_w S_i) for the columns u_i of ``U``: the diagonal of
+    :func:`_sharpness_matrix`."""
+    M, D = _sharpness_matrix(model, params, loss_fn, batch, U, diagonal=True)
+    idx = torch.arange(U.shape[1])
+    return torch.from_numpy(np.diag(M).copy()).to(D.dtype), D[idx, idx]
 
 
 def central_flow(
