@@ -230,6 +230,10 @@ def test_a_huggingface_model_from_a_config_runs_through_the_flow() -> None:
     cf = central_flow(model, ce, batch, lr, 60, record_every=10)
     assert cf.loss[-1] < cf.loss[0]
     assert cf.sharpness.max() <= (2 / lr) * 1.02
+    # k="auto" on the same model: it comes to track more directions, each held at the edge
+    auto = central_flow(model, ce, batch, lr, 60, record_every=10, k="auto")
+    assert auto.loss[-1] < auto.loss[0] and auto.sigma2.shape[1] >= 2
+    assert auto.sharpness.max() <= (2 / lr) * 1.02
     edge = cf.sigma2[:, 0] > 0
     if edge.any():  # at the edge the predicted average loss carries the oscillation term
         assert (cf.mean_loss[edge] > cf.loss[edge]).all()
@@ -303,6 +307,13 @@ def test_sdcp_solutions_are_complementary_and_reduce_to_the_lcp() -> None:
     np.testing.assert_allclose(np.diag(X), solve_lcp(a, np.diag(Bd)), atol=1e-10)
     assert np.abs(X - np.diag(np.diag(X))).max() <= 1e-10
     assert solve_sdcp(np.array([[-1.0]]), np.array([[4.0]]))[0, 0] == pytest.approx(0.25)
+    for Q, K, match in (
+        (np.zeros((2, 3)), np.eye(4), "square"),
+        (np.eye(2), np.eye(3), "K must have shape"),
+        (np.array([[np.nan]]), np.eye(1), "finite"),
+    ):
+        with pytest.raises(UserError, match=match):
+            solve_sdcp(Q, K)
 
 
 def test_the_sharpness_matrix_carries_the_diagonal_gradients() -> None:

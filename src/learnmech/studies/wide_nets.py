@@ -44,7 +44,7 @@ Claims (one-sided 95% bounds; tolerances fixed before the run):
 
 Negative control ``catapult``: η = 3·n/λ_max, above the linearized dynamics' 2/λ
 stability edge. The linear model diverges; the real networks catapult (Lewkowycz et al.
-2020) or diverge, so the loss-curve and output claims must fail.
+2020) or diverge, so the loss-curve, output and init-NTK deviation claims must fail.
 
 Regime of validity: NTK parameterization, learning rate below 2n/λ_max, widths ≫ depth.
 Under standard parameterization with a width-independent learning rate the NTK diverges
@@ -163,9 +163,14 @@ class WideNets(Study):
         Control(
             "catapult",
             {"lr_scale": 3.0, "widths": [64, 256], "seeds": 8},
-            ("mean_output_rel_bias_sq@*", "test_loss_curve_max_rel_error@*"),
+            (
+                "mean_output_rel_bias_sq@*",
+                "test_loss_curve_max_rel_error@*",
+                "deviation_from_init_ntk@*",
+            ),
             "η = 3n/λ_max is above the linear model's 2n/λ_max stability edge: the "
-            "linearized prediction diverges while real networks catapult or diverge",
+            "linearized prediction (and the init-NTK prediction of each net's deviation "
+            "from it) diverges while real networks catapult or diverge",
         ),
     )
 

@@ -145,12 +145,18 @@ def solve_sdcp(
     fixed-point residual ‖X − Π(X − (Q + B[X])/λ_max)‖ is ≤ ``tol``·scale. For k = 1 it
     is :func:`solve_lcp`'s scalar problem.
     """
-    Q = 0.5 * (np.asarray(Q, dtype=np.float64) + np.asarray(Q, dtype=np.float64).T)
+    Q, K = np.asarray(Q, dtype=np.float64), np.asarray(K, dtype=np.float64)
+    if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or Q.size == 0:
+        raise UserError(f"Q must be a non-empty square matrix, got shape {Q.shape}")
     k = Q.shape[0]
-    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (k * k, k * k):
+        raise UserError(f"K must have shape ({k * k}, {k * k}) for a {k}×{k} Q, got {K.shape}")
+    if not (np.isfinite(Q).all() and np.isfinite(K).all()):
+        raise UserError("Q and K must be finite (no NaN or inf)")
+    Q = 0.5 * (Q + Q.T)
     if np.linalg.eigvalsh(Q).min() >= 0:
         return np.zeros((k, k))
-    lmax = float(np.linalg.eigvalsh(0.5 * (K + K.T)).max()) if K.size else 0.0
+    lmax = float(np.linalg.eigvalsh(0.5 * (K + K.T)).max())
     if not lmax > 0:  # no coupling: nothing can hold the directions at the edge
         return np.zeros((k, k))
     step = 1.0 / lmax
