@@ -77,10 +77,11 @@ class FlowResult:
     ``loss``: L(w(t)); ``mean_loss``: the predicted time average of GD's loss (3);
     ``sharpness``: the largest tracked eigenvalue S(w(t)); ``sigma2``: the oscillation
     variances x_i (rows: times, columns: tracked eigenvectors; for k ≥ 2 the eigenvalues
-    of X, largest first); ``params``: the flat
-    parameters at each record (``keep_params=True``). ``counts``: gradient evaluations,
-    Hessian-vector products and third-order products (∇S) spent; ``seconds``: the time
-    in each, and in total.
+    of X, largest first); ``params``: the flat parameters at each record
+    (``keep_params=True``); ``nu``: RMSProp's ν at each record
+    (:func:`~learnmech.theory.rmsprop_flow.rmsprop_central_flow` with ``keep_params``).
+    ``counts``: gradient evaluations, Hessian-vector products and third-order products
+    (∇S) spent; ``seconds``: the time in each, and in total.
     """
 
     kind: str
@@ -91,6 +92,7 @@ class FlowResult:
     sharpness: np.ndarray
     sigma2: np.ndarray
     params: np.ndarray | None = None
+    nu: np.ndarray | None = None
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -131,8 +133,52 @@ def _psd(X: np.ndarray) -> np.ndarray:
     return (V * np.maximum(lam, 0.0)) @ V.T
 
 
+def _sym_basis(k: int) -> np.ndarray:
+    """An orthonormal basis (n, k, k), n = k(k+1)/2, of the symmetric k×k matrices."""
+    out = []
+    for i in range(k):
+        for j in range(i, k):
+            E = np.zeros((k, k))
+            E[i, j] = E[j, i] = 1.0 if i == j else math.sqrt(0.5)
+            out.append(E)
+    return np.stack(out)
+
+
+def _face_solution(Q: np.ndarray, K: np.ndarray, V: np.ndarray) -> np.ndarray | None:
+    """The SDCP's solution on the face {X = VZVᵀ}, if it is one: Z from the linear system
+    Vᵀ(Q + B[VZVᵀ])V = 0, kept when Z ⪰ 0 and Y = Q + B[X] ⪰ 0 up to round-off (then
+    YV = 0 and ⟨X, Y⟩ = 0: the KKT conditions hold, and the solution is exact)."""
+    k, r = Q.shape[0], V.shape[1]
+    if r == 0:
+        return None
+    Er = _sym_basis(r)
+    lift = np.einsum("ia,pab,jb->pij", V, Er, V).reshape(len(Er), k * k)  # Z-basis → X
+    try:
+        z = np.linalg.solve(lift @ K @ lift.T, -lift @ Q.reshape(-1))
+    except np.linalg.LinAlgError:
+        return None
+    X = (lift.T @ z).reshape(k, k)
+    BX = (K @ X.reshape(-1)).reshape(k, k)
+    Y = Q + 0.5 * (BX + BX.T)
+    slack = 1e-10 * max(1.0, float(np.abs(Q).max()), float(np.abs(BX).max()))
+    if np.linalg.eigvalsh(0.5 * (X + X.T)).min() < -1e-10 * float(np.abs(X).max()):
+        return None
+    if np.linalg.eigvalsh(Y).min() < -slack:
+        return None
+    return _psd(X)
+
+
+def _range(X: np.ndarray) -> np.ndarray:
+    lam, V = np.linalg.eigh(0.5 * (X + X.T))
+    return V[:, lam > 1e-6 * max(float(lam.max()), 1e-300)]
+
+
 def solve_sdcp(
-    Q: np.ndarray, K: np.ndarray, tol: float = 1e-12, max_iter: int = 20_000
+    Q: np.ndarray,
+    K: np.ndarray,
+    tol: float = 1e-12,
+    max_iter: int = 20_000,
+    guess: np.ndarray | None = None,
 ) -> np.ndarray:
     """The semidefinite complementarity problem of the central flow with k tracked
     directions (Cohen et al. 2025, §3: Σ = U X Uᵀ with a full k×k matrix X):
@@ -142,8 +188,13 @@ def solve_sdcp(
     with ``K`` (k², k²) a PSD Gram matrix, so that this is the convex problem
     min_{X ⪰ 0} ½⟨X, B[X]⟩ + ⟨Q, X⟩. Solved by accelerated projected gradient (FISTA,
     step 1/λ_max(K), projection onto the PSD cone by clipping eigenvalues) until the
-    fixed-point residual ‖X − Π(X − (Q + B[X])/λ_max)‖ is ≤ ``tol``·scale. For k = 1 it
-    is :func:`solve_lcp`'s scalar problem.
+    fixed-point residual ‖X − Π(X − (Q + B[X])/λ_max)‖ is ≤ ``tol``·scale, then made exact
+    on its face: with V spanning the range of X, Z solves the linear system
+    Vᵀ(Q + B[VZVᵀ])V = 0 and is kept when the KKT conditions hold. With ``guess`` (the
+    previous substep's X: a flow's X moves slowly) that face is tried first, which is one
+    small linear solve instead of FISTA's iterations — FISTA needs √κ(K) of them, and
+    RMSProp's coupling (its ν-part ∝ (2/η)³ next to the w-part) makes κ large. For k = 1
+    it is :func:`solve_lcp`'s scalar problem.
     """
     Q, K = np.asarray(Q, dtype=np.float64), np.asarray(K, dtype=np.float64)
     if Q.ndim != 2 or Q.shape[0] != Q.shape[1] or Q.size == 0:
@@ -156,6 +207,10 @@ def solve_sdcp(
     Q = 0.5 * (Q + Q.T)
     if np.linalg.eigvalsh(Q).min() >= 0:
         return np.zeros((k, k))
+    if guess is not None and np.shape(guess) == (k, k) and np.abs(guess).max() > 0:
+        X = _face_solution(Q, K, _range(np.asarray(guess, dtype=np.float64)))
+        if X is not None:
+            return X
     lmax = float(np.linalg.eigvalsh(0.5 * (K + K.T)).max())
     if not lmax > 0:  # no coupling: nothing can hold the directions at the edge
         return np.zeros((k, k))
@@ -174,7 +229,8 @@ def solve_sdcp(
         X, t = X_new, t_new
         if np.abs(X - _psd(X - step * grad(X))).max() <= tol * scale * step:
             break
-    return X
+    Xf = _face_solution(Q, K, _range(X)) if np.abs(X).max() > 0 else None
+    return X if Xf is None else Xf
 
 
 def _sharpness_matrix(
