@@ -188,3 +188,48 @@ def test_the_central_flow_tracks_torch_rmsprop_where_the_stable_flow_does_not() 
     assert err_central <= 0.5 * err_stable, (err_central, err_stable)
     assert cf.sigma2[at, 0].min() > 0  # at the edge throughout the window
     assert sf.sharpness[-1] > 2 / 0.01  # the control passes the edge
+
+
+class Toy2(nn.Module):
+    """Two independent copies of the toy (z* = 3 and 4): each reaches its edge as its own
+    ν_x decays, so two directions must be held at once, each at its own closed form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([0.1, 2.5, 0.05, 3.5], dtype=torch.float64))
+
+    def forward(self, _: torch.Tensor) -> torch.Tensor:
+        return self.w
+
+
+ZSTAR2 = (ZSTAR, 4.0)
+
+
+def toy2_loss(o: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+    return sum(
+        0.5 * o[2 * i + 1] * o[2 * i] ** 2 + 0.5 * C * (o[2 * i + 1] - ZSTAR2[i]) ** 2
+        for i in range(2)
+    )
+
+
+def test_auto_k_holds_both_copies_at_their_closed_forms() -> None:
+    """k = "auto" tracks the second direction when it reaches the edge; the SDCP (with the
+    ν-coupling) then holds both copies, and z_i, ν_x,i and X's eigenvalues land on each
+    copy's closed form to 1e-6. (k = 1 holds one copy at a time and ends at z = 2.876 and
+    3.912, with the preconditioned sharpness at 1.05·2/η.)"""
+    f = rmsprop_central_flow(
+        Toy2(), toy2_loss, BATCH, ETA, 500, beta2=BETA2, eps=EPS, keep_params=True,
+        tol=1e-9, record_every=100, k="auto",
+    )  # fmt: skip
+    assert f.params is not None and f.nu is not None and f.sigma2.shape[1] == 2
+    zs, nus, xs = [], [], []
+    for zstar in ZSTAR2:
+        z = brentq(lambda z, s=zstar: s - z - (ETA / 2 - EPS / z) ** 2 / (2 * C), 0.21, zstar)
+        s2 = (ETA / 2 - EPS / z) ** 2
+        zs.append(z)
+        nus.append(s2 * z * z)
+        xs.append(s2 * (math.sqrt(s2) * z + EPS))
+    np.testing.assert_allclose(f.params[-1, [1, 3]], zs, rtol=1e-6)
+    np.testing.assert_allclose(f.nu[-1, [0, 2]], nus, rtol=1e-6)
+    np.testing.assert_allclose(sorted(f.sigma2[-1]), sorted(xs), rtol=1e-6)
+    assert f.sharpness[-1] == pytest.approx(2 / ETA, rel=1e-6)

@@ -77,6 +77,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -302,18 +303,20 @@ class EdgeOfStability(Study):
         out = []
         for kind in ("central", "gradient"):
             t0 = time.perf_counter()
-            f = central_flow(
-                init.double(),
-                _mse,
-                (x, t),
-                lr,
-                cfg.steps,
-                kind=kind,
-                k=cfg.flow_k,
-                refresh=8,
-                record_every=cfg.probe_every,
-                keep_params=True,
-            )
+            with warnings.catch_warnings():  # the overshoot is recorded and reported instead
+                warnings.filterwarnings("ignore", "central flow: at step", RuntimeWarning)
+                f = central_flow(
+                    init.double(),
+                    _mse,
+                    (x, t),
+                    lr,
+                    cfg.steps,
+                    kind=kind,
+                    k=cfg.flow_k,
+                    refresh=8,
+                    record_every=cfg.probe_every,
+                    keep_params=True,
+                )
             assert f.params is not None
             n = min(len(f.steps), len(ws))
             dist = np.linalg.norm(f.params[:n] - ws[:n], axis=1)
@@ -328,6 +331,7 @@ class EdgeOfStability(Study):
                     [cfg.steps],
                     [(time.perf_counter() - t0) / t_train],
                 ),
+                Curve(f"{kind}_overshoot", "step", [cfg.steps], [f.overshoot]),
             ]
         move = np.linalg.norm(ws - ws[0], axis=1)
         out.append(Curve("gd_movement", "step", np.arange(len(ws)) * cfg.probe_every, move))
@@ -393,6 +397,8 @@ class EdgeOfStability(Study):
             out[f"{role}_distance"] = float(t.curve(f"{kind}_distance").values[-1])
             out[f"{role}_time_share"] = float(t.curve(f"{kind}_time_share").values[0])
         out["movement"] = float(t.curve("gd_movement").values[-1])
+        over = t.curve(f"{pred}_overshoot")  # absent from trials stored before it was
+        out["overshoot"] = float(over.values[0]) if over is not None else math.nan
         return out
 
     def analyze(self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: Trials) -> dict:
@@ -508,6 +514,14 @@ class EdgeOfStability(Study):
             Estimate.of([f["alt_loss_error"] for f in fl]),
             description=f"the same loss error for the {other} flow",
         )
+        if cfg.flow == "central" and all(math.isfinite(f["overshoot"]) for f in fl):
+            out.reported(
+                f"{tag}_flow_untracked_overshoot",
+                Estimate.of([f["overshoot"] for f in fl]),
+                description=f"largest top eigenvalue/(2/η) of a fresh Lanczos reading along "
+                f"the central flow (k = {cfg.flow_k}): above 1 a direction the flow did not "
+                "hold had crossed the edge between refreshes",
+            )
         out.reported(
             f"{tag}_flow_time_share",
             Estimate.of([f["pred_time_share"] for f in fl]),

@@ -53,6 +53,7 @@ import copy
 import itertools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
@@ -80,6 +81,8 @@ class FlowResult:
     of X, largest first); ``params``: the flat parameters at each record
     (``keep_params=True``); ``nu``: RMSProp's ν at each record
     (:func:`~learnmech.theory.rmsprop_flow.rmsprop_central_flow` with ``keep_params``).
+    ``overshoot``: the largest top eigenvalue/(2/η) of a fresh Lanczos reading (above
+    ``OVERSHOOT``: a direction the flow did not hold crossed the edge; warned once).
     ``counts``: gradient evaluations, Hessian-vector products and third-order products
     (∇S) spent; ``seconds``: the time in each, and in total.
     """
@@ -93,6 +96,7 @@ class FlowResult:
     sigma2: np.ndarray
     params: np.ndarray | None = None
     nu: np.ndarray | None = None
+    overshoot: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -220,6 +224,8 @@ def solve_sdcp(
     def grad(X: np.ndarray) -> np.ndarray:
         return Q + (K @ X.reshape(-1)).reshape(k, k)
 
+    # FISTA from 0, not from the guess: where B is singular (directions that do not
+    # couple) the solution is not unique, and from 0 FISTA stays at the smallest one
     X = Z = np.zeros((k, k))
     t = 1.0
     for _ in range(max_iter):
@@ -287,6 +293,21 @@ def _sharpness_gradients(
     M, D = _sharpness_matrix(model, params, loss_fn, batch, U, diagonal=True)
     idx = torch.arange(U.shape[1])
     return torch.from_numpy(np.diag(M).copy()).to(D.dtype), D[idx, idx]
+
+
+OVERSHOOT = 1.05
+"""A fresh Lanczos reading of the tracked block above this multiple of 2/η means a direction
+the flow was not holding has crossed the edge (the tracked ones sit at 2/η to first order
+between refreshes): :func:`central_flow` warns once."""
+
+
+def _overshoot_message(ratio: float, t: float, k: int, auto: bool) -> str:
+    fix = "raise max_k" if auto else "use k='auto' or a larger k"
+    return (
+        f"central flow: at step {t:.0f} a fresh reading puts the top eigenvalue at "
+        f"{ratio:.2f}·2/η: a direction outside the {k} held ones is past the edge (or the "
+        f"start is above it). The flow pulls it back at once, which GD does not do; {fix}"
+    )
 
 
 def central_flow(
@@ -384,8 +405,10 @@ def central_flow(
     D = torch.zeros(1, 1, dim, dtype=w.dtype, device=w.device)
     gen = torch.Generator().manual_seed(seed)
 
+    warned, overshoot = False, 0.0
+
     def refresh_eigen() -> None:
-        nonlocal U, S_ref, G, w_ref, k, M_ref, D
+        nonlocal U, S_ref, G, w_ref, k, M_ref, D, warned, overshoot
         H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
         v0 = None
         if U is not None:
@@ -404,6 +427,11 @@ def central_flow(
         if want > k and r.eigenvalues.numel() > k and float(r.eigenvalues[k]) >= thr:
             k += 1  # the next eigenvalue has reached the edge: track it too
         U = r.eigenvectors[:, :k]
+        top = float(r.eigenvalues[0])
+        overshoot = max(overshoot, top / thr)
+        if kind == "central" and top > OVERSHOOT * thr and k == k_cap and not warned:
+            warned = True
+            warnings.warn(_overshoot_message(top / thr, t, k, auto), RuntimeWarning, stacklevel=3)
         t1 = time.perf_counter()
         clock["eigenvectors"] += t1 - t0
         if kind == "central" and k > 1:
@@ -420,6 +448,7 @@ def central_flow(
         w_ref = w.clone()
 
     t, n_sub = 0.0, 0
+    X_prev: np.ndarray | None = None  # the last substep's X: solve_sdcp's first guess
     rec_t: list[float] = []
     rec: dict[str, list] = {"loss": [], "mean": [], "sharp": [], "x": [], "w": []}
     next_rec = 0
@@ -460,10 +489,11 @@ def central_flow(
             Df = D.reshape(k * k, -1).double()
             A = h * (Df @ v.double()).cpu().numpy().reshape(k, k)
             K = 0.5 * h * eta * (Df @ Df.T).cpu().numpy()
-            X = solve_sdcp(thr * np.eye(k) - M_now - A, K)
+            X = solve_sdcp(thr * np.eye(k) - M_now - A, K, guess=X_prev)
+            X_prev = X
             if np.abs(X).max() > 0:
                 v = v - 0.5 * eta * (torch.from_numpy(X.reshape(-1)).to(Df) @ Df).to(v)
-                X_rep = solve_sdcp(_psd(thr * np.eye(k) - M_now) - A, K)
+                X_rep = solve_sdcp(_psd(thr * np.eye(k) - M_now) - A, K, guess=X)
                 lam, V = np.linalg.eigh(M_now)
                 mean_term = 0.5 * float(np.sum(X_rep * ((V * np.minimum(lam, thr)) @ V.T)))
                 x_rep = np.sort(np.linalg.eigvalsh(X_rep))[::-1].clip(min=0.0)
@@ -507,6 +537,7 @@ def central_flow(
         sharpness=np.asarray(rec["sharp"]),
         sigma2=xs,
         params=np.stack(rec["w"]) if keep_params else None,
+        overshoot=overshoot,
         counts=counts,
         seconds=clock | {"total": time.perf_counter() - t_start},
     )
