@@ -215,8 +215,8 @@ def toy2_loss(o: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
 def test_auto_k_holds_both_copies_at_their_closed_forms() -> None:
     """k = "auto" tracks the second direction when it reaches the edge; the SDCP (with the
     ν-coupling) then holds both copies, and z_i, ν_x,i and X's eigenvalues land on each
-    copy's closed form to 1e-6. (k = 1 holds one copy at a time and ends at z = 2.876 and
-    3.912, with the preconditioned sharpness at 1.05·2/η.)"""
+    copy's closed form to 1e-6. (k = 1 holds one copy at a time and ends at z = 2.917 and
+    3.876, with the preconditioned sharpness at 1.03·2/η.)"""
     f = rmsprop_central_flow(
         Toy2(), toy2_loss, BATCH, ETA, 500, beta2=BETA2, eps=EPS, keep_params=True,
         tol=1e-9, record_every=100, k="auto",
