@@ -301,12 +301,12 @@ the flow was not holding has crossed the edge (the tracked ones sit at 2/η to f
 between refreshes): :func:`central_flow` warns once."""
 
 
-def _overshoot_message(ratio: float, t: float, k: int, auto: bool) -> str:
+def _overshoot_message(ratio: float, t: float, k: int, auto: bool, opt: str = "GD") -> str:
     fix = "raise max_k" if auto else "use k='auto' or a larger k"
     return (
         f"central flow: at step {t:.0f} a fresh reading puts the top eigenvalue at "
         f"{ratio:.2f}·2/η: a direction outside the {k} held ones is past the edge (or the "
-        f"start is above it). The flow pulls it back at once, which GD does not do; {fix}"
+        f"start is above it). The flow pulls it back at once, which {opt} does not do; {fix}"
     )
 
 

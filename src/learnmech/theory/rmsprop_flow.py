@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Literal
 
@@ -60,8 +61,10 @@ from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian, lanczos
 from learnmech.measure.model_io import forward
 from learnmech.theory.central_flow import (
+    OVERSHOOT,
     FlowResult,
     _flat,
+    _overshoot_message,
     _psd,
     _sharpness_matrix,
     solve_lcp,
@@ -136,7 +139,9 @@ def rmsprop_central_flow(
             sharpness recorded is the preconditioned λ_max(D⁻¹H) against 2/η.
 
     Returns: a :class:`~learnmech.theory.central_flow.FlowResult` (``kind`` "rmsprop-central"
-    or "rmsprop-stable"); with ``keep_params`` its ``nu`` holds ν at each record. Raises
+    or "rmsprop-stable"); with ``keep_params`` its ``nu`` holds ν at each record. Warns once,
+    like :func:`~learnmech.theory.central_flow.central_flow`, when a fresh reading finds a
+    direction outside the held ones past the edge (``overshoot``). Raises
     ``FloatingPointError`` if the loss becomes non-finite.
     """
     if not isinstance(model, nn.Module):
@@ -217,8 +222,10 @@ def rmsprop_central_flow(
     v_prev: torch.Tensor | None = None
     gen = torch.Generator().manual_seed(seed)
 
+    warned, overshoot = False, 0.0
+
     def refresh_eigen() -> None:
-        nonlocal U, w_ref, nu_ref, s_ref, M_ref, Dm, S_stable, k, v_prev
+        nonlocal U, w_ref, nu_ref, s_ref, M_ref, Dm, S_stable, k, v_prev, warned, overshoot
         set_w(w)
         H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
         r = (nu.sqrt() + eps).rsqrt().cpu()
@@ -243,6 +250,12 @@ def rmsprop_central_flow(
         if want > k and res.eigenvalues.numel() > k and float(res.eigenvalues[k]) >= thr:
             k += 1
         Ut = res.eigenvectors[:, :k]
+        top = float(res.eigenvalues[0])
+        overshoot = max(overshoot, top / thr)
+        if kind == "central" and top > OVERSHOOT * thr and k == k_cap and not warned:
+            warned = True
+            msg = _overshoot_message(top / thr, t, k, auto, "RMSProp")
+            warnings.warn(msg, RuntimeWarning, stacklevel=3)
         v_prev = Ut.sum(1)
         U = (r[:, None] * Ut).to(dev, f64)  # generalized eigenvectors: UᵀDU = I
         t1 = time.perf_counter()
@@ -345,6 +358,7 @@ def rmsprop_central_flow(
         sigma2=xs,
         params=np.stack(rec["w"]) if keep_params else None,
         nu=np.stack(rec["nu"]) if keep_params else None,
+        overshoot=overshoot,
         counts=counts,
         seconds=clock | {"total": time.perf_counter() - t_start},
     )
