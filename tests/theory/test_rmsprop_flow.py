@@ -162,13 +162,13 @@ def mse(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 def test_the_central_flow_tracks_torch_rmsprop_where_the_stable_flow_does_not() -> None:
     """A 130-parameter tanh MLP under ``torch.optim.RMSprop`` (η = 0.01, ε = 1e-8) starts
     above its edge (its first steps are sign-like: ν₀ = g₀²) and oscillates there. Its loss
-    averaged over 40-step windows (steps 100–280) is compared with the central flow's L̄ and the stable flow's L. The
-    criterion, fixed before the run: the central flow's mean error is at most half the
-    stable flow's (the oscillation model explains at least half of what the control
-    misses). Measured: 0.0089 against 0.047 over steps 100–380 (the stable flow's ν decays
-    with its gradient, so its step grows and its preconditioned sharpness passes 50·2/η;
-    the oscillation keeps RMSProp's ν up). The stable flow's Euler substep shrinks as
-    1/(ηS), which is what bounds this test's length."""
+    averaged over 40-step windows (steps 100–280) is compared with the central flow's L̄
+    and the stable flow's L. The criterion, fixed before the run: the central flow's mean
+    error is at most half the stable flow's (the oscillation model explains at least half
+    of what the control misses). Measured: 0.0089 against 0.047 over steps 100–380 (the
+    stable flow's ν decays with its gradient, so its step grows and its preconditioned
+    sharpness passes 50·2/η; the oscillation keeps RMSProp's ν up). The stable flow's Euler
+    substep shrinks as 1/(ηS), which is what bounds this test's length."""
     m, b = _mlp()
     steps, every, half = 300, 20, 20
     # with ν₀ = ∇L(w₀)² the MLP starts above RMSProp's edge (1.65·2/η): the flow says so
