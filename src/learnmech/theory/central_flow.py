@@ -63,7 +63,7 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.measure.hessian import LossHessian, lanczos
+from learnmech.measure.hessian import LanczosResult, LossHessian, lanczos
 from learnmech.measure.model_io import forward
 
 __all__ = ["FlowResult", "central_flow", "solve_lcp", "solve_sdcp"]
@@ -310,6 +310,68 @@ def _overshoot_message(ratio: float, t: float, k: int, auto: bool, opt: str = "G
     )
 
 
+def _flow_setup(
+    model: nn.Module,
+    steps: int,
+    k: int | Literal["auto"],
+    max_k: int,
+    refresh: int,
+    record_every: int,
+) -> tuple[nn.Module, list[torch.Tensor], int, int, int, bool]:
+    """Check the integer arguments shared by the flows and copy the model: (the copy, its
+    trainable parameters, their count, the starting k, the cap on k, whether k is auto)."""
+    auto = k == "auto"
+    for name, v in (
+        ("steps", steps),
+        ("k", 1 if auto else k),
+        ("max_k", max_k),
+        ("refresh", refresh),
+        ("record_every", record_every),
+    ):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            what = "a positive integer or 'auto'" if name == "k" else "a positive integer"
+            raise UserError(f"{name} must be {what}, got {v!r}")
+    model = copy.deepcopy(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise UserError("the model has no parameters that require grad")
+    dim = sum(p.numel() for p in params)
+    k0 = 1 if auto else min(int(k), dim)
+    return model, params, dim, k0, min(max_k, dim) if auto else k0, auto
+
+
+def _track(
+    mv: Callable[[torch.Tensor], torch.Tensor],
+    dim: int,
+    k: int,
+    k_cap: int,
+    thr: float,
+    prev: torch.Tensor | None,
+    gen: torch.Generator,
+    mix: float,
+    tol: float,
+    max_products: int | None,
+    seed: int,
+) -> tuple[LanczosResult, int]:
+    """One eigenvector refresh of a flow: Lanczos for the top k pairs of ``mv`` (k + 1
+    while k < ``k_cap``, to watch the next one), warm-started from ``prev`` (the sum of the
+    last vectors) mixed with a fresh random unit vector (weight ``mix``) and capped at
+    ``max_products`` (0: 4k + 4; the first reading, ``prev`` None, is never capped).
+    Returns the reading and k, grown by one when the next Ritz value has reached ``thr``."""
+    v0 = None
+    if prev is not None:
+        v0 = prev
+        if mix > 0:
+            z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
+            v0 = v0 / v0.norm() + mix * z / z.norm()
+    want = min(k + 1, dim) if k < k_cap else k
+    cap = None if prev is None or max_products is None else max_products or 4 * want + 4
+    r = lanczos(mv, dim, want, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
+    if want > k and r.eigenvalues.numel() > k and float(r.eigenvalues[k]) >= thr:
+        k += 1  # the next eigenvalue has reached the edge: track it too
+    return r, k
+
+
 def central_flow(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
@@ -366,27 +428,7 @@ def central_flow(
             raise UserError(f"{name} must be a positive finite number, got {v!r}")
     if dt > 1:
         raise UserError(f"dt must be at most 1 GD step, got {dt!r}")
-    auto = k == "auto"
-    if auto:
-        k = 1
-    for name, v in (
-        ("steps", steps),
-        ("k", k),
-        ("max_k", max_k),
-        ("refresh", refresh),
-        ("record_every", record_every),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            what = "a positive integer or 'auto'" if name == "k" else "a positive integer"
-            raise UserError(f"{name} must be {what}, got {v!r}")
-    assert isinstance(k, int)
-    model = copy.deepcopy(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise UserError("the model has no parameters that require grad")
-    dim = sum(p.numel() for p in params)
-    k = min(k, dim)
-    k_cap = min(max_k, dim) if auto else k
+    model, params, dim, k, k_cap, auto = _flow_setup(model, steps, k, max_k, refresh, record_every)
     eta, thr = float(lr), 2.0 / float(lr)
     x_in, y_in = batch
     w = torch.nn.utils.parameters_to_vector(params).detach().clone()
@@ -410,22 +452,10 @@ def central_flow(
     def refresh_eigen() -> None:
         nonlocal U, S_ref, G, w_ref, k, M_ref, D, warned, overshoot
         H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
-        v0 = None
-        if U is not None:
-            v0 = U.sum(1)
-            if mix > 0:
-                z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
-                v0 = v0 / v0.norm() + mix * z / z.norm()
-        want = min(k + 1, dim) if auto and k < k_cap else k  # k + 1: watch the next one
-        if U is None or max_products is None:  # the first reading is never capped
-            cap = None
-        else:
-            cap = max_products or 4 * want + 4
         t0 = time.perf_counter()
-        r = lanczos(H.matvec, dim, want, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
+        prev = None if U is None else U.sum(1)
+        r, k = _track(H.matvec, dim, k, k_cap, thr, prev, gen, mix, tol, max_products, seed)
         counts["hvps"] += H.calls
-        if want > k and r.eigenvalues.numel() > k and float(r.eigenvalues[k]) >= thr:
-            k += 1  # the next eigenvalue has reached the edge: track it too
         U = r.eigenvectors[:, :k]
         top = float(r.eigenvalues[0])
         overshoot = max(overshoot, top / thr)

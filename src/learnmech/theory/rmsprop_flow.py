@@ -46,7 +46,6 @@ correction (the paper's code has it as an option), no momentum, and ν starts fr
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 import warnings
@@ -58,15 +57,17 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.measure.hessian import LossHessian, lanczos
+from learnmech.measure.hessian import LossHessian
 from learnmech.measure.model_io import forward
 from learnmech.theory.central_flow import (
     OVERSHOOT,
     FlowResult,
     _flat,
+    _flow_setup,
     _overshoot_message,
     _psd,
     _sharpness_matrix,
+    _track,
     solve_lcp,
     solve_sdcp,
 )
@@ -154,27 +155,7 @@ def rmsprop_central_flow(
     dt = _positive("dt", dt)
     if dt > 1:
         raise UserError(f"dt must be at most 1 step, got {dt!r}")
-    auto = k == "auto"
-    if auto:
-        k = 1
-    for name, v in (
-        ("steps", steps),
-        ("k", k),
-        ("max_k", max_k),
-        ("refresh", refresh),
-        ("record_every", record_every),
-    ):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            what = "a positive integer or 'auto'" if name == "k" else "a positive integer"
-            raise UserError(f"{name} must be {what}, got {v!r}")
-    assert isinstance(k, int)
-    model = copy.deepcopy(model)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise UserError("the model has no parameters that require grad")
-    dim = sum(p.numel() for p in params)
-    k = min(k, dim)
-    k_cap = min(max_k, dim) if auto else k
+    model, params, dim, k, k_cap, auto = _flow_setup(model, steps, k, max_k, refresh, record_every)
     thr, c = 2.0 / eta, (1.0 - beta2) / beta2
     x_in, y_in = batch
     f64 = torch.float64
@@ -233,22 +214,9 @@ def rmsprop_central_flow(
         def mv(v: torch.Tensor) -> torch.Tensor:
             return r * H.matvec(r * v)
 
-        v0 = None
-        if v_prev is not None:
-            v0 = v_prev
-            if mix > 0:
-                z = torch.randn(v0.shape, generator=gen, dtype=v0.dtype)
-                v0 = v0 / v0.norm() + mix * z / z.norm()
-        want = min(k + 1, dim) if auto and k < k_cap else k
-        if v_prev is None or max_products is None:
-            cap = None
-        else:
-            cap = max_products or 4 * want + 4
         t0 = time.perf_counter()
-        res = lanczos(mv, dim, want, which="LA", tol=tol, v0=v0, seed=seed, max_iter=cap)
+        res, k = _track(mv, dim, k, k_cap, thr, v_prev, gen, mix, tol, max_products, seed)
         counts["hvps"] += H.calls
-        if want > k and res.eigenvalues.numel() > k and float(res.eigenvalues[k]) >= thr:
-            k += 1
         Ut = res.eigenvectors[:, :k]
         top = float(res.eigenvalues[0])
         overshoot = max(overshoot, top / thr)
