@@ -1,6 +1,6 @@
 """Cost of integrating the central flow against running the GD steps it describes.
 
-    python benchmarks/bench_central_flow.py [--steps 1000] [--dtype float32]
+    python benchmarks/bench_central_flow.py [--steps 1000] [--dtype float32] [--optimizer gd]
 
 Goal (issue #18): the central-flow integrator for a 100k-parameter MLP over 1,000 GD steps'
 worth of time costs at most 5× those 1,000 GD steps, measured side by side in one run.
@@ -14,6 +14,10 @@ evaluations, eigenvector refreshes (warm-started Lanczos) and third-order produc
 triple backpropagation). Rows: the library's defaults (substep ½, refresh every 8 substeps,
 4k + 4 products per warm refresh), two coarser refreshes, and ``k="auto"`` (a direction
 more whenever the next eigenvalue reaches 2/η).
+
+``--optimizer rmsprop``: the same model under ``torch.optim.RMSprop`` (η = 1e-3, β₂ = 0.99,
+ε = 1e-8, square_avg started at ∇L(w₀)²) against ``rmsprop_central_flow`` at its defaults
+(no target is set for it; the row records what it costs).
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from torch import nn
 
 from learnmech.data.real import digits_subset
 from learnmech.theory.central_flow import central_flow
+from learnmech.theory.rmsprop_flow import rmsprop_central_flow
 
 LR = 0.2
+LR_RMSPROP = 1e-3
 
 
 def loss_fn(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -40,6 +46,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--optimizer", default="gd", choices=["gd", "rmsprop"])
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     X, lab = digits_subset(1000, 0)
@@ -52,11 +59,15 @@ def main() -> None:
     print(
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {args.dtype}; MLP with {n:,} parameters, "
-        f"{X.shape[0]} examples, η = {LR}, {args.steps} steps"
+        f"{X.shape[0]} examples, η = {LR if args.optimizer == 'gd' else LR_RMSPROP}, "
+        f"{args.steps} steps"
     )
 
     import copy
 
+    if args.optimizer == "rmsprop":
+        rmsprop(init, X, T, args.steps)
+        return
     m = copy.deepcopy(init)
     opt = torch.optim.SGD(m.parameters(), lr=LR)
     t_gd, losses = 0.0, []
@@ -93,6 +104,43 @@ def main() -> None:
         if kw.get("k") == "auto":
             print(f"{'':38s} directions tracked at the end: {f.sigma2.shape[1]}")
     print("ratio: flow time / GD time; grad, eig, ∇S: the flow's parts in units of GD time")
+
+
+def rmsprop(init: nn.Module, X: torch.Tensor, T: torch.Tensor, steps: int) -> None:
+    """torch RMSprop's steps against the RMSProp central flow over the same time."""
+    import copy
+
+    m = copy.deepcopy(init)
+    params = list(m.parameters())
+    m.zero_grad()
+    loss_fn(m(X), T).backward()
+    opt = torch.optim.RMSprop(params, lr=LR_RMSPROP, alpha=0.99, eps=1e-8)
+    for p in params:  # ν(0) = ∇L(w₀)², the flow's default
+        assert p.grad is not None
+        opt.state[p]["step"] = torch.tensor(0.0)
+        opt.state[p]["square_avg"] = p.grad.detach() ** 2
+    t_opt, losses = 0.0, []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(X), T)
+        loss.backward()
+        opt.step()
+        t_opt += time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+    ms = 1e3 * t_opt / steps
+    print(f"RMSProp: {t_opt:.2f} s ({ms:.2f} ms/step), final loss {losses[-1]:.4g}")
+    f = rmsprop_central_flow(init, loss_fn, (X, T), LR_RMSPROP, steps, eps=1e-8)
+    sec = f.seconds
+    edge = float(np.mean(f.sigma2.sum(1) > 0))
+    print(
+        f"RMSProp central flow (defaults): ratio {sec['total'] / t_opt:.2f}, gradients "
+        f"{sec['gradients'] / t_opt:.2f}, eigenvectors {sec['eigenvectors'] / t_opt:.2f}, "
+        f"∇S {sec['third_order'] / t_opt:.2f}; at the edge {edge:.0%} of records; final "
+        f"S·η/2 {f.sharpness[-1] * LR_RMSPROP / 2:.3f}; L̄ / RMSProp's last-20 mean "
+        f"{f.mean_loss[-1] / float(np.mean(losses[-20:])):.3f}; largest fresh reading "
+        f"{f.overshoot:.2f}·2/η"
+    )
 
 
 if __name__ == "__main__":
