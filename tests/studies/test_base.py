@@ -112,3 +112,30 @@ def test_trials_table_keeps_the_seeds_seen_at_every_point() -> None:
     assert ws.tolist() == [64.0, 128.0]
     assert v.tolist() == [[1.0, 4.0], [2.0, 3.0]]  # seeds 0 and 1; seed 2 lacks width 128
     assert ts.table("width", "absent")[1].size == 0
+
+
+def test_trials_tables_is_table_for_every_observable() -> None:
+    from learnmech.records import TrialResult, scalars
+    from learnmech.studies.base import Trials
+
+    def trial(w: int, seed: int, **obs: float) -> TrialResult:
+        return TrialResult(
+            f"k{w}{seed}", {"width": w}, seed, "ok", None, 0.0, scalars("width", w, **obs)
+        )
+
+    ts = Trials(
+        [
+            trial(64, 0, gap=1.0, knn=0.5),
+            trial(128, 0, gap=2.0),  # knn recorded at one width only: a one-column table
+            trial(64, 1, gap=3.0, loss=0.1),
+            trial(128, 1, gap=4.0, loss=0.2),
+        ]
+    )
+    assert ts.observables == ["gap", "knn", "loss"]
+    tabs = ts.tables("width")
+    assert set(tabs) == {"gap", "knn", "loss"}
+    assert tabs["knn"][0].tolist() == [64.0] and tabs["knn"][1].tolist() == [[0.5]]
+    for name, (ws, v) in tabs.items():
+        ws2, v2 = ts.table("width", name)
+        assert ws.tolist() == ws2.tolist() and v.tolist() == v2.tolist()
+    assert tabs["loss"][1].tolist() == [[0.1, 0.2]]

@@ -316,6 +316,15 @@ class Trials:
             out.append(c.values[hit[0]] if hit.size else np.nan)
         return np.asarray(out, dtype=np.float64)
 
+    @property
+    def observables(self) -> list[str]:
+        """The names of the curves any trial recorded (in the default series), sorted."""
+        return sorted({c.observable for t in self.ok for c in t.curves if not c.series})
+
+    def tables(self, key: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """:meth:`table` for every observable in :attr:`observables` (none left empty)."""
+        return {o: v for o in self.observables if (v := self.table(key, o))[1].size}
+
     def table(self, key: str, observable: str, series: str = "") -> tuple[np.ndarray, np.ndarray]:
         """(values of point ``key``, first value of ``observable`` [seed, key]) over the seeds
         that recorded it at every ``key`` value (seed order); empty arrays when none did."""

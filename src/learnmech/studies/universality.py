@@ -96,6 +96,11 @@ def _split(cfg: UniversalityConfig) -> tuple[torch.Tensor, ...]:
     return tuple(t)
 
 
+def _net(cfg: UniversalityConfig, width: int, seed: int) -> MLP:
+    kw = {"w_std": cfg.w_std, "b_std": cfg.b_std, "seed": seed, "dtype": torch.float64}
+    return MLP(64, width, cfg.depth, 10, **kw)
+
+
 def _kernel(cfg: UniversalityConfig, phi: torch.Tensor) -> torch.Tensor:
     """The readout's input kernel: (σ_w²/w)·φφᵀ + σ_b² (the NNGP's finite-width estimate)."""
     return cfg.w_std**2 / phi.shape[1] * (phi @ phi.T) + cfg.b_std**2
@@ -159,19 +164,7 @@ class Universality(Study):
         w = int(point["width"])
         out: dict[int, list[Curve]] = {}
         for seed in seeds:
-            nets = [
-                MLP(
-                    64,
-                    w,
-                    cfg.depth,
-                    10,
-                    w_std=cfg.w_std,
-                    b_std=cfg.b_std,
-                    seed=seed + off,
-                    dtype=torch.float64,
-                ).to(device)
-                for off in (0, _PARTNER)
-            ]
+            nets = [_net(cfg, w, seed + off).to(device) for off in (0, _PARTNER)]
             with torch.no_grad():
                 phi0 = [n.features(P)[-1] for n in nets]
             curves = scalars(
@@ -216,25 +209,7 @@ class Universality(Study):
 
     def analyze(self, cfg: UniversalityConfig, theory: list[Curve], trials: Trials) -> dict:
         """phase → observable → (widths, values[seed, width]) over seeds with every width."""
-        obs = {
-            "init": ("nngp_gap", "cross_seed_gap"),
-            "train": (
-                "trained_nngp_gap",
-                "trained_cross_seed_gap",
-                "trained_mutual_knn",
-                "trained_cross_seed_chance_z",
-                "trained_cross_seed_chance",
-                "trained_cross_seed_cka_debiased",
-                "trained_procrustes",
-                "train_loss",
-                "probe_error",
-            ),
-        }
-        out: dict[str, Any] = {}
-        for phase, keys in obs.items():
-            tp = trials.where(phase=phase)
-            out[phase] = {k: v for k in keys if (v := tp.table("width", k))[1].size}
-        return out
+        return {ph: trials.where(phase=ph).tables("width") for ph in ("init", "train")}
 
     def claims(self, cfg: UniversalityConfig, s: dict) -> list[Metric]:
         out = Claims()
