@@ -69,16 +69,7 @@ def main() -> None:
         rmsprop(init, X, T, args.steps)
         return
     m = copy.deepcopy(init)
-    opt = torch.optim.SGD(m.parameters(), lr=LR)
-    t_gd, losses = 0.0, []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(m(X), T)
-        loss.backward()
-        opt.step()
-        t_gd += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
+    t_gd, losses = _run(m, torch.optim.SGD(m.parameters(), lr=LR), X, T, args.steps)
     print(f"GD: {t_gd:.2f} s ({1e3 * t_gd / args.steps:.2f} ms/step), final loss {losses[-1]:.4g}")
     rows = [
         ("defaults (refresh 8, ≤ 8 products)", {}),
@@ -106,6 +97,22 @@ def main() -> None:
     print("ratio: flow time / GD time; grad, eig, ∇S: the flow's parts in units of GD time")
 
 
+def _run(
+    m: nn.Module, opt: torch.optim.Optimizer, X: torch.Tensor, T: torch.Tensor, steps: int
+) -> tuple[float, list[float]]:
+    """``steps`` full-batch optimizer steps: (seconds spent in them, the loss at each)."""
+    seconds, losses = 0.0, []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(m(X), T)
+        loss.backward()
+        opt.step()
+        seconds += time.perf_counter() - t0
+        losses.append(float(loss.detach()))
+    return seconds, losses
+
+
 def rmsprop(init: nn.Module, X: torch.Tensor, T: torch.Tensor, steps: int) -> None:
     """torch RMSprop's steps against the RMSProp central flow over the same time."""
     import copy
@@ -119,15 +126,7 @@ def rmsprop(init: nn.Module, X: torch.Tensor, T: torch.Tensor, steps: int) -> No
         assert p.grad is not None
         opt.state[p]["step"] = torch.tensor(0.0)
         opt.state[p]["square_avg"] = p.grad.detach() ** 2
-    t_opt, losses = 0.0, []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        loss = loss_fn(m(X), T)
-        loss.backward()
-        opt.step()
-        t_opt += time.perf_counter() - t0
-        losses.append(float(loss.detach()))
+    t_opt, losses = _run(m, opt, X, T, steps)
     ms = 1e3 * t_opt / steps
     print(f"RMSProp: {t_opt:.2f} s ({ms:.2f} ms/step), final loss {losses[-1]:.4g}")
     f = rmsprop_central_flow(init, loss_fn, (X, T), LR_RMSPROP, steps, eps=1e-8)
