@@ -57,9 +57,11 @@ LBAR = 0.5 * C * (Z - ZSTAR) ** 2 + 0.5 * Z * SIG2
 
 
 def test_central_flow_of_the_toy_lands_on_its_closed_form() -> None:
+    """Exact products (``derivatives="autograd"``): the closed form to 1e-6. Differences
+    are checked against their error bound on GD's toy (test_central_flow)."""
     f = rmsprop_central_flow(
         Toy(0.1, 1.0), toy_loss, BATCH, ETA, 800, beta2=BETA2, eps=EPS, keep_params=True,
-        tol=1e-9, record_every=50,
+        tol=1e-9, record_every=50, derivatives="autograd",
     )  # fmt: skip
     assert f.params is not None and f.nu is not None
     late = f.steps >= 600  # the transient is over by ~500 steps (ν's EMA time is ~100)
@@ -222,7 +224,7 @@ def test_auto_k_holds_both_copies_at_their_closed_forms() -> None:
     3.876, with the preconditioned sharpness at 1.03·2/η.)"""
     f = rmsprop_central_flow(
         Toy2(), toy2_loss, BATCH, ETA, 500, beta2=BETA2, eps=EPS, keep_params=True,
-        tol=1e-9, record_every=100, k="auto",
+        tol=1e-9, record_every=100, k="auto", derivatives="autograd",
     )  # fmt: skip
     assert f.params is not None and f.nu is not None and f.sigma2.shape[1] == 2
     zs, nus, xs = [], [], []

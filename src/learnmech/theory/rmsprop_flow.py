@@ -57,16 +57,17 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.measure.hessian import LossHessian
 from learnmech.measure.model_io import forward
 from learnmech.theory.central_flow import (
+    NULL_COUPLING,
     OVERSHOOT,
+    Derivatives,
     FlowResult,
+    _Derivatives,
     _flat,
     _flow_setup,
     _overshoot_message,
     _psd,
-    _sharpness_matrix,
     _track,
     solve_lcp,
     solve_sdcp,
@@ -95,11 +96,11 @@ def _gen_eigs(M: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lam[::-1].copy(), Lc
 
 
-def _solve(Q: np.ndarray, K: np.ndarray, guess: np.ndarray | None) -> np.ndarray:
+def _solve(Q: np.ndarray, K: np.ndarray, guess: np.ndarray | None, null: float) -> np.ndarray:
     """X for the linearized next block Q: the scalar LCP for k = 1, else the SDCP."""
     if Q.shape == (1, 1):
         return solve_lcp(Q.reshape(1), K).reshape(1, 1)
-    return solve_sdcp(Q, K, guess=guess)
+    return solve_sdcp(Q, K, guess=guess, null=null)
 
 
 def rmsprop_central_flow(
@@ -122,6 +123,7 @@ def rmsprop_central_flow(
     tol: float = 1e-3,
     mix: float = 0.3,
     max_products: int | None = 0,
+    derivatives: Derivatives = "auto",
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> FlowResult:
@@ -135,9 +137,10 @@ def rmsprop_central_flow(
         nu0: the flat ν (parameter order of ``model.parameters()`` that require grad) used
             at the first step; default ∇L(w₀)². Must be ≥ 0, and √ν + ε > 0 everywhere.
         kind: ``"central"`` or ``"stable"`` (X = 0, the negative control).
-        k, max_k, dt, refresh, record_every, keep_params, tol, mix, max_products, seed,
-            progress: as in :func:`~learnmech.theory.central_flow.central_flow`; the
-            sharpness recorded is the preconditioned λ_max(D⁻¹H) against 2/η.
+        k, max_k, dt, refresh, record_every, keep_params, tol, mix, max_products,
+            derivatives, seed, progress: as in
+            :func:`~learnmech.theory.central_flow.central_flow`; the sharpness recorded is
+            the preconditioned λ_max(D⁻¹H) against 2/η.
 
     Returns: a :class:`~learnmech.theory.central_flow.FlowResult` (``kind`` "rmsprop-central"
     or "rmsprop-stable"); with ``keep_params`` its ``nu`` holds ν at each record. Warns once,
@@ -155,7 +158,9 @@ def rmsprop_central_flow(
     dt = _positive("dt", dt)
     if dt > 1:
         raise UserError(f"dt must be at most 1 step, got {dt!r}")
-    model, params, dim, k, k_cap, auto = _flow_setup(model, steps, k, max_k, refresh, record_every)
+    model, params, dim, k, k_cap, auto = _flow_setup(
+        model, steps, k, max_k, refresh, record_every, derivatives
+    )
     thr, c = 2.0 / eta, (1.0 - beta2) / beta2
     x_in, y_in = batch
     f64 = torch.float64
@@ -202,21 +207,24 @@ def rmsprop_central_flow(
     S_stable = np.zeros(1)
     v_prev: torch.Tensor | None = None
     gen = torch.Generator().manual_seed(seed)
+    deriv = _Derivatives(model, params, loss_fn, (x_in, y_in), derivatives)
+    null = NULL_COUPLING if deriv.how == "differences" else 1e-15
 
     warned, overshoot = False, 0.0
 
     def refresh_eigen() -> None:
         nonlocal U, w_ref, nu_ref, s_ref, M_ref, Dm, S_stable, k, v_prev, warned, overshoot
         set_w(w)
-        H = LossHessian(model, loss_fn, (x_in, y_in), params=params, cache_graph=True)
+        deriv.at(w, g)
+        hv, products = deriv.matvec()
         r = (nu.sqrt() + eps).rsqrt().cpu()
 
         def mv(v: torch.Tensor) -> torch.Tensor:
-            return r * H.matvec(r * v)
+            return r * hv(r * v)
 
         t0 = time.perf_counter()
         res, k = _track(mv, dim, k, k_cap, thr, v_prev, gen, mix, tol, max_products, seed)
-        counts["hvps"] += H.calls
+        counts["hvps"] += products()
         Ut = res.eigenvectors[:, :k]
         top = float(res.eigenvalues[0])
         overshoot = max(overshoot, top / thr)
@@ -230,7 +238,7 @@ def rmsprop_central_flow(
         clock["eigenvectors"] += t1 - t0
         S_stable = res.eigenvalues[:k].double().cpu().numpy()
         if kind == "central":
-            M_ref, D_ = _sharpness_matrix(model, params, loss_fn, (x_in, y_in), U)
+            M_ref, D_ = deriv.block(U, res.eigenvalues)
             Dm = D_.to(f64)
             counts["third_order"] += k * (k + 1) // 2
             clock["third_order"] += time.perf_counter() - t1
@@ -282,14 +290,14 @@ def rmsprop_central_flow(
             K = (0.5 * h * eta * (Wd @ Wd.T) + h * c * thr**3 * (Z.T @ Z)).cpu().numpy()
 
             guess = X_prev if X_prev.shape == (k, k) else None
-            X = _solve(A_now + stable_part, K, guess)
+            X = _solve(A_now + stable_part, K, guess, null)
             X_prev = X
             if np.abs(X).max() > 0:
                 Xt = torch.from_numpy(X).to(dev, f64)
                 v_w = a_w - 0.5 * eta * (Xt.reshape(-1) @ Df) / D
                 v_nu = a_nu + c * thr**2 * D**2 * ((U @ Xt) * U).sum(1)
                 # the recorded variance leaves out the pull-back of an overshoot
-                X_rep = _solve(_psd(A_now) + stable_part, K, X)
+                X_rep = _solve(_psd(A_now) + stable_part, K, X, null)
                 # L̄ − L = ½⟨X, UᵀHU⟩ with UᵀHU's generalized eigenvalues capped at 2/η
                 Li = np.linalg.inv(Lc)
                 lam, V = np.linalg.eigh(Li @ M_now @ Li.T)
