@@ -216,6 +216,7 @@ def test_lcp_solutions_are_complementary() -> None:
         ({"steps": 0}, "steps must be"),
         ({"kind": "sgd"}, "kind must be"),
         ({"k": 1.5}, "k must be"),
+        ({"derivatives": "forward"}, "derivatives must be"),
     ],
 )
 def test_bad_arguments_are_one_clear_error(kw: dict, match: str) -> None:

@@ -133,6 +133,7 @@ def test_the_stable_flow_does_not_stop_at_the_edge() -> None:
         ({"beta2": 1.0}, "beta2 must be"),
         ({"eps": -1.0}, "eps must be"),
         ({"kind": "gradient"}, "kind must be"),
+        ({"derivatives": "forward"}, "derivatives must be"),
         ({"steps": 0}, "steps must be"),
         ({"dt": 2.0}, "dt must be at most"),
         ({"nu0": torch.zeros(3, dtype=torch.float64)}, r"nu0 must have shape \(2,\)"),

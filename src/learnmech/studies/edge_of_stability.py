@@ -50,13 +50,13 @@ and the central flow holds S = 2/η:
   other one (log distance ratio above 0 over seeds).
 
 Finding (quick scale, η = 0.4, 3 seeds): the central flow holds the sharpness where GD
-keeps it (median error 0.047) and ends 8× nearer GD's parameters than the gradient flow,
-but GD's time-averaged loss sits above the flow's L̄ by 1.14 ± 0.12 Δ — GD's oscillation
+keeps it (median error 0.045) and ends 8× nearer GD's parameters than the gradient flow,
+but GD's time-averaged loss sits above the flow's L̄ by 1.13 ± 0.09 Δ — GD's oscillation
 carries about twice the loss the flow assigns to it (GD's sharpness averages ≈ 1.05·2/η,
 not 2/η, and it moves in bursts). The gradient flow misses by 2.8 Δ. The same error with
 the flow integrated far more finely (Lanczos to 1e-6 every substep, h = ¼) is 0.86 Δ over
 the first 500 steps, so it is not the integrator's. ``flow_loss`` is kept failing. The
-flow holds one direction (k = 1); fresh Lanczos readings along it reach 1.048 ± 0.006·2/η
+flow holds one direction (k = 1); fresh Lanczos readings along it reach 1.049 ± 0.004·2/η
 (``flow_untracked_overshoot``): a second eigenvalue crosses between refreshes, by a little.
 
 Full scale (4 seeds, 3,000 steps, η = 0.2, 0.4, 0.8, 1.2; 48 min with the flows): every
