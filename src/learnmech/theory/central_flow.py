@@ -383,13 +383,8 @@ class _Derivatives:
         batch: Batch,
         how: Derivatives,
     ) -> None:
-        self.model, self.params, self.loss_fn, self.batch, self.how = (
-            model,
-            params,
-            loss_fn,
-            batch,
-            how,
-        )
+        self.model, self.params, self.loss_fn, self.batch = model, params, loss_fn, batch
+        self.how: str = how
         self.dtype = params[0].dtype
         bad = wrong_third_derivatives(model)
         if how == "autograd" and bad is not None:
@@ -401,8 +396,8 @@ class _Derivatives:
         if how == "auto":
             exact = self.dtype != torch.float64 and bad is None
             self.how = "autograd" if exact else "differences"
-        self.gradients = 0  # gradient evaluations spent on differences
-        self.steps: list[tuple[float, float]] = []  # (second-difference step, its check)
+        # the SDCP's null threshold: what differences cannot resolve (NULL_COUPLING)
+        self.null = NULL_COUPLING if self.how == "differences" else 1e-15
         self.w = self.g = torch.zeros(0)
         self.h1 = self.h2 = 0.0
 
@@ -419,7 +414,6 @@ class _Derivatives:
         with torch.enable_grad():
             loss = self.loss_fn(forward(self.model, x), y)
             g = torch.autograd.grad(loss, self.params, allow_unused=True)
-        self.gradients += 1
         return _flat(g, self.params).detach()
 
     def _restore(self) -> None:
@@ -472,7 +466,6 @@ class _Derivatives:
                 gp, gm = self._grad(self.w + step * a), self._grad(self.w - step * a)
                 first = float(a.double() @ (gp - gm).double()) / (2 * step)
                 err = abs(first - curvature) / max(abs(curvature), 1e-300)
-                self.steps.append((step * float(a.norm()), err))
                 if err <= tau:
                     break
                 step /= min(max(2.0, 2 * math.sqrt(err / tau)), 100.0)
@@ -676,7 +669,7 @@ def central_flow(
     D = torch.zeros(1, 1, dim, dtype=w.dtype, device=w.device)
     gen = torch.Generator().manual_seed(seed)
     deriv = _Derivatives(model, params, loss_fn, (x_in, y_in), derivatives)
-    null = NULL_COUPLING if deriv.how == "differences" else 1e-15
+    null = deriv.null
 
     warned, overshoot = False, 0.0
 

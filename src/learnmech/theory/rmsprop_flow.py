@@ -59,7 +59,6 @@ from torch import nn
 from learnmech.errors import UserError
 from learnmech.measure.model_io import forward
 from learnmech.theory.central_flow import (
-    NULL_COUPLING,
     OVERSHOOT,
     Derivatives,
     FlowResult,
@@ -208,7 +207,7 @@ def rmsprop_central_flow(
     v_prev: torch.Tensor | None = None
     gen = torch.Generator().manual_seed(seed)
     deriv = _Derivatives(model, params, loss_fn, (x_in, y_in), derivatives)
-    null = NULL_COUPLING if deriv.how == "differences" else 1e-15
+    null = deriv.null
 
     warned, overshoot = False, 0.0
 
