@@ -81,14 +81,17 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         lambda res, m: m["b_crit_above_min_b_noise"].passed,
     ),
     # finding: GD's time-averaged loss at the edge sits above the central flow's L̄ by
-    # ≈ 1.1 of its oscillation term Δ (the gradient flow misses by ≈ 2.8 Δ); the flow's
-    # sharpness and parameters do follow GD
+    # ≈ 1.1 of its oscillation term Δ (the gradient flow misses by ≈ 2.8 Δ), RMSProp's by
+    # ≈ 2.7 Δ (its stable flow: ≈ 30 Δ; 2% of the loss); the flows' sharpness and
+    # parameters do follow the runs
     "edge-of-stability": (
-        {"gd_lr0.4_flow_loss"},
-        lambda res, m: (
-            m["gd_lr0.4_plateau_ratio"].kind == "within"
-            and m["gd_lr0.4_flow_sharpness"].passed
-            and m["gd_lr0.4_flow_closer"].passed
+        {"gd_lr0.4_flow_loss", "rmsprop_lr0.0003_flow_loss"},
+        lambda res, m: all(
+            m[f"{o}_flow_sharpness"].passed
+            and m[f"{o}_flow_closer"].passed
+            and m[f"{o}_plateau_ratio"].kind == "within"
+            and m[f"{o}_flow_loss_alternative"].value > 2 * m[f"{o}_flow_loss"].value
+            for o in ("gd_lr0.4", "rmsprop_lr0.0003")
         ),
     ),
     "deep-linear": (
@@ -168,6 +171,15 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     ),
 }
 
+#: claims the quick scale cannot decide: their confidence bound lies within one standard
+#: error of the tolerance, so the verdict flips with the float32 trajectory of the CPU.
+#: They may pass or fail; the test asserts that they are at that limit
+UNDECIDED: dict[str, set[str]] = {
+    # finding (power): RMSProp's loss rises on only 3.9 ± 1.4% of the steps at its edge
+    # (GD's: 38%); with 3 seeds the bound (−0.001) sits on 0
+    "edge-of-stability": {"rmsprop_lr0.0003_loss_increase_fraction_after"},
+}
+
 #: per control, extra checks that it fails for the right reason
 CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     # a terminal phase exists, but fixed features cannot move
@@ -195,8 +207,9 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     ),
     # the gradient flow sharpens far past 2/η and misses GD's loss by more than the
     # central flow does (2.8 Δ against 1.1 Δ)
-    ("edge-of-stability", "gradient-flow"): lambda m: (
-        m["gd_lr0.4_flow_sharpness"].value > 0.3 and m["gd_lr0.4_flow_loss"].value > 2
+    ("edge-of-stability", "gradient-flow"): lambda m: all(
+        m[f"{o}_flow_sharpness"].value > 0.3 and m[f"{o}_flow_loss"].value > 2
+        for o in ("gd_lr0.4", "rmsprop_lr0.0003")
     ),
     # measured against the kernel limit the rich networks stop converging with width
     ("mean-field", "kernel-limit"): lambda m: m["mf_exponent@alpha0.1"].value > -0.1,
@@ -230,8 +243,11 @@ def test_v2_quick_scale_findings_and_controls(study, store_path):
     res = run_study(study, store=store_path, report=True)
     m = {x.name: x for x in res.metrics}
     failing = {x.name for x in res.metrics if x.passed is False}
-    assert failing == findings, [m[n].as_dict() for n in failing ^ findings if n in m]
-    assert res.verdict == ("fail" if findings else "pass")
+    undecided = UNDECIDED.get(study, set())
+    assert failing - undecided == findings, [m[n].as_dict() for n in failing ^ findings if n in m]
+    for n in undecided:
+        assert abs(m[n].bound - m[n].tolerance) <= m[n].stderr, m[n].as_dict()
+    assert res.verdict == ("fail" if failing else "pass")
     assert res.device == "cpu" and res.claims_hash
     assert check(res, m) is not False, study
 

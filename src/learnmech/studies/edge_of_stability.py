@@ -4,15 +4,18 @@ Claim under test (Cohen, Kaur, Li, Kolter & Talwalkar 2021; Cohen et al. 2022 fo
 REFERENCES §3): under full-batch GD with step η the top Hessian eigenvalue (largest
 algebraic) rises during training — progressive sharpening — until it reaches 2/η, then
 hovers there while the loss keeps falling non-monotonically. For Adam the preconditioned
-sharpness λ_max(P⁻¹H) does the same at (2 + 2β₁)/((1 − β₁)η) = 38/η.
+sharpness λ_max(P⁻¹H) does the same at (2 + 2β₁)/((1 − β₁)η) = 38/η, for RMSProp (no
+momentum) λ_max(D⁻¹H) at 2/η.
 
 * predict — the ratio sharpness/threshold rises to 1 and, averaged over the rest of
   training, stays within the band Cohen et al. report ("at, or just above": we score
   [0.95, 1.15]); the loss goes up on a non-zero fraction of steps once there, never before.
 * measure — tanh MLPs (depth 2) and, at full scale, a small tanh CNN (two 3×3
-  convolutions) on 300 digits images, MSE on one-hot targets, full-batch GD at several η
-  and Adam. Finding: the CNN at η = 0.2 and 0.3 does not self-stabilise — full-batch GD
-  diverges within 3,000 steps — so its step sizes stop at 0.1 (``cnn_gd_lrs``);
+  convolutions) on 300 digits images, MSE on one-hot targets, full-batch GD at several η,
+  Adam, and RMSProp (β₂ = 0.99, ε = 1e-8, its square average started at ∇L(w₀)² as the
+  flow's ν₀ is, not at torch's zeros). Finding: the CNN at η = 0.2 and 0.3 does not
+  self-stabilise — full-batch GD diverges within 3,000 steps — so its step sizes stop at
+  0.1 (``cnn_gd_lrs``);
   :class:`~learnmech.measure.hessian.SharpnessProbe` every ``probe_every`` steps (Lanczos
   to 1e-3, warm-started), its time share recorded.
 
@@ -65,9 +68,29 @@ flow claim passes. ``flow_loss`` is 0.69, 0.82, 0.87 and 0.73 Δ (the gradient f
 flow. The quick scale's miss is an early-training effect (800 steps, dominated by the
 spike at the onset of the edge).
 
-Negative control ``gradient-flow``: the plain gradient flow scored as the prediction. It
-does not stop at 2/η (its sharpness reaches ≈ 2.3·2/η by step 800) and drifts away from GD,
-so ``flow_sharpness`` and ``flow_closer`` must fail.
+RMSProp arm (:mod:`learnmech.theory.rmsprop_flow`, the paper's §5): every RMSProp run gets
+RMSProp's central flow, which carries ν with w, and its *stable flow* (X = 0, the ODE
+RMSProp would follow if it never oscillated), scored by the same three claims with the
+preconditioned sharpness. Finding (quick scale, η = 3e-4, 3 seeds): the preconditioned
+sharpness rises to 2/η by step ≈ 330 and averages 1.09·2/η there; the central flow holds
+it (``flow_sharpness`` 0.068) and ends 7× nearer RMSProp's parameters than the stable
+flow, whose ν decays with the gradient so that its sharpness passes 30·2/η. RMSProp's
+time-averaged loss sits above the flow's L̄ by 2.7 ± 0.3 Δ — Δ is small here, and the
+miss is 2% of the loss; the stable flow misses by 30 Δ. ``flow_loss`` is kept failing.
+The loss rises on only 3.9 ± 1.4% of RMSProp's steps at its edge (GD's: 38%); with 3
+seeds the bound of ``loss_increase_fraction_after`` sits on 0 (power). Both flows start
+at 1.77·2/η (ν₀ = g₀² makes the first steps sign-like), which ``flow_start_ratio``
+reports; ``flow_untracked_overshoot`` counts fresh readings after the start only. At
+full scale (4 seeds, 3,000 steps; the arm run alone, 4.5 min) the loss rises on 36% of
+the steps at the edge and every threshold claim passes; ``flow_sharpness`` is 0.068 and
+RMSProp ends 8× nearer the central flow than the stable flow, which is stopped once its
+sharpness passes 100·2/η (near step 1,040, where the distances are compared); the loss
+still misses, by 1.75 ± 0.10 Δ (11% of the loss).
+
+Negative control ``gradient-flow``: the flows without oscillation scored as the
+prediction — GD's gradient flow, RMSProp's stable flow. They do not stop at 2/η (GD's
+gradient flow reaches ≈ 2.3·2/η by step 800) and drift away from the runs, so
+``flow_sharpness`` and ``flow_closer`` must fail for both optimizers.
 
 Negative control ``minibatch``: SGD with batches of 16 of the 300 images at η = 0.4.
 Minibatch noise keeps the sharpness well below 2/η (Jastrzębski et al. 2020; Cohen et al.
@@ -94,7 +117,8 @@ from learnmech.measure.hessian import SharpnessProbe
 from learnmech.records import Curve, Figure, Metric, TrialResult
 from learnmech.report.plots import save_png, subplots
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
-from learnmech.theory.central_flow import central_flow
+from learnmech.theory.central_flow import STOP_RATIO, central_flow
+from learnmech.theory.rmsprop_flow import rmsprop_central_flow
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
@@ -103,6 +127,9 @@ BAND = (0.95, 1.15)  # "at, or just above" the threshold (Cohen et al. 2021, §3
 REACHED = 0.95
 MONOTONE = 0.01  # at most 1% of steps may raise the loss before the threshold
 FLOW_SHARPNESS = (BAND[1] - BAND[0]) / 2  # 0.10
+BETA2, EPS = 0.99, 1e-8  # RMSProp's β₂ (torch's ``alpha``) and ε: torch's defaults
+NAMES = {"gd": "GD", "adam": "Adam", "rmsprop": "RMSProp"}
+STILL = {"gd": "gradient", "rmsprop": "stable"}  # each optimizer's flow without oscillation
 
 
 def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
@@ -150,6 +177,24 @@ def _flat(model: nn.Module) -> np.ndarray:
     return torch.nn.utils.parameters_to_vector(model.parameters()).detach().double().cpu().numpy()
 
 
+def _optimizer(
+    name: str, model: nn.Module, lr: float, batch: tuple[torch.Tensor, torch.Tensor]
+) -> torch.optim.Optimizer:
+    """SGD, Adam, or RMSProp (β₂ = 0.99, ε = 1e-8, no momentum) whose square average starts
+    at ∇L(w₀)² — the flow's ν₀ — rather than torch's zeros, whose first step moves every
+    coordinate by η/√(1 − β₂) = 10η."""
+    if name == "gd":
+        return torch.optim.SGD(model.parameters(), lr=lr)
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr)
+    opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=BETA2, eps=EPS)
+    params = list(model.parameters())
+    grads = torch.autograd.grad(_mse(model(batch[0]), batch[1]), params)
+    for p, g in zip(params, grads, strict=True):
+        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": g.detach() ** 2}
+    return opt
+
+
 class EdgeOfStabilityConfig(StudyConfig):
     models: list[str] = Sweep(["mlp"], key="model", order=None, choices=("mlp", "cnn"))
     cnn_gd_lrs: list[float] = Sweep(
@@ -173,7 +218,8 @@ class EdgeOfStabilityConfig(StudyConfig):
     flow: Literal["central", "gradient"] = Analysis(
         "central",
         description="the flow scored as the prediction; the other is the comparison "
-        "('gradient' is the negative control)",
+        "('gradient': the flow without oscillation — GD's gradient flow, RMSProp's stable "
+        "flow — is the negative control)",
     )
     flow_k: Annotated[int, Field(ge=1, le=8)] | Literal["auto"] = Field(
         1,
@@ -181,6 +227,15 @@ class EdgeOfStabilityConfig(StudyConfig):
         "next eigenvalue reaches 2/η, up to 4)",
     )
     adam_lrs: list[float] = Sweep([2e-3], key="lr", n=0, gt=0, le=100)
+    rmsprop_lrs: list[float] = Sweep(
+        [3e-4],
+        key="lr",
+        n=0,
+        gt=0,
+        le=100,
+        description="RMSProp step sizes (MLP; β₂ = 0.99, ε = 1e-8, square average started "
+        "at ∇L(w₀)²): each run gets RMSProp's central and stable flows",
+    )
     steps: int = Field(800, ge=20, le=1_000_000)
     batch: int = Field(0, ge=0, le=100_000, description="minibatch size (0: full batch)")
     probe_every: int = Field(10, ge=1, le=10_000)
@@ -199,12 +254,18 @@ class EdgeOfStability(Study):
         Control(
             "gradient-flow",
             {"flow": "gradient"},
-            ("gd_lr0.4_flow_sharpness", "gd_lr0.4_flow_closer"),
-            "the plain gradient flow as the prediction: it sharpens past 2/η and leaves GD",
+            (
+                "gd_lr0.4_flow_sharpness",
+                "gd_lr0.4_flow_closer",
+                "rmsprop_lr0.0003_flow_sharpness",
+                "rmsprop_lr0.0003_flow_closer",
+            ),
+            "the flows without oscillation as the prediction (GD's gradient flow, RMSProp's "
+            "stable flow): they sharpen past 2/η and leave the runs",
         ),
         Control(
             "minibatch",
-            {"batch": 16, "gd_lrs": [0.4], "adam_lrs": [], "flow_lrs": []},
+            {"batch": 16, "gd_lrs": [0.4], "adam_lrs": [], "rmsprop_lrs": [], "flow_lrs": []},
             ("gd_lr0.4_seeds_not_reaching_threshold", "gd_lr0.4_plateau_ratio"),
             "minibatch SGD (16 of 300): noise keeps the sharpness well below 2/η",
         ),
@@ -227,10 +288,12 @@ class EdgeOfStability(Study):
             lrs = cfg.gd_lrs if m == "mlp" else cfg.cnn_gd_lrs
             pts += [{"model": m, "optimizer": "gd", "lr": lr} for lr in lrs]
             pts += [{"model": m, "optimizer": "adam", "lr": lr} for lr in cfg.adam_lrs]
+            if m == "mlp":
+                pts += [{"model": m, "optimizer": "rmsprop", "lr": lr} for lr in cfg.rmsprop_lrs]
         return pts
 
     def predict(self, cfg: EdgeOfStabilityConfig) -> list[Curve]:
-        lrs = np.array(cfg.gd_lrs + cfg.adam_lrs, dtype=np.float64)
+        lrs = np.array(cfg.gd_lrs + cfg.adam_lrs + cfg.rmsprop_lrs, dtype=np.float64)
         return [Curve("plateau_ratio", "lr", lrs, np.ones_like(lrs))]
 
     def measure(
@@ -244,17 +307,14 @@ class EdgeOfStability(Study):
             torch.manual_seed(seed)
             model = _model(point.get("model", "mlp"), cfg.width).to(device)
             gen = torch.Generator().manual_seed(seed)
-            lr = float(point["lr"])
-            opt = (
-                torch.optim.SGD(model.parameters(), lr=lr)
-                if point["optimizer"] == "gd"
-                else torch.optim.Adam(model.parameters(), lr=lr)
-            )
+            lr, name = float(point["lr"]), point["optimizer"]
+            opt = _optimizer(name, model, lr, (X, T))
             probe = SharpnessProbe(_mse, (X, T), opt, every=cfg.probe_every, tol=1e-3)
             losses: list[float] = []
             t_train = t_probe = 0.0
-            flows = point["optimizer"] == "gd" and point.get("model", "mlp") == "mlp"
-            flows = flows and lr in cfg.flow_lrs
+            flows = point.get("model", "mlp") == "mlp" and (
+                name == "rmsprop" or (name == "gd" and lr in cfg.flow_lrs)
+            )
             init = copy.deepcopy(model)
             ws = [_flat(model)] if flows else []
             with Recorder(model, [probe], every=1) as rec:
@@ -286,7 +346,7 @@ class EdgeOfStability(Study):
                 Curve("probe_time_share", "step", [cfg.steps], [t_probe / t_train]),
             ]
             if flows:
-                out[seed] += self._flows(cfg, init, (X, T), lr, np.stack(ws), t_train)
+                out[seed] += self._flows(cfg, init, (X, T), name, lr, np.stack(ws), t_train)
         return out
 
     @staticmethod
@@ -294,31 +354,35 @@ class EdgeOfStability(Study):
         cfg: EdgeOfStabilityConfig,
         init: nn.Module,
         batch: tuple[torch.Tensor, torch.Tensor],
+        optimizer: str,
         lr: float,
         ws: np.ndarray,
         t_train: float,
     ) -> list[Curve]:
-        """The central and gradient flows from this seed's initialisation (float64),
-        recorded where GD's parameters were (every ``probe_every`` steps)."""
+        """The central flow and the flow without oscillation (GD's gradient flow,
+        RMSProp's stable flow) from this seed's initialisation (float64), recorded where
+        the run's parameters were (every ``probe_every`` steps)."""
 
         x, t = (b.double() for b in batch)
         out = []
-        for kind in ("central", "gradient"):
+        for kind in ("central", STILL[optimizer]):
             t0 = time.perf_counter()
+            opts: dict[str, Any] = {
+                "kind": kind,
+                "k": cfg.flow_k,
+                "refresh": 8,
+                "record_every": cfg.probe_every,
+                "keep_params": True,
+            }
             with warnings.catch_warnings():  # the overshoot is recorded and reported instead
                 warnings.filterwarnings("ignore", "central flow: at step", RuntimeWarning)
-                f = central_flow(
-                    init.double(),
-                    _mse,
-                    (x, t),
-                    lr,
-                    cfg.steps,
-                    kind=kind,
-                    k=cfg.flow_k,
-                    refresh=8,
-                    record_every=cfg.probe_every,
-                    keep_params=True,
-                )
+                warnings.filterwarnings("ignore", f"the {kind} flow stopped", RuntimeWarning)
+                if optimizer == "gd":
+                    f = central_flow(init.double(), _mse, (x, t), lr, cfg.steps, **opts)
+                else:
+                    f = rmsprop_central_flow(
+                        init.double(), _mse, (x, t), lr, cfg.steps, beta2=BETA2, eps=EPS, **opts
+                    )
             assert f.params is not None
             n = min(len(f.steps), len(ws))
             dist = np.linalg.norm(f.params[:n] - ws[:n], axis=1)
@@ -335,6 +399,8 @@ class EdgeOfStability(Study):
                 ),
                 Curve(f"{kind}_overshoot", "step", [cfg.steps], [f.overshoot]),
             ]
+            if f.stopped is not None:  # past STOP_RATIO·2/η: reported
+                out.append(Curve(f"{kind}_stopped", "step", [cfg.steps], [f.stopped]))
         move = np.linalg.norm(ws - ws[0], axis=1)
         out.append(Curve("gd_movement", "step", np.arange(len(ws)) * cfg.probe_every, move))
         return out
@@ -363,9 +429,9 @@ class EdgeOfStability(Study):
 
     @staticmethod
     def _flow_summary(t: TrialResult, pred: str, alt: str, window: int) -> dict[str, float] | None:
-        """Errors of the ``pred`` flow (and the ``alt`` one) against this GD run, over the
-        records at the edge: GD has reached 0.95·2/η and the central flow is holding its
-        sharpness at 2/η (its oscillation term Δ = L̄ − L > 0)."""
+        """Errors of the ``pred`` flow (and the ``alt`` one) against this run, over the
+        records at the edge: the run has reached 0.95·2/η and the central flow is holding
+        its sharpness at 2/η (its oscillation term Δ = L̄ − L > 0)."""
         cm, cl = t.curve("central_mean_loss"), t.curve("central_loss")
         r, lo = t.curve("sharpness_ratio"), t.curve("loss")
         if cm is None or cl is None or r is None or lo is None:
@@ -388,19 +454,29 @@ class EdgeOfStability(Study):
         gd_mean = np.array([L[steps[i] - window : steps[i] + window + 1].mean() for i in keep])
         gd_sharp = np.array([sharp[int(steps[i])] for i in keep])
         out: dict[str, float] = {"records": float(len(keep))}
+        # a flow stopped past STOP_RATIO·2/η has fewer records: compare where both exist
+        n = min(len(t.curve(f"{kind}_distance").values) for kind in (pred, alt))
         for role, kind in (("pred", pred), ("alt", alt)):
             m, sh = t.curve(f"{kind}_mean_loss"), t.curve(f"{kind}_sharpness")
+            j = [i for i, ix in enumerate(keep) if ix < len(m.values)]
+            kj = [keep[i] for i in j]
             out[f"{role}_loss_error"] = float(
-                np.median(np.abs(gd_mean - m.values[keep]) / delta[keep])
+                np.median(np.abs(gd_mean[j] - m.values[kj]) / delta[kj]) if j else math.nan
+            )
+            out[f"{role}_loss_relative"] = float(
+                np.median(np.abs(gd_mean[j] - m.values[kj]) / m.values[kj]) if j else math.nan
             )
             out[f"{role}_sharpness_error"] = float(
-                np.median(np.abs(gd_sharp - sh.values[keep]) / sh.values[keep])
+                np.median(np.abs(gd_sharp[j] - sh.values[kj]) / sh.values[kj]) if j else math.nan
             )
-            out[f"{role}_distance"] = float(t.curve(f"{kind}_distance").values[-1])
+            out[f"{role}_distance"] = float(t.curve(f"{kind}_distance").values[n - 1])
             out[f"{role}_time_share"] = float(t.curve(f"{kind}_time_share").values[0])
-        out["movement"] = float(t.curve("gd_movement").values[-1])
+            stop = t.curve(f"{kind}_stopped")
+            out[f"{role}_stopped"] = float(stop.values[0]) if stop is not None else math.nan
+        out["movement"] = float(t.curve("gd_movement").values[n - 1])
         over = t.curve(f"{pred}_overshoot")  # absent from trials stored before it was
         out["overshoot"] = float(over.values[0]) if over is not None else math.nan
+        out["start"] = float(t.curve("central_sharpness").values[0]) / thr
         return out
 
     def analyze(self, cfg: EdgeOfStabilityConfig, theory: list[Curve], trials: Trials) -> dict:
@@ -414,10 +490,17 @@ class EdgeOfStability(Study):
             tag = ("" if p["model"] == "mlp" else f"{p['model']}_") + (
                 f"{p['optimizer']}_lr{p['lr']:g}"
             )
-            alt = "gradient" if cfg.flow == "central" else "central"
-            flows = [self._flow_summary(t, cfg.flow, alt, cfg.probe_every) for t in ts]
+            still = STILL.get(p["optimizer"], "gradient")
+            pred, alt = ("central", still) if cfg.flow == "central" else (still, "central")
+            flows = [self._flow_summary(t, pred, alt, cfg.probe_every) for t in ts]
             flows = [f for f in flows if f is not None]
-            out[tag] = {"point": p, "sums": sums, "first": ts[0], "flows": flows}
+            out[tag] = {
+                "point": p,
+                "sums": sums,
+                "first": ts[0],
+                "flows": flows,
+                "kinds": (pred, alt),
+            }
         out["probe_time_share"] = [
             t.curve("probe_time_share").values[0] for t in trials.has("probe_time_share")
         ]
@@ -429,7 +512,9 @@ class EdgeOfStability(Study):
             if tag == "probe_time_share":
                 continue
             p, sums = r["point"], r["sums"]
-            thr = "38/η (preconditioned)" if p["optimizer"] == "adam" else "2/η"
+            thr = {"gd": "2/η", "adam": "38/η (preconditioned)"}.get(
+                p["optimizer"], "2/η (preconditioned)"
+            )
             reached = [x for x in sums if x["reached"]]
             out.exact(
                 f"{tag}_seeds_not_reaching_threshold",
@@ -464,7 +549,7 @@ class EdgeOfStability(Study):
                 description="fraction of steps where the loss rises after the threshold",
             )
             if r["flows"]:
-                self._flow_claims(out, cfg, tag, r["flows"])
+                self._flow_claims(out, cfg, tag, r)
             out.reported(
                 f"{tag}_time_to_threshold",
                 Estimate.of([x["time_to_threshold"] for x in reached]),
@@ -480,22 +565,23 @@ class EdgeOfStability(Study):
         return out
 
     @staticmethod
-    def _flow_claims(out: Claims, cfg: EdgeOfStabilityConfig, tag: str, fl: list[dict]) -> None:
-        name = f"the {cfg.flow} flow"
-        other = "gradient" if cfg.flow == "central" else "central"
+    def _flow_claims(out: Claims, cfg: EdgeOfStabilityConfig, tag: str, r: dict) -> None:
+        fl, (pred, alt), run = r["flows"], r["kinds"], NAMES[r["point"]["optimizer"]]
+        name = f"the {pred} flow"
         out.below(
             f"{tag}_flow_loss",
             Estimate.of([f["pred_loss_error"] for f in fl]),
             1.0,
-            description=f"median |L̄_GD − L̄| of {name} over the records at the edge, in "
-            "units of the central flow's oscillation term Δ = Σ x_i S_i/2 (eq. 3): the "
-            "prediction is off by less than the oscillation it averages out",
+            description=f"median |L̄_{run} − L̄| of {name} over the records at the edge, in "
+            "units of the central flow's oscillation term Δ (GD: Σ x_i S_i/2, eq. 3; "
+            "RMSProp: ½⟨X, UᵀHU⟩): the prediction is off by less than the oscillation it "
+            "averages out",
         )
         out.below(
             f"{tag}_flow_sharpness",
             Estimate.of([f["pred_sharpness_error"] for f in fl]),
             FLOW_SHARPNESS,
-            description=f"median |S_GD − S|/S of {name} at the edge; tolerance "
+            description=f"median |S_{run} − S|/S of {name} at the edge; tolerance "
             f"{FLOW_SHARPNESS}: the half-width of the 'at, or just above' band",
         )
         out.above(
@@ -503,31 +589,55 @@ class EdgeOfStability(Study):
             Estimate.of([math.log(f["alt_distance"] / f["pred_distance"]) for f in fl]),
             0.0,
             strict=True,
-            description=f"ln(‖w_GD − w_{other}‖/‖w_GD − w_{cfg.flow}‖) at the last step: GD "
-            f"ends nearer {name} than the {other} flow",
+            description=f"ln(‖w_{run} − w_{alt}‖/‖w_{run} − w_{pred}‖) at the last step "
+            f"both flows reached: {run} ends nearer {name} than the {alt} flow",
         )
+        for role, kind in (("pred", pred), ("alt", alt)):
+            stops = [f[f"{role}_stopped"] for f in fl]
+            if any(math.isfinite(x) for x in stops):
+                out.reported(
+                    f"{tag}_{kind}_flow_stopped",
+                    Estimate.of([x if math.isfinite(x) else cfg.steps for x in stops]),
+                    description=f"step at which the {kind} flow was stopped, its sharpness "
+                    f"past {STOP_RATIO:g}·2/η (the last step where it ran on); distances "
+                    "are compared at the last record both flows reached",
+                )
         out.reported(
             f"{tag}_flow_distance",
             Estimate.of([f["pred_distance"] / f["movement"] for f in fl]),
-            description=f"‖w_GD − w‖ of {name} at the last step / GD's own movement ‖w_T − w_0‖",
+            description=f"‖w_{run} − w‖ of {name} at the last step / {run}'s own movement "
+            "‖w_T − w_0‖",
+        )
+        out.reported(
+            f"{tag}_flow_loss_relative",
+            Estimate.of([f["pred_loss_relative"] for f in fl]),
+            description=f"median |L̄_{run} − L̄|/L̄ of {name} at the edge (the loss error "
+            "as a fraction of the loss, not of Δ)",
         )
         out.reported(
             f"{tag}_flow_loss_alternative",
             Estimate.of([f["alt_loss_error"] for f in fl]),
-            description=f"the same loss error for the {other} flow",
+            description=f"the same loss error for the {alt} flow",
         )
-        if cfg.flow == "central" and all(math.isfinite(f["overshoot"]) for f in fl):
+        if pred == "central" and all(math.isfinite(f["overshoot"]) for f in fl):
             out.reported(
                 f"{tag}_flow_untracked_overshoot",
                 Estimate.of([f["overshoot"] for f in fl]),
                 description=f"largest top eigenvalue/(2/η) of a fresh Lanczos reading along "
                 f"the central flow (k = {cfg.flow_k}): above 1 a direction the flow did not "
-                "hold had crossed the edge between refreshes",
+                "hold had crossed the edge between refreshes, or the start was above it",
+            )
+        if r["point"]["optimizer"] != "gd":
+            out.reported(
+                f"{tag}_flow_start_ratio",
+                Estimate.of([f["start"] for f in fl]),
+                description="preconditioned sharpness/(2/η) at the start (ν₀ = ∇L(w₀)²): "
+                "above 1 the run starts past the edge, and the flows pull it back",
             )
         out.reported(
             f"{tag}_flow_time_share",
             Estimate.of([f["pred_time_share"] for f in fl]),
-            description=f"time to integrate {name} / GD training time (float64 flow)",
+            description=f"time to integrate {name} / {run} training time (float64 flow)",
         )
 
     def figures(self, cfg: EdgeOfStabilityConfig, s: dict, outdir: Path) -> list[Figure]:
@@ -537,8 +647,8 @@ class EdgeOfStability(Study):
                 continue
             p, t = r["point"], r["first"]
             lr = float(p["lr"])
-            label = f"{p['model']} {'GD' if p['optimizer'] == 'gd' else 'Adam'} η={lr:g}"
-            thr = 2 / lr if p["optimizer"] == "gd" else 38 / lr
+            label = f"{p['model']} {NAMES[p['optimizer']]} η={lr:g}"
+            thr = 38 / lr if p["optimizer"] == "adam" else 2 / lr
             rr = t.curve("sharpness_ratio")
             line = a2.plot(rr.coords, rr.values * thr, label=label)[0]
             a2.axhline(thr, color=line.get_color(), ls="--", lw=1)
@@ -551,9 +661,9 @@ class EdgeOfStability(Study):
             a1.legend(fontsize=7)
             a2.legend(fontsize=7)
         caption = (
-            "Full-batch GD and Adam on digits: training loss (left) and top Hessian "
-            "eigenvalue — preconditioned for Adam — with its stability threshold (right, "
-            "dashed), as in Cohen et al. 2021, Fig. 1."
+            "Full-batch GD, Adam and RMSProp on digits: training loss (left) and top "
+            "Hessian eigenvalue — preconditioned for Adam and RMSProp — with its stability "
+            "threshold (right, dashed), as in Cohen et al. 2021, Fig. 1."
         )
         figs = [Figure(save_png(fig, outdir / "edge-of-stability.png"), caption)]
         flows = [(tag, r) for tag, r in s.items() if tag != "probe_time_share" and r["flows"]]
@@ -567,6 +677,7 @@ class EdgeOfStability(Study):
         w = cfg.probe_every
         for j, (_, r) in enumerate(flows):
             t, lr = r["first"], float(r["point"]["lr"])
+            run, still = NAMES[r["point"]["optimizer"]], STILL[r["point"]["optimizer"]]
             a1, a2 = axes[0, j], axes[1, j]
             lo = t.curve("loss")
             L = np.asarray(lo.values)
@@ -574,28 +685,29 @@ class EdgeOfStability(Study):
             st = np.asarray(cm.coords, dtype=int)
             ok = (st >= w) & (st + w < L.size)
             avg = [L[i - w : i + w + 1].mean() for i in st[ok]]
-            a1.plot(lo.coords, lo.values, color="C0", lw=0.6, alpha=0.6, label="GD")
-            a1.plot(st[ok], avg, color="C0", lw=1.6, label=f"GD, mean over ±{w} steps")
+            a1.plot(lo.coords, lo.values, color="C0", lw=0.6, alpha=0.6, label=run)
+            a1.plot(st[ok], avg, color="C0", lw=1.6, label=f"{run}, mean over ±{w} steps")
             a1.plot(cm.coords, cm.values, "k--", lw=1.4, label="central flow L̄ (predicted)")
             cl = t.curve("central_loss")
             a1.plot(cl.coords, cl.values, color="0.5", ls="--", lw=1, label="central flow L(w)")
-            gl = t.curve("gradient_loss")
-            a1.plot(gl.coords, gl.values, "k:", lw=1.4, label="gradient flow")
-            a1.set(yscale="log", xlabel="step", ylabel="training loss", title=f"GD η = {lr:g}")
+            gl = t.curve(f"{still}_loss")
+            a1.plot(gl.coords, gl.values, "k:", lw=1.4, label=f"{still} flow")
+            a1.set(yscale="log", xlabel="step", ylabel="training loss", title=f"{run} η = {lr:g}")
             rr = t.curve("sharpness_ratio")
-            a2.plot(rr.coords, rr.values * 2 / lr, color="C0", label="GD")
-            for kind, style in (("central", "--"), ("gradient", ":")):
+            a2.plot(rr.coords, rr.values * 2 / lr, color="C0", label=run)
+            for kind, style in (("central", "--"), (still, ":")):
                 sh = t.curve(f"{kind}_sharpness")
                 a2.plot(sh.coords, sh.values, "k" + style, lw=1.4, label=f"{kind} flow")
             a2.axhline(2 / lr, color="C3", lw=1, label="2/η")
-            a2.set(xlabel="step", ylabel="sharpness λ_max")
+            a2.set(yscale="log", xlabel="step", ylabel="sharpness λ_max (RMSProp: of D⁻¹H)")
             a1.legend(fontsize=7)
             a2.legend(fontsize=7)
         caption = (
             "Predicted curves at the edge of stability (first seed): the central flow "
-            "(Cohen, Damian et al. 2025) integrated from GD's initialisation predicts the "
-            "time-averaged loss L̄ = L(w) + Σ x_i S_i/2 (top, dashed) and holds the "
-            "sharpness at 2/η (bottom); the gradient flow (dotted) keeps sharpening and its "
-            "loss falls below GD's."
+            "(Cohen, Damian et al. 2025) integrated from the run's initialisation predicts "
+            "the time-averaged loss L̄ = L(w) + Δ (top, dashed) and holds the (for RMSProp "
+            "preconditioned) sharpness at 2/η (bottom); the flow without oscillation "
+            "(dotted: gradient flow for GD, stable flow for RMSProp) keeps sharpening and "
+            "its loss falls below the run's."
         )
         return Figure(save_png(fig, outdir / "central-flow.png"), caption)

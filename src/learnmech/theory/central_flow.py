@@ -83,8 +83,11 @@ class FlowResult:
     of X, largest first); ``params``: the flat parameters at each record
     (``keep_params=True``); ``nu``: RMSProp's ν at each record
     (:func:`~learnmech.theory.rmsprop_flow.rmsprop_central_flow` with ``keep_params``).
-    ``overshoot``: the largest top eigenvalue/(2/η) of a fresh Lanczos reading (above
-    ``OVERSHOOT``: a direction the flow did not hold crossed the edge; warned once).
+    ``overshoot``: the largest top eigenvalue/(2/η) of a fresh Lanczos reading after the
+    first (above ``OVERSHOOT``: a direction the flow did not hold crossed the edge; warned
+    once). A start above the edge is not counted (``sharpness[0]`` shows it), but warned.
+    ``stopped``: the step at which a gradient or stable flow was stopped because its
+    sharpness passed ``stop_ratio``·2/η (None: it ran to the end).
     ``counts``: gradient evaluations, Hessian-vector products and third-order products
     (∇S) spent; ``seconds``: the time in each, and in total.
     """
@@ -99,6 +102,7 @@ class FlowResult:
     params: np.ndarray | None = None
     nu: np.ndarray | None = None
     overshoot: float = 0.0
+    stopped: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -552,6 +556,44 @@ def _flow_setup(
     return model, params, dim, k0, min(max_k, dim) if auto else k0, auto
 
 
+STOP_RATIO = 100.0
+"""Default ``stop_ratio`` of the flows: a gradient or stable flow whose sharpness passes this
+multiple of 2/η is stopped (its Euler substep, 1/(ηS), would otherwise shrink without bound
+— RMSProp's stable flow grows S exponentially as ν decays)."""
+
+
+def _stop_ratio(v: object) -> float:
+    if v is None:
+        return math.inf
+    if isinstance(v, bool) or not isinstance(v, int | float) or not v > 1:
+        raise UserError(f"stop_ratio must be a number > 1 or None, got {v!r}")
+    return float(v)
+
+
+def _stop(kind: str, ratio: float, limit: float, t: float, lr: float) -> bool:
+    """Whether a gradient/stable flow stops at this record (sharpness ``ratio``·2/η past
+    ``limit``); warns when it does."""
+    if kind == "central" or ratio <= limit:
+        return False
+    warnings.warn(
+        f"the {kind} flow stopped at step {t:.0f}: its sharpness is {ratio:.0f}·2/η "
+        f"(stop_ratio = {limit:g}), and its substeps 1/(ηS) would keep shrinking; the "
+        "result ends there (FlowResult.stopped)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return True
+
+
+def _due(t: float, t_ref: float, period: float, rose: bool) -> bool:
+    """Whether a flow refreshes its eigenvectors at time ``t`` (last refresh at ``t_ref``):
+    every ``period`` steps of time, and at once when ``rose`` (a gradient/stable-flow
+    substep raised the loss: S has outgrown the step 1/(ηS) taken from the last reading).
+    On the clock rather than every n substeps, so that the stiff flows' many short
+    substeps do not multiply the Lanczos cost."""
+    return rose or t - t_ref >= period - 1e-9
+
+
 def _track(
     mv: Callable[[torch.Tensor], torch.Tensor],
     dim: int,
@@ -603,6 +645,7 @@ def central_flow(
     max_products: int | None = 0,
     derivatives: Derivatives = "auto",
     seed: int = 0,
+    stop_ratio: float | None = STOP_RATIO,
     progress: Callable[[int, int], None] | None = None,
 ) -> FlowResult:
     """Integrate the central flow (1)–(2) of full-batch GD with step ``lr`` from ``model``'s
@@ -620,7 +663,11 @@ def central_flow(
             direction is tracked).
         max_k: the cap on k under ``k="auto"``.
         dt: Euler substep in GD steps (≤ 1; ½ keeps every stable direction monotone).
-        refresh: substeps between eigenvector and ∇S refreshes.
+        refresh: eigenvectors and ∇S are refreshed every ``refresh·dt`` GD steps of time
+            (every ``refresh`` substeps of the central flow). The gradient flow, whose
+            substeps shrink to 1/(ηS) once it sharpens past 2/η, refreshes on the same
+            clock, and at once after a substep that raised the loss (a sign that S has
+            outgrown the step).
         record_every: GD steps between records (and step 0).
         keep_params: also record the flat parameters (for distances to GD's iterates).
         tol, mix: Lanczos tolerance and warm-start mixing (as in
@@ -634,6 +681,8 @@ def central_flow(
             training-mode batch norm, whose third derivatives PyTorch gets wrong) or
             ``"auto"``: differences for a float64 model (errors ~1e-8) or one with such
             layers, autograd otherwise; see :class:`_Derivatives`.
+        stop_ratio: the gradient flow stops (with a warning; ``FlowResult.stopped``) at the
+            first record where its sharpness passes ``stop_ratio``·2/η; ``None``: never.
         progress: called with (step reached, steps) at each record.
 
     Returns: a :class:`FlowResult`. Raises ``FloatingPointError`` if the loss becomes
@@ -651,6 +700,7 @@ def central_flow(
     model, params, dim, k, k_cap, auto = _flow_setup(
         model, steps, k, max_k, refresh, record_every, derivatives
     )
+    limit = _stop_ratio(stop_ratio)
     eta, thr = float(lr), 2.0 / float(lr)
     x_in, y_in = batch
     w = torch.nn.utils.parameters_to_vector(params).detach().clone()
@@ -683,7 +733,8 @@ def central_flow(
         counts["hvps"] += products()
         U = r.eigenvectors[:, :k]
         top = float(r.eigenvalues[0])
-        overshoot = max(overshoot, top / thr)
+        if t > 0:  # a start above the edge is the initial condition, not a miss
+            overshoot = max(overshoot, top / thr)
         if kind == "central" and top > OVERSHOOT * thr and k == k_cap and not warned:
             warned = True
             warnings.warn(_overshoot_message(top / thr, t, k, auto), RuntimeWarning, stacklevel=3)
@@ -702,7 +753,8 @@ def central_flow(
             S_ref = r.eigenvalues[:k].double().cpu().numpy()
         w_ref = w.clone()
 
-    t, n_sub = 0.0, 0
+    t, t_ref, L_prev = 0.0, -math.inf, math.inf
+    stopped: float | None = None
     X_prev: np.ndarray | None = None  # the last substep's X: solve_sdcp's first guess
     rec_t: list[float] = []
     rec: dict[str, list] = {"loss": [], "mean": [], "sharp": [], "x": [], "w": []}
@@ -718,8 +770,10 @@ def central_flow(
         L = float(loss.detach())
         if not math.isfinite(L):
             raise FloatingPointError(f"the {kind} flow diverged at step {t:.1f} (lr = {lr})")
-        if n_sub % refresh == 0:
+        if _due(t, t_ref, refresh * dt, kind != "central" and L > L_prev):
             refresh_eigen()
+            t_ref = t
+        L_prev = L
         if kind == "central" and k > 1:  # the k×k block, carried to first order
             dw_r = (w - w_ref).to(D.dtype)
             M_now = M_ref + (D @ dw_r).double().cpu().numpy()
@@ -775,11 +829,13 @@ def central_flow(
                 rec["w"].append(w.double().cpu().numpy())
             if progress is not None:
                 progress(int(rec_t[-1]), steps)
+            if _stop(kind, float(S_now.max()) / thr, limit, t, lr):
+                stopped = t
+                break
         if t >= steps - 1e-9:
             break
         w = w + h * v
         t += h
-        n_sub += 1
     xs = np.zeros((len(rec_t), k))
     for i, row in enumerate(rec["x"]):
         xs[i, : len(row)] = row
@@ -793,6 +849,7 @@ def central_flow(
         sigma2=xs,
         params=np.stack(rec["w"]) if keep_params else None,
         overshoot=overshoot,
+        stopped=stopped,
         counts=counts,
         seconds=clock | {"total": time.perf_counter() - t_start},
     )

@@ -60,13 +60,17 @@ from learnmech.errors import UserError
 from learnmech.measure.model_io import forward
 from learnmech.theory.central_flow import (
     OVERSHOOT,
+    STOP_RATIO,
     Derivatives,
     FlowResult,
     _Derivatives,
+    _due,
     _flat,
     _flow_setup,
     _overshoot_message,
     _psd,
+    _stop,
+    _stop_ratio,
     _track,
     solve_lcp,
     solve_sdcp,
@@ -124,6 +128,7 @@ def rmsprop_central_flow(
     max_products: int | None = 0,
     derivatives: Derivatives = "auto",
     seed: int = 0,
+    stop_ratio: float | None = STOP_RATIO,
     progress: Callable[[int, int], None] | None = None,
 ) -> FlowResult:
     """Integrate RMSProp's central flow (1)–(3) from ``model``'s parameters and ``nu0`` for
@@ -137,7 +142,7 @@ def rmsprop_central_flow(
             at the first step; default ∇L(w₀)². Must be ≥ 0, and √ν + ε > 0 everywhere.
         kind: ``"central"`` or ``"stable"`` (X = 0, the negative control).
         k, max_k, dt, refresh, record_every, keep_params, tol, mix, max_products,
-            derivatives, seed, progress: as in
+            derivatives, seed, stop_ratio, progress: as in
             :func:`~learnmech.theory.central_flow.central_flow`; the sharpness recorded is
             the preconditioned λ_max(D⁻¹H) against 2/η.
 
@@ -160,6 +165,7 @@ def rmsprop_central_flow(
     model, params, dim, k, k_cap, auto = _flow_setup(
         model, steps, k, max_k, refresh, record_every, derivatives
     )
+    limit = _stop_ratio(stop_ratio)
     thr, c = 2.0 / eta, (1.0 - beta2) / beta2
     x_in, y_in = batch
     f64 = torch.float64
@@ -226,7 +232,8 @@ def rmsprop_central_flow(
         counts["hvps"] += products()
         Ut = res.eigenvectors[:, :k]
         top = float(res.eigenvalues[0])
-        overshoot = max(overshoot, top / thr)
+        if t > 0:  # a start above the edge is the initial condition, not a miss
+            overshoot = max(overshoot, top / thr)
         if kind == "central" and top > OVERSHOOT * thr and k == k_cap and not warned:
             warned = True
             msg = _overshoot_message(top / thr, t, k, auto, "RMSProp")
@@ -244,7 +251,8 @@ def rmsprop_central_flow(
         w_ref, nu_ref = w.clone(), nu.clone()
         s_ref = 0.5 / nu.sqrt().clamp_min(1e-150)
 
-    t, n_sub, next_rec = 0.0, 0, 0
+    t, next_rec, t_ref, L_prev = 0.0, 0, -math.inf, math.inf
+    stopped: float | None = None
     X_prev = np.zeros((0, 0))
     rec_t: list[float] = []
     rec: dict[str, list] = {"loss": [], "mean": [], "sharp": [], "x": [], "w": [], "nu": []}
@@ -257,8 +265,10 @@ def rmsprop_central_flow(
             raise FloatingPointError(
                 f"the RMSProp {kind} flow diverged at step {t:.1f} (lr = {lr})"
             )
-        if n_sub % refresh == 0:
+        if _due(t, t_ref, refresh * dt, kind != "central" and L > L_prev):
             refresh_eigen()
+            t_ref = t
+        L_prev = L
         D = nu.sqrt() + eps
         a_w = -eta * g / D
         a_nu = c * (g * g - nu)
@@ -314,12 +324,14 @@ def rmsprop_central_flow(
                 rec["nu"].append(nu.cpu().numpy().copy())
             if progress is not None:
                 progress(int(rec_t[-1]), steps)
+            if _stop(kind, float(S_now.max()) / thr, limit, t, lr):
+                stopped = t
+                break
         if t >= steps - 1e-9:
             break
         w = w + h * v_w
         nu = (nu + h * v_nu).clamp_min(0.0)
         t += h
-        n_sub += 1
     xs = np.zeros((len(rec_t), k))
     for i, row in enumerate(rec["x"]):
         xs[i, : len(row)] = row
@@ -334,6 +346,7 @@ def rmsprop_central_flow(
         params=np.stack(rec["w"]) if keep_params else None,
         nu=np.stack(rec["nu"]) if keep_params else None,
         overshoot=overshoot,
+        stopped=stopped,
         counts=counts,
         seconds=clock | {"total": time.perf_counter() - t_start},
     )
