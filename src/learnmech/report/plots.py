@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,42 @@ def _plt():  # type: ignore[no-untyped-def]
     return plt
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-.", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻·")
+
+
+def _unicode_tick(label: str) -> str:
+    """A log axis's mathtext tick label (``$\\mathdefault{2\\times10^{-3}}$``) as plain
+    text with Unicode superscripts (``2×10⁻³``); anything else unchanged."""
+    m = re.fullmatch(r"\$\\mathdefault\{(.*)\}\$", label)
+    if m is None:
+        return label
+    body = m.group(1).replace("\\times", "×")
+    body = re.sub(r"\^\{(-?[0-9]+)\}", lambda e: e.group(1).translate(_SUPERSCRIPT), body)
+    body = body.replace("-", "−")
+    return label if any(c in body for c in "\\{}^$") else body
+
+
+def _plain_log_labels(fig: Any) -> None:
+    """Give log axes plain-text tick labels. Matplotlib's default log formatter writes
+    mathtext, whose parsing and layout were about a third of the time to lay out and save a
+    typical figure here (issue #17: the planner's overhead)."""
+    from matplotlib.ticker import LogFormatterSciNotation
+
+    class _Plain(LogFormatterSciNotation):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return _unicode_tick(super().__call__(x, pos))
+
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for f in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                if type(f) is LogFormatterSciNotation:
+                    f.__class__ = _Plain  # keeps its state (base, minor thresholds, axis)
+
+
 def save_png(fig: Any, path: Path) -> Path:
-    """Lay out and write a figure (closing it if pyplot owns it); returns its path."""
+    """Lay out and write a figure (closing it if pyplot owns it); returns its path. Log
+    axes get plain-text tick labels (:func:`_plain_log_labels`)."""
+    _plain_log_labels(fig)
     fig.tight_layout()
     fig.savefig(path)
     import sys
