@@ -34,8 +34,8 @@ terms: the w-part ½η⟨∇(u_iᵀHu_j), D⁻¹∇(u_aᵀHu_b)⟩ (GD's, in the
 ν, which shrinks the effective step. As in the paper's code, Hu inside the coupling is
 taken at the edge, Hu = (2/η)Du, which makes the coupling a PSD Gram matrix; in (2) the
 same value is used, so the update matches the problem X solves. Between Lanczos
-refreshes (every ``refresh`` substeps, on v ↦ D^{-½}HD^{-½}v) UᵀHU and UᵀDU are carried
-to first order in (w, ν) at fixed U.
+refreshes (every ``refresh·dt`` steps of time, on v ↦ D^{-½}HD^{-½}v) UᵀHU and UᵀDU are
+carried to first order in (w, ν) at fixed U.
 
 ``kind="stable"`` is the paper's *stable flow* (X = 0: the ODE that RMSProp would follow if
 it never oscillated), the negative control. Differences from the paper: no bias
