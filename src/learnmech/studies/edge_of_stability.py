@@ -247,7 +247,10 @@ class EdgeOfStabilityConfig(StudyConfig):
 class EdgeOfStability(Study):
     name = "edge-of-stability"
     title = "Edge of stability: sharpness rises to 2/η (38/η for Adam) and hovers there"
-    summary = "full-batch GD and Adam on digits: λ_max vs the stability threshold over training"
+    summary = (
+        "full-batch GD, Adam and RMSProp on digits: λ_max vs the stability threshold, and "
+        "the central flows' predicted loss and sharpness"
+    )
     pillar = "empirical laws"
     Config = EdgeOfStabilityConfig
     controls = (
