@@ -570,7 +570,7 @@ def _stop_ratio(v: object) -> float:
     return float(v)
 
 
-def _stop(kind: str, ratio: float, limit: float, t: float, lr: float) -> bool:
+def _stop(kind: str, ratio: float, limit: float, t: float) -> bool:
     """Whether a gradient/stable flow stops at this record (sharpness ``ratio``·2/η past
     ``limit``); warns when it does."""
     if kind == "central" or ratio <= limit:
@@ -829,7 +829,7 @@ def central_flow(
                 rec["w"].append(w.double().cpu().numpy())
             if progress is not None:
                 progress(int(rec_t[-1]), steps)
-            if _stop(kind, float(S_now.max()) / thr, limit, t, lr):
+            if _stop(kind, float(S_now.max()) / thr, limit, t):
                 stopped = t
                 break
         if t >= steps - 1e-9:

@@ -324,7 +324,7 @@ def rmsprop_central_flow(
                 rec["nu"].append(nu.cpu().numpy().copy())
             if progress is not None:
                 progress(int(rec_t[-1]), steps)
-            if _stop(kind, float(S_now.max()) / thr, limit, t, lr):
+            if _stop(kind, float(S_now.max()) / thr, limit, t):
                 stopped = t
                 break
         if t >= steps - 1e-9:
