@@ -37,7 +37,7 @@ from torch import nn
 
 from learnmech.data.real import digits_subset
 from learnmech.theory.central_flow import central_flow
-from learnmech.theory.rmsprop_flow import rmsprop_central_flow
+from learnmech.theory.rmsprop_flow import matching_rmsprop, rmsprop_central_flow
 
 LR = 0.2
 LR_RMSPROP = 1e-3
@@ -125,14 +125,7 @@ def rmsprop(init: nn.Module, X: torch.Tensor, T: torch.Tensor, steps: int) -> No
     import copy
 
     m = copy.deepcopy(init)
-    params = list(m.parameters())
-    m.zero_grad()
-    loss_fn(m(X), T).backward()
-    opt = torch.optim.RMSprop(params, lr=LR_RMSPROP, alpha=0.99, eps=1e-8)
-    for p in params:  # ν(0) = ∇L(w₀)², the flow's default
-        assert p.grad is not None
-        opt.state[p]["step"] = torch.tensor(0.0)
-        opt.state[p]["square_avg"] = p.grad.detach() ** 2
+    opt = matching_rmsprop(m, loss_fn, (X, T), LR_RMSPROP, eps=1e-8)  # ν(0) = ∇L(w₀)²
     t_opt, losses = _run(m, opt, X, T, steps)
     ms = 1e3 * t_opt / steps
     print(f"RMSProp: {t_opt:.2f} s ({ms:.2f} ms/step), final loss {losses[-1]:.4g}")

@@ -29,7 +29,7 @@ from scipy.optimize import brentq
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.theory.rmsprop_flow import rmsprop_central_flow
+from learnmech.theory.rmsprop_flow import matching_rmsprop, rmsprop_central_flow
 
 C, ZSTAR, ETA, EPS, BETA2 = 0.01, 3.0, 0.1, 0.01, 0.99
 BATCH = (torch.zeros(1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64))
@@ -82,14 +82,13 @@ def test_central_flow_of_the_toy_lands_on_its_closed_form() -> None:
 
 def _torch_rmsprop(model: nn.Module, loss_fn, batch, lr: float, eps: float, beta2: float):  # type: ignore[no-untyped-def]
     """``torch.optim.RMSprop`` with its square_avg set to ∇L(w₀)², the flow's default ν(0)."""
-    params = list(model.parameters())
-    model.zero_grad()
-    loss_fn(model(batch[0]), batch[1]).backward()
-    opt = torch.optim.RMSprop(params, lr=lr, alpha=beta2, eps=eps)
-    for p in params:
-        assert p.grad is not None
-        opt.state[p]["step"] = torch.tensor(0.0)
-        opt.state[p]["square_avg"] = p.grad.detach() ** 2
+    opt = matching_rmsprop(model, loss_fn, batch, lr, beta2=beta2, eps=eps)
+    for p in model.parameters():  # what matching_rmsprop promises, checked by hand
+        model.zero_grad()
+        loss_fn(model(batch[0]), batch[1]).backward()
+        assert torch.equal(opt.state[p]["square_avg"], p.grad.detach() ** 2)
+        assert float(opt.state[p]["step"]) == 0.0
+    assert opt.defaults["alpha"] == beta2 and opt.defaults["momentum"] == 0
     return opt
 
 
@@ -168,6 +167,22 @@ def test_bad_arguments_are_one_clear_error(kw: dict, match: str) -> None:
     args = {"lr": ETA, "steps": 10} | kw
     with pytest.raises(UserError, match=match):
         rmsprop_central_flow(Toy(0.1, 1.0), toy_loss, BATCH, **args)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"lr": -1.0}, "lr must be"),
+        ({"beta2": 1.5}, "beta2 must be"),
+        ({"eps": -1.0}, "eps must be"),
+    ],
+)
+def test_matching_rmsprop_bad_arguments(kw: dict, match: str) -> None:
+    args = {"lr": ETA} | kw
+    with pytest.raises(UserError, match=match):
+        matching_rmsprop(Toy(0.1, 1.0), toy_loss, BATCH, **args)
+    with pytest.raises(UserError, match=r"torch\.nn\.Module"):
+        matching_rmsprop(object(), toy_loss, BATCH, ETA)  # type: ignore[arg-type]
 
 
 def _mlp() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:

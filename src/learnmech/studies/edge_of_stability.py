@@ -118,7 +118,7 @@ from learnmech.records import Curve, Figure, Metric, TrialResult
 from learnmech.report.plots import save_png, subplots
 from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory.central_flow import STOP_RATIO, central_flow
-from learnmech.theory.rmsprop_flow import rmsprop_central_flow
+from learnmech.theory.rmsprop_flow import matching_rmsprop, rmsprop_central_flow
 from learnmech.train.recorder import Recorder
 
 __all__ = ["EdgeOfStability", "EdgeOfStabilityConfig"]
@@ -187,12 +187,7 @@ def _optimizer(
         return torch.optim.SGD(model.parameters(), lr=lr)
     if name == "adam":
         return torch.optim.Adam(model.parameters(), lr=lr)
-    opt = torch.optim.RMSprop(model.parameters(), lr=lr, alpha=BETA2, eps=EPS)
-    params = list(model.parameters())
-    grads = torch.autograd.grad(_mse(model(batch[0]), batch[1]), params)
-    for p, g in zip(params, grads, strict=True):
-        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": g.detach() ** 2}
-    return opt
+    return matching_rmsprop(model, _mse, batch, lr, beta2=BETA2, eps=EPS)
 
 
 class EdgeOfStabilityConfig(StudyConfig):

@@ -76,7 +76,7 @@ from learnmech.theory.central_flow import (
     solve_sdcp,
 )
 
-__all__ = ["rmsprop_central_flow"]
+__all__ = ["matching_rmsprop", "rmsprop_central_flow"]
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -104,6 +104,36 @@ def _solve(Q: np.ndarray, K: np.ndarray, guess: np.ndarray | None, null: float) 
     if Q.shape == (1, 1):
         return solve_lcp(Q.reshape(1), K).reshape(1, 1)
     return solve_sdcp(Q, K, guess=guess, null=null)
+
+
+def matching_rmsprop(
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    batch: Batch,
+    lr: float,
+    *,
+    beta2: float = 0.99,
+    eps: float = 1e-8,
+) -> torch.optim.RMSprop:
+    """``torch.optim.RMSprop`` (no momentum, not centred) on ``model``'s parameters whose
+    square average starts at ∇L(w₀)² — :func:`rmsprop_central_flow`'s default ν₀ — instead
+    of torch's zeros (whose first step moves every coordinate by η/√(1 − β₂)), so that a
+    real run and the flow start from the same state. ``loss_fn(forward(model, x), y)`` is
+    the full-batch loss; the gradient is taken without touching ``.grad``."""
+    if not isinstance(model, nn.Module):
+        raise UserError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    eta = _positive("lr", lr)
+    beta2 = _positive("beta2", beta2, upper=1.0)
+    eps = _positive("eps", eps, zero=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        loss = loss_fn(forward(model, batch[0]), batch[1])
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+    opt = torch.optim.RMSprop(params, lr=eta, alpha=beta2, eps=eps)
+    for p, g in zip(params, grads, strict=True):
+        sq = torch.zeros_like(p) if g is None else g.detach() ** 2
+        opt.state[p] = {"step": torch.tensor(0.0), "square_avg": sq}
+    return opt
 
 
 def rmsprop_central_flow(
