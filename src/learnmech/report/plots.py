@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -76,21 +77,29 @@ def _unicode_tick(label: str) -> str:
     return label if any(c in body for c in "\\{}^$") else body
 
 
-def _plain_log_labels(fig: Any) -> None:
-    """Give log axes plain-text tick labels. Matplotlib's default log formatter writes
-    mathtext, whose parsing and layout were about a third of the time to lay out and save a
-    typical figure here (issue #17: the planner's overhead)."""
+@functools.cache
+def _plain_formatter() -> type:
+    """matplotlib's log formatter with its labels passed through :func:`_unicode_tick`
+    (built on first use: this module imports matplotlib lazily)."""
     from matplotlib.ticker import LogFormatterSciNotation
 
     class _Plain(LogFormatterSciNotation):
         def __call__(self, x: float, pos: int | None = None) -> str:
             return _unicode_tick(super().__call__(x, pos))
 
+    return _Plain
+
+
+def _plain_log_labels(fig: Any) -> None:
+    """Give log axes plain-text tick labels. Matplotlib's default log formatter writes
+    mathtext, whose parsing and layout were about a third of the time to lay out and save a
+    typical figure here (issue #17: the planner's overhead)."""
+    plain = _plain_formatter()
     for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
             for f in (axis.get_major_formatter(), axis.get_minor_formatter()):
-                if type(f) is LogFormatterSciNotation:
-                    f.__class__ = _Plain  # keeps its state (base, minor thresholds, axis)
+                if type(f) is plain.__base__:
+                    f.__class__ = plain  # keeps its state (base, minor thresholds, axis)
 
 
 def save_png(fig: Any, path: Path) -> Path:

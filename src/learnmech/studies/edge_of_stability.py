@@ -180,9 +180,8 @@ def _flat(model: nn.Module) -> np.ndarray:
 def _optimizer(
     name: str, model: nn.Module, lr: float, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> torch.optim.Optimizer:
-    """SGD, Adam, or RMSProp (β₂ = 0.99, ε = 1e-8, no momentum) whose square average starts
-    at ∇L(w₀)² — the flow's ν₀ — rather than torch's zeros, whose first step moves every
-    coordinate by η/√(1 − β₂) = 10η."""
+    """SGD, Adam, or RMSProp started from its central flow's state
+    (:func:`~learnmech.theory.rmsprop_flow.matching_rmsprop`)."""
     if name == "gd":
         return torch.optim.SGD(model.parameters(), lr=lr)
     if name == "adam":
@@ -454,18 +453,19 @@ class EdgeOfStability(Study):
         out: dict[str, float] = {"records": float(len(keep))}
         # a flow stopped past STOP_RATIO·2/η has fewer records: compare where both exist
         n = min(len(t.curve(f"{kind}_distance").values) for kind in (pred, alt))
+
+        def median(x: np.ndarray) -> float:
+            return float(np.median(x)) if x.size else math.nan
+
         for role, kind in (("pred", pred), ("alt", alt)):
             m, sh = t.curve(f"{kind}_mean_loss"), t.curve(f"{kind}_sharpness")
             j = [i for i, ix in enumerate(keep) if ix < len(m.values)]
             kj = [keep[i] for i in j]
-            out[f"{role}_loss_error"] = float(
-                np.median(np.abs(gd_mean[j] - m.values[kj]) / delta[kj]) if j else math.nan
-            )
-            out[f"{role}_loss_relative"] = float(
-                np.median(np.abs(gd_mean[j] - m.values[kj]) / m.values[kj]) if j else math.nan
-            )
-            out[f"{role}_sharpness_error"] = float(
-                np.median(np.abs(gd_sharp[j] - sh.values[kj]) / sh.values[kj]) if j else math.nan
+            miss = np.abs(gd_mean[j] - m.values[kj])
+            out[f"{role}_loss_error"] = median(miss / delta[kj])
+            out[f"{role}_loss_relative"] = median(miss / m.values[kj])
+            out[f"{role}_sharpness_error"] = median(
+                np.abs(gd_sharp[j] - sh.values[kj]) / sh.values[kj]
             )
             out[f"{role}_distance"] = float(t.curve(f"{kind}_distance").values[n - 1])
             out[f"{role}_time_share"] = float(t.curve(f"{kind}_time_share").values[0])
