@@ -148,6 +148,7 @@ def test_process_pool_executor(store_path, monkeypatch):
         assert st.run(again.run_id)["provenance"]["trial_threads"] == [torch.get_num_threads()]
 
 
+@pytest.mark.xdist_group("ray")
 def test_ray_executor(store_path):
     pytest.importorskip("ray")
     tiny = dict(widths=[8, 16], steps=3, n_train=8, n_test=4, kernel_points=4, kernel_seeds=1)
@@ -203,6 +204,7 @@ def test_report_renders_whatever_finished(store_path):
     assert "RuntimeError: boom at 1" in page
 
 
+@pytest.mark.xdist_group("ray")
 def test_an_unreachable_ray_address_is_one_line_and_exit_2(store_path, monkeypatch, capsys):
     """Issue #19 (8): ``ray.init`` retried an unreachable RAY_ADDRESS for minutes."""
     pytest.importorskip("ray")
@@ -220,3 +222,25 @@ def test_an_unreachable_ray_address_is_one_line_and_exit_2(store_path, monkeypat
     assert f"cannot reach the Ray cluster at 127.0.0.1:{port}" in err
     assert len(err.strip().splitlines()) == 1 and time.perf_counter() - t0 < 30
     assert not store_path.exists()
+
+
+def test_limit_threads_limits_torch_and_every_blas_pool():
+    """A pool worker gets ``cores // workers`` threads in torch *and* in numpy's BLAS: with
+    torch alone limited, two processes' OpenBLAS pools busy-waited against each other and
+    a 2.8 s kernel test took 60–80 s (run in a fresh process: the limit is process-wide)."""
+    code = (
+        "import numpy, torch; from threadpoolctl import threadpool_info; "
+        "from learnmech.lab.executors import limit_threads; limit_threads(1); "
+        "pools = threadpool_info(); "
+        "print(torch.get_num_threads(), len(pools), sorted({p['num_threads'] for p in pools}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")},
+    )
+    assert out.returncode == 0, out.stderr
+    torch_threads, n_pools, sizes = out.stdout.split(maxsplit=2)
+    assert torch_threads == "1" and int(n_pools) >= 1 and sizes.strip() == "[1]"

@@ -1,7 +1,8 @@
 """Executors run batches of trials and hand results back to the single writer (the driver).
 
 * ``local`` (default): in this process when ``workers == 1``, else a pool of spawned
-  processes, each with ``cores // workers`` torch threads.
+  processes, each with ``cores // workers`` threads (torch's, and numpy's BLAS/OpenMP
+  pools: see :func:`limit_threads`).
 * ``ray``: a Ray cluster (address from ``RAY_ADDRESS``, or a local one), imported lazily.
 
 A job is one config point with the seeds still to run, so a study can train all of them
@@ -29,6 +30,7 @@ __all__ = [
     "LocalExecutor",
     "RayExecutor",
     "check_reachable",
+    "limit_threads",
     "make_executor",
     "run_job",
 ]
@@ -43,6 +45,20 @@ class Job:
     keys: tuple[str, ...]
 
 
+def limit_threads(threads: int) -> None:
+    """Use at most ``threads`` threads in this process: torch's intra-op pool and every
+    BLAS/OpenMP pool loaded (numpy's OpenBLAS among them, through ``threadpoolctl``).
+
+    Limiting torch alone is not enough when several processes share the cores: numpy's
+    OpenBLAS keeps one busy-waiting thread per core in each process, and a kernel test
+    that took 2.8 s alone took 60–80 s next to a second such process on 2 cores."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(threads)
+    threadpool_limits(limits=threads)
+
+
 def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[TrialResult]:
     """Run one job (in whichever process); never raises: failures become trial statuses."""
     import torch
@@ -50,7 +66,7 @@ def run_job(job: Job, device: str = "cpu", threads: int | None = None) -> list[T
     from learnmech.studies import get_study
 
     if threads:
-        torch.set_num_threads(threads)
+        limit_threads(threads)
     t0 = time.perf_counter()
     watch = _DeviceWatch(device)
     try:
