@@ -19,6 +19,10 @@ endif
 EXTRAS ?= dev,ray,hf,integrations
 MUP_VERSION ?= 1.0.0
 SCALE ?= quick
+# pytest workers (pytest-xdist): one per core, each on one thread (tests/conftest.py);
+# Ray's tests share one worker (--dist loadgroup). JOBS=0 runs the suite in this process.
+JOBS ?= auto
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
 
 .PHONY: demo test test-all lint bench clean venv
 
@@ -43,10 +47,10 @@ demo: venv
 	$(BIN)/learnmech run wide-nets --scale $(SCALE) || [ $$? -eq 1 ]
 
 test: venv
-	$(BIN)/python -m pytest
+	$(PYTEST)
 
 test-all: venv
-	$(BIN)/python -m pytest -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 lint: venv
 	$(BIN)/ruff check src tests benchmarks

@@ -8,6 +8,12 @@ import pytest
 import torch
 
 torch.use_deterministic_algorithms(True)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core, each on one thread (torch's and BLAS's):
+    # otherwise the workers' OpenBLAS pools busy-wait against each other
+    from learnmech.lab.executors import limit_threads
+
+    limit_threads(1)
 
 try:  # property tests: reproducible (fixed seeds), no per-example deadline on a loaded CI
     from hypothesis import HealthCheck, settings

@@ -23,6 +23,8 @@ from learnmech.lab.store import Store
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"LEARNMECH_STUDIES": "toy=tests.lab.toy_study:Toy", "PYTHONPATH": str(ROOT)}
 NODE_ENV = {"PYTHONPATH": str(ROOT)}  # the driver passes LEARNMECH_STUDIES to the workers
+# Ray tests share one xdist worker: ray.init() may join a cluster another test started
+pytestmark = pytest.mark.xdist_group("ray")
 SWEEP = ["--set", "points=12", "--set", "sleep=1.5"]
 
 
