@@ -132,19 +132,6 @@ NAMES = {"gd": "GD", "adam": "Adam", "rmsprop": "RMSProp"}
 STILL = {"gd": "gradient", "rmsprop": "stable"}  # each optimizer's flow without oscillation
 
 
-def _same(stored: dict[str, Any], point: dict[str, Any]) -> bool:
-    return (
-        stored["optimizer"] == point["optimizer"]
-        and float(stored["lr"]) == point["lr"]
-        and stored.get("model", "mlp") == point.get("model", "mlp")
-    )
-
-
-class _Image(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(-1, 1, 8, 8)
-
-
 def _model(kind: str, width: int) -> nn.Module:
     """Depth-2 tanh MLP, or a small tanh CNN on the 8×8 images (two 3×3 convolutions with
     ``width // 4`` channels, then a linear readout)."""
@@ -158,7 +145,7 @@ def _model(kind: str, width: int) -> nn.Module:
         )
     c = max(width // 4, 1)
     return nn.Sequential(
-        _Image(),
+        nn.Unflatten(1, (1, 8, 8)),
         nn.Conv2d(1, c, 3, padding=1),
         nn.Tanh(),
         nn.Conv2d(c, c, 3, padding=1),
@@ -481,7 +468,7 @@ class EdgeOfStability(Study):
         """Per grid point: each seed's summary, and its first trial's curves."""
         out: dict[str, Any] = {}
         for p in self.grid(cfg):
-            ts = [t for t in trials if _same(t.point, p)]
+            ts = list(trials.where(**p))
             sums = [s for s in (self._summary(t) for t in ts) if s is not None]
             if not sums:
                 continue
