@@ -215,24 +215,18 @@ class LRTransfer(Study):
         return full
 
     def grid(self, cfg: LRTransferConfig) -> list[dict[str, Any]]:
-        pts: list[dict[str, Any]] = []
-        if "mlp" in cfg.arms:
-            pts += [
-                {"arm": "mlp", "scheme": s, "size": w}
-                for s in WIDTH_SCHEMES
-                for w in cfg.mlp_widths
-            ]
-        if "gpt" in cfg.arms:
-            pts += [
-                {"arm": "gpt", "scheme": s, "size": w}
-                for s in WIDTH_SCHEMES
-                for w in cfg.gpt_widths
-            ]
-        if "depth" in cfg.arms:
-            pts += [
-                {"arm": "depth", "scheme": s, "size": d} for s in DEPTH_ARMS for d in cfg.depths
-            ]
-        return pts
+        arms = (
+            ("mlp", WIDTH_SCHEMES, cfg.mlp_widths),
+            ("gpt", WIDTH_SCHEMES, cfg.gpt_widths),
+            ("depth", DEPTH_ARMS, cfg.depths),
+        )
+        return [
+            {"arm": arm, "scheme": s, "size": z}
+            for arm, schemes, sizes in arms
+            if arm in cfg.arms
+            for s in schemes
+            for z in sizes
+        ]
 
     def predict(self, cfg: LRTransferConfig) -> list[Curve]:
         out = []
@@ -263,8 +257,7 @@ class LRTransfer(Study):
     def analyze(self, cfg: LRTransferConfig, theory: list[Curve], trials: Trials) -> dict:
         """(arm, scheme) → size → (lrs, losses[seed, lr]) with each seed's optimum."""
         out: dict[tuple[str, str], Any] = {}
-        for t_arm in trials.by("arm").items():
-            arm, ta = t_arm
+        for arm, ta in trials.by("arm").items():
             for scheme, ts in ta.by("scheme").items():
                 tab = {}
                 for size, tz in ts.by("size").items():
