@@ -21,8 +21,9 @@ MUP_VERSION ?= 1.0.0
 SCALE ?= quick
 # pytest workers (pytest-xdist): one per core, each on one thread (tests/conftest.py);
 # Ray's tests share one worker (--dist loadgroup). JOBS=0 runs the suite in this process.
+# The 20 slowest tests are listed at the end (where the suite's time goes).
 JOBS ?= auto
-PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=20
 
 .PHONY: demo test test-all lint bench clean venv
 
