@@ -25,7 +25,15 @@ ORIGINAL = (
     "neural_collapse scaling_laws universality wide_nets"
 ).split()
 START = 4774  # the 14 studies' total when the issue was filed
-SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+SKIP = {
+    tokenize.COMMENT,
+    tokenize.NL,
+    tokenize.NEWLINE,
+    tokenize.INDENT,
+    tokenize.DEDENT,
+    tokenize.ENDMARKER,
+}
+DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 def code_lines(path: Path) -> int:
@@ -33,16 +41,12 @@ def code_lines(path: Path) -> int:
     src = path.read_text()
     doc: set[int] = set()
     for node in ast.walk(ast.parse(src)):
-        body = getattr(node, "body", None)
-        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        first = body[0] if body else None
-        if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-            if isinstance(first.value.value, str):
-                doc.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
+        if isinstance(node, DOCUMENTED) and ast.get_docstring(node, clean=False) is not None:
+            first = node.body[0]
+            doc.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
     lines: set[int] = set()
     for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type in SKIP or tok.type == tokenize.ENDMARKER:
+        if tok.type in SKIP:
             continue
         lines.update(n for n in range(tok.start[0], tok.end[0] + 1) if n not in doc)
     return len(lines)

@@ -83,9 +83,9 @@ def test_central_flow_of_the_toy_lands_on_its_closed_form() -> None:
 def _torch_rmsprop(model: nn.Module, loss_fn, batch, lr: float, eps: float, beta2: float):  # type: ignore[no-untyped-def]
     """``torch.optim.RMSprop`` with its square_avg set to ∇L(w₀)², the flow's default ν(0)."""
     opt = matching_rmsprop(model, loss_fn, batch, lr, beta2=beta2, eps=eps)
-    for p in model.parameters():  # what matching_rmsprop promises, checked by hand
-        model.zero_grad()
-        loss_fn(model(batch[0]), batch[1]).backward()
+    model.zero_grad()  # what matching_rmsprop promises, checked by hand
+    loss_fn(model(batch[0]), batch[1]).backward()
+    for p in model.parameters():
         assert torch.equal(opt.state[p]["square_avg"], p.grad.detach() ** 2)
         assert float(opt.state[p]["step"]) == 0.0
     assert opt.defaults["alpha"] == beta2 and opt.defaults["momentum"] == 0
