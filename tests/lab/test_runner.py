@@ -244,3 +244,11 @@ def test_limit_threads_limits_torch_and_every_blas_pool():
     assert out.returncode == 0, out.stderr
     torch_threads, n_pools, sizes = out.stdout.split(maxsplit=2)
     assert torch_threads == "1" and int(n_pools) >= 1 and sizes.strip() == "[1]"
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2"])
+def test_limit_threads_refuses_a_bad_count(bad):
+    from learnmech.lab.executors import limit_threads
+
+    with pytest.raises(UserError, match="threads must be a positive integer"):
+        limit_threads(bad)

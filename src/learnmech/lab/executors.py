@@ -52,6 +52,8 @@ def limit_threads(threads: int) -> None:
     Limiting torch alone is not enough when several processes share the cores: numpy's
     OpenBLAS keeps one busy-waiting thread per core in each process, and a kernel test
     that took 2.8 s alone took 60–80 s next to a second such process on 2 cores."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise UserError(f"threads must be a positive integer, got {threads!r}")
     import torch
     from threadpoolctl import threadpool_limits
 
