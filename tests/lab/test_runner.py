@@ -227,10 +227,13 @@ def test_an_unreachable_ray_address_is_one_line_and_exit_2(store_path, monkeypat
 def test_limit_threads_limits_torch_and_every_blas_pool():
     """A pool worker gets ``cores // workers`` threads in torch *and* in numpy's BLAS: with
     torch alone limited, two processes' OpenBLAS pools busy-waited against each other and
-    a 2.8 s kernel test took 60–80 s (run in a fresh process: the limit is process-wide)."""
+    a 2.8 s kernel test took 60–80 s (run in a fresh process: the limit is process-wide).
+    A BLAS loaded afterwards (scipy's own OpenBLAS) is limited too: unlimited, a scipy fit
+    took 152 s instead of 6 s next to a second process."""
     code = (
         "import numpy, torch; from threadpoolctl import threadpool_info; "
         "from learnmech.lab.executors import limit_threads; limit_threads(1); "
+        "import scipy.linalg, scipy.optimize; "
         "pools = threadpool_info(); "
         "print(torch.get_num_threads(), len(pools), sorted({p['num_threads'] for p in pools}))"
     )

@@ -45,18 +45,35 @@ class Job:
     keys: tuple[str, ...]
 
 
+#: thread-count variables that BLAS/OpenMP libraries read when they load
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
+
+
 def limit_threads(threads: int) -> None:
     """Use at most ``threads`` threads in this process: torch's intra-op pool and every
     BLAS/OpenMP pool loaded (numpy's OpenBLAS among them, through ``threadpoolctl``).
 
     Limiting torch alone is not enough when several processes share the cores: numpy's
     OpenBLAS keeps one busy-waiting thread per core in each process, and a kernel test
-    that took 2.8 s alone took 60–80 s next to a second such process on 2 cores."""
+    that took 2.8 s alone took 60–80 s next to a second such process on 2 cores.
+
+    A BLAS loaded *later* (scipy ships its own OpenBLAS, loaded by ``scipy.linalg`` or
+    ``scipy.optimize``) reads its thread count from the environment when it loads, so the
+    limit is also set in ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS``
+    and ``VECLIB_MAXIMUM_THREADS`` (inherited by child processes too). Without it, a test
+    that fits with scipy took 152 s next to a second process instead of 6 s."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise UserError(f"threads must be a positive integer, got {threads!r}")
     import torch
     from threadpoolctl import threadpool_limits
 
+    for var in _THREAD_VARS:
+        os.environ[var] = str(threads)
     torch.set_num_threads(threads)
     threadpool_limits(limits=threads)
 
