@@ -62,6 +62,28 @@ def test_noise_scale_pieces_and_b_noise_for_a_quadratic():
     assert abs(ns.b_noise - exact) <= 3 * ns.b_noise_se
 
 
+@pytest.mark.parametrize("entries", [5, 35, 10**9])  # chunks of 1, 7 (200 = 28·7 + 4), all
+def test_noise_scale_streams_chunks_with_the_one_matrix_result(monkeypatch, entries):
+    """noise_scale never holds all n × P gradients: chunk means and squared deviations are
+    combined exactly (Chan, Golub & LeVeque 1983), so any chunking gives the one-matrix
+    statistics to float64 rounding, B_noise's sampled rows included."""
+    import learnmech.measure.gradients as mg
+
+    model, loss, X, y = _linreg(n=200, d=5, seed=2)
+    monkeypatch.setattr(mg, "_NOISE_CHUNK_ENTRIES", entries)
+    ns = noise_scale(model, loss, X, y, hessian_samples=16, seed=3)
+    G = per_example_gradients(model, loss, X, y)
+    mean = G.mean(0)
+    dev = G - mean
+    tr = float(dev.square().sum(1).mean()) * 200 / 199
+    assert ns.trace_sigma == pytest.approx(tr, rel=1e-12)
+    assert ns.grad_sq == pytest.approx(float(mean @ mean) - tr / 200, rel=1e-12)
+    H = X.T @ X / 200  # the sampled rows: the same picks as a direct computation's
+    pick = torch.randint(0, 200, (16,), generator=torch.Generator().manual_seed(3))
+    q = torch.stack([dev[i] @ H @ dev[i] for i in pick]) * 200 / 199
+    assert ns.b_noise == pytest.approx(float(q.mean()) / float(mean @ H @ mean), rel=1e-10)
+
+
 def test_two_batch_estimator_is_unbiased_for_b_simple():
     """Squared norms of minibatch-mean gradients at B = 4 and 64, averaged over 400 draws
     each (with replacement, so the per-example covariance is exactly Σ̂(n−1)/n); the

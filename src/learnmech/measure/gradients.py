@@ -15,6 +15,8 @@ Estimators here:
 * :func:`noise_scale` — B_simple from per-example gradients with the unbiased pieces:
   tr Σ̂ = n/(n − 1)·mean‖gᵢ − Ḡ‖², |G|² ≈ ‖Ḡ‖² − tr Σ̂/n (E‖Ḡ‖² = |G|² + tr Σ/n), and
   optionally B_noise with Hessian-vector products on a subsample of the deviations.
+  One pass over chunks of per-example gradients (at most ~2²⁵ entries at once), the
+  chunks' means and squared deviations combined exactly (Chan, Golub & LeVeque 1983).
 * :func:`two_batch_noise_scale` — the cheaper estimator of App. A.1 from squared gradient
   norms at two batch sizes: |G|² ≈ (B_big|G_big|² − B_small|G_small|²)/(B_big − B_small),
   tr Σ ≈ (|G_small|² − |G_big|²)/(1/B_small − 1/B_big).
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +81,13 @@ def per_example_gradients(
     minibatch. BatchNorm in training mode couples the examples of a batch, so no
     per-example gradient exists: that raises, naming the layers (``model_mode="eval"``
     normalises with the running statistics instead)."""
+    return torch.cat(list(_gradient_chunks(model, loss_fn, x, y, chunk, model_mode)))
+
+
+def _gradient_chunks(
+    model: nn.Module, loss_fn: LossFn, x: Any, y: torch.Tensor, chunk: int, model_mode: ModelMode
+) -> Iterator[torch.Tensor]:
+    """:func:`per_example_gradients` ``chunk`` rows at a time, (c, P) each, in order."""
     n = n_rows(x)
     if n != y.shape[0] or n == 0:
         raise UserError(f"x and y need the same positive number of rows: {n} vs {y.shape[0]}")
@@ -91,7 +100,6 @@ def per_example_gradients(
             prediction(call_functional(model, p, buffers, xi, one=True)), yi.unsqueeze(0)
         )
 
-    rows = []
     with in_mode(model, model_mode):
         coupled = batch_coupled(model)
         if coupled:
@@ -105,8 +113,11 @@ def per_example_gradients(
         g = vmap(grad(one), in_dims=(None, 0, 0), randomness="different")
         for i in range(0, n, chunk):
             gi = g(params, take(x, slice(i, i + chunk)), y[i : i + chunk])
-            rows.append(torch.cat([gi[k].reshape(gi[k].shape[0], -1) for k in names], 1))
-    return torch.cat(rows)
+            yield torch.cat([gi[k].reshape(gi[k].shape[0], -1) for k in names], 1)
+
+
+#: per-example gradient entries held at once by :func:`noise_scale` (float64: 256 MB)
+_NOISE_CHUNK_ENTRIES = 1 << 25
 
 
 @dataclass(frozen=True)
@@ -148,11 +159,30 @@ def noise_scale(
     n = n_rows(x)
     if n < 2:
         raise UserError("need at least two examples for a gradient covariance")
-    g = per_example_gradients(model, loss_fn, x, y, model_mode=model_mode).to(torch.float64)
-    mean = g.mean(0)
-    dev = g - mean
+    # one pass over chunks of per-example gradients, never all n × P at once: each chunk's
+    # mean and sum of squared deviations, combined exactly (Chan, Golub & LeVeque 1983)
+    gen = torch.Generator().manual_seed(seed)
+    pick = torch.randint(0, n, (hessian_samples,), generator=gen).tolist()
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    chunk = max(1, min(256, _NOISE_CHUNK_ENTRIES // max(n_params, 1)))
+    count, mean, m2 = 0, torch.zeros(()), 0.0
+    kept: dict[int, torch.Tensor] = {}
+    for gi in _gradient_chunks(model, loss_fn, x, y, chunk, model_mode):
+        gi = gi.to(torch.float64)
+        c = gi.shape[0]
+        kept |= {i: gi[i - count].clone() for i in set(pick) if count <= i < count + c}
+        mi = gi.mean(0)
+        flat = gi.sub_(mi).view(-1)  # in place: memory traffic, not FLOPs, is the cost
+        m2i = float(flat @ flat)
+        if count == 0:
+            mean, m2 = mi, m2i
+        else:
+            delta = mi - mean
+            mean = mean + delta * (c / (count + c))
+            m2 += m2i + float(delta @ delta) * count * c / (count + c)
+        count += c
     corr = 1.0 if population else n / (n - 1)
-    tr = float(dev.square().sum(1).mean()) * corr
+    tr = m2 / n * corr
     g2 = float(mean @ mean) - (0.0 if population else tr / n)
     b_simple = tr / g2 if g2 > 0 else math.inf
     if g2 <= 0:
@@ -166,8 +196,7 @@ def noise_scale(
     if not hessian_samples:
         return NoiseScale(b_simple, tr, g2, n=n)
     H = LossHessian(model, loss_fn, (x, y), cache_graph=True, model_mode=model_mode)
-    gen = torch.Generator().manual_seed(seed)
-    pick = torch.randint(0, n, (hessian_samples,), generator=gen)
+    dev = {i: kept[i] - mean for i in kept}
     q = np.array([float(dev[i] @ H.matvec(dev[i])) for i in pick]) * corr
     ghg = float(mean @ H.matvec(mean))
     trh = float(q.mean())
