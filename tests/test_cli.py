@@ -80,13 +80,14 @@ def _learnmech(*args: str, timeout: int) -> subprocess.CompletedProcess:
 
 
 def test_lab_runs_studies_and_their_controls(tmp_path):
-    """`learnmech lab` through the entry point, on one study with its negative control;
-    each study's quick scale runs in its own test (tests/studies)."""
+    """`learnmech lab` through the entry point, on one study with its negative control
+    (data-spectra: the cheapest, ~4 s); each study's quick scale runs in its own test
+    (tests/studies)."""
     store = tmp_path / "runs" / "learnmech.duckdb"
     res = _learnmech(
         "lab",
         "--study",
-        "feature-ansatz",
+        "data-spectra",
         "--controls",
         "--json",
         "--store",
@@ -95,7 +96,7 @@ def test_lab_runs_studies_and_their_controls(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     outs = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    assert [o.get("control", {}).get("name") for o in outs] == [None, "shuffled-labels"]
+    assert [o.get("control", {}).get("name") for o in outs] == [None, "few-samples"]
     assert outs[0]["verdict"] == "pass" and outs[1]["control"]["as_expected"] is True
     html = (tmp_path / "runs" / outs[0]["run_id"] / "report.html").read_text()
     assert "data:image/png;base64" in html and "Can this test fail?" in html
