@@ -129,16 +129,25 @@ def _train(cfg: QuantaConfig, width: int, steps: int, seeds: list[int], device: 
     sub, T, d = sub.to(device), cfg.n_tasks, cfg.n_tasks + cfg.n_bits
     cdf = torch.tensor(np.cumsum(_freq(cfg)), device=device)
 
-    def sample(g: torch.Generator, task: torch.Tensor | None = None) -> tuple[Any, Any]:
-        if task is None:  # B subtasks drawn from the data's frequencies
-            u = torch.rand(cfg.batch_size, generator=g, dtype=torch.float64).to(device)
-            task = torch.searchsorted(cdf, u).clamp_(max=T - 1)
-        bits = torch.randint(0, 2, (task.numel(), cfg.n_bits), generator=g).to(device)
-        x = torch.cat([torch.nn.functional.one_hot(task, T), bits], 1).float()
-        return x, bits.gather(1, sub[task]).sum(1) % 2
+    def encode(task: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (one-hot subtask, bits) and parity labels, for any leading shape."""
+        x = torch.cat([torch.nn.functional.one_hot(task, T), bits], -1).float()
+        return x, bits.gather(-1, sub[task]).sum(-1) % 2
+
+    def batch() -> tuple[torch.Tensor, torch.Tensor]:
+        """Every member's fresh batch: (S, B, d) inputs and (S·B,) labels. Each member's
+        generator draws its B subtasks from the data's frequencies, then the bits."""
+        u, b = [], []
+        for g in gens:
+            u.append(torch.rand(cfg.batch_size, generator=g, dtype=torch.float64))
+            b.append(torch.randint(0, 2, (cfg.batch_size, cfg.n_bits), generator=g))
+        task = torch.searchsorted(cdf, torch.stack(u).to(device)).clamp_(max=T - 1)
+        x, y = encode(task, torch.stack(b).to(device))
+        return x, y.flatten()
 
     tt = torch.arange(T, device=device).repeat_interleave(cfg.test_per_task)
-    xt, yt = sample(torch.Generator().manual_seed(10_007 + cfg.data_seed), tt)
+    g_test = torch.Generator().manual_seed(10_007 + cfg.data_seed)
+    xt, yt = encode(tt, torch.randint(0, 2, (tt.numel(), cfg.n_bits), generator=g_test).to(device))
     gens = [torch.Generator().manual_seed(1_000_003 * s + cfg.data_seed) for s in seeds]
     stacked = []
     for s in seeds:  # PyTorch's default init, one seed per member
@@ -156,9 +165,9 @@ def _train(cfg: QuantaConfig, width: int, steps: int, seeds: list[int], device: 
 
     S, marks, out = len(seeds), set(_marks(steps, cfg.records)), []
     for step in range(1, steps + 1):
-        xs, ys = zip(*(sample(g) for g in gens), strict=True)
-        z = forward(torch.stack(xs))
-        loss = torch.nn.functional.cross_entropy(z.flatten(0, 1), torch.cat(ys), reduction="sum")
+        xs, ys = batch()
+        z = forward(xs)
+        loss = torch.nn.functional.cross_entropy(z.flatten(0, 1), ys, reduction="sum")
         opt.zero_grad(set_to_none=True)
         (loss / cfg.batch_size).backward()
         opt.step()
