@@ -153,6 +153,10 @@ def noise_scale(
     ``model_mode`` as in :func:`per_example_gradients` (the Hessian products use the same
     mode, with fixed dropout masks).
 
+    Memory: the per-example gradients are made and reduced in chunks of at most ~2²⁵
+    entries (256 MB in float64), never all n × P at once, so n is bounded by time, not
+    memory.
+
     The unbiased |G|² estimate can be ≤ 0 when the gradient is small against its noise
     (e.g. at initialisation with few examples); B_simple is then ``inf`` and a
     ``RuntimeWarning`` says so."""
