@@ -154,8 +154,8 @@ def noise_scale(
     mode, with fixed dropout masks).
 
     Memory: the per-example gradients are made and reduced in chunks of at most ~2²⁵
-    entries (256 MB in float64), never all n × P at once, so n is bounded by time, not
-    memory.
+    entries (256 MB in float64), never all n × P at once. B_noise's Hessian products
+    (``hessian_samples`` > 0) still hold the loss graph of all n examples.
 
     The unbiased |G|² estimate can be ≤ 0 when the gradient is small against its noise
     (e.g. at initialisation with few examples); B_simple is then ``inf`` and a
