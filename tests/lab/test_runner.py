@@ -230,6 +230,8 @@ def test_limit_threads_limits_torch_and_every_blas_pool():
     a 2.8 s kernel test took 60–80 s (run in a fresh process: the limit is process-wide).
     A BLAS loaded afterwards (scipy's own OpenBLAS) is limited too: unlimited, a scipy fit
     took 152 s instead of 6 s next to a second process."""
+    from learnmech.lab.executors import _THREAD_VARS
+
     code = (
         "import numpy, torch; from threadpoolctl import threadpool_info; "
         "from learnmech.lab.executors import limit_threads; limit_threads(1); "
@@ -242,7 +244,7 @@ def test_limit_threads_limits_torch_and_every_blas_pool():
         capture_output=True,
         text=True,
         timeout=120,
-        env={k: v for k, v in os.environ.items() if not k.endswith("NUM_THREADS")},
+        env={k: v for k, v in os.environ.items() if k not in _THREAD_VARS},  # as unset
     )
     assert out.returncode == 0, out.stderr
     torch_threads, n_pools, sizes = out.stdout.split(maxsplit=2)
