@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import integrate, special
 
-from learnmech.theory.activations import ActivationSpec, get_activation
+from learnmech.theory.activations import ActivationSpec, abrelu, get_activation
 from learnmech.theory.kernels import mlp_kernels
 
 NT_REF = Path(__file__).parent / "data" / "nt_reference.npz"
@@ -194,3 +194,20 @@ def test_bad_type():
     with pytest.raises(TypeError, match="activation"):
         get_activation(3)  # type: ignore[arg-type]
     assert isinstance(get_activation("relu"), ActivationSpec)
+
+
+@pytest.mark.parametrize(
+    "act",
+    [get_activation(n) for n in ("relu", "identity", "abs", "leaky_relu(0.2)")]
+    + [abrelu(0.3, 2.0), abrelu(-0.5, 0.5)],
+    ids=lambda a: a.name,
+)
+def test_abrelu_values_and_autograd_gradient_match_the_derivative_everywhere(act, f64):
+    # φ(x) = a·min(x, 0) + b·max(x, 0), and autograd's gradient is the spec's derivative
+    # (a at 0) — the sum of two clamps it was had a + b at 0: 2 for the identity
+    a, b = act.ab
+    x = torch.tensor([-3.0, -1e-300, -0.0, 0.0, 1e-300, 0.5, 7.0], requires_grad=True)
+    y = act.fn(x)
+    assert torch.equal(y, a * torch.clamp(x, max=0.0) + b * torch.clamp(x, min=0.0))
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(g, act.derivative(x.detach()))

@@ -189,9 +189,28 @@ def _normal_rule(q: int, dtype: torch.dtype, device: torch.device) -> tuple[Tens
     return _RULE_CACHE[key]
 
 
+def _identity(x: Tensor) -> Tensor:
+    return x
+
+
 def _abrelu_fn(a: float, b: float) -> Callable[[Tensor], Tensor]:
+    """φ(x) = a·min(x, 0) + b·max(x, 0) as one elementwise op (``relu``, ``leaky_relu``
+    and the identity for b = 1, else ``where``), whose gradient at 0 is a, as in
+    :func:`_abrelu_prime`. The sum of two clamps it replaces gave the same values but a + b
+    at 0 (2 for the identity) and cost about 3× as much under ``vmap``."""
+    if b == 1.0 and a == 0.0:
+        return torch.relu
+    if b == 1.0 and a == 1.0:
+        return _identity
+    if b == 1.0:
+
+        def leaky(x: Tensor) -> Tensor:
+            return torch.nn.functional.leaky_relu(x, a)
+
+        return leaky
+
     def fn(x: Tensor) -> Tensor:
-        return a * torch.clamp(x, max=0.0) + b * torch.clamp(x, min=0.0)
+        return torch.where(x > 0, b * x, a * x)
 
     return fn
 
