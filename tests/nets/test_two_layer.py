@@ -60,11 +60,16 @@ def test_alignment_counts_mass_near_the_directions() -> None:
     assert tl.alignment(w, a, d, 10.0) == pytest.approx(1 / 3)
 
 
+@pytest.mark.parametrize("blocks", ["one", "several"])
 @pytest.mark.parametrize("alpha", [0.1, 3.0])
-def test_stacked_training_equals_one_network_at_a_time(alpha: float) -> None:
+def test_stacked_training_equals_one_network_at_a_time(
+    alpha: float, blocks: str, monkeypatch
+) -> None:
     """The closed-form stacked gradients against autograd's, network by network (float64:
-    agreement to round-off, 1e-12)."""
+    agreement to round-off, 1e-12), in one block of hidden units or several (5, 5, 2)."""
     X, y, _ = _task()
+    if blocks == "several":
+        monkeypatch.setattr(tl, "_CACHE_ELEMENTS", 5 * 3 * X.shape[0])
     inits = [tl.symmetric_init(12, 2, seed=s) for s in range(3)]
     W0, A0 = torch.stack([w for w, _ in inits]), torch.stack([a for _, a in inits])
     lr = 0.5 * min(1.0, alpha)

@@ -130,6 +130,10 @@ def linearized_run(
     return f_lin, 0.5 * ((decay * proj[None, :]) ** 2).sum(1) / n
 
 
+#: elements of one (S, block, n) array in :func:`train_scaled_stacked`: 512 KiB of float64
+_CACHE_ELEMENTS = 65_536
+
+
 @torch.no_grad()
 def train_scaled_stacked(
     X: torch.Tensor,
@@ -148,18 +152,27 @@ def train_scaled_stacked(
     m, n = w0.shape[1], X.shape[0]
     w, a = w0.clone(), a0.clone()
     losses, rec_steps = [], []
+    Xt = X.T.contiguous()
+    # in blocks of hidden units whose (S, block, n) arrays stay in cache: at large m the
+    # step is bound by memory traffic, not arithmetic; pre-activations are recomputed
+    # (a (block, d) × (d, n) product) rather than kept
+    block = max(1, _CACHE_ELEMENTS // max(1, w.shape[0] * n))
+    parts = [slice(k, min(k + block, m)) for k in range(0, m, block)]
     for step in range(steps + 1):
-        pre = torch.einsum("nd,smd->snm", X, w)
-        act = torch.relu(pre)
-        r = alpha / m * torch.einsum("snm,sm->sn", act, a) - y
+        f = torch.zeros_like(y).expand(w.shape[0], n).clone()
+        for p in parts:
+            f += (a[:, None, p] @ torch.relu(w[:, p] @ Xt)).squeeze(1)
+        r = alpha / m * f - y
         if step in record or step == 0:
             losses.append(0.5 * (r**2).mean(1))
             rec_steps.append(step)
         if step == steps:
             break
         c = lr / (alpha * n)
-        ga = torch.einsum("snm,sn->sm", act, r)
-        gw = torch.einsum("snm,nd->smd", (pre > 0).to(w.dtype) * r[:, :, None], X)
-        w -= c * a[:, :, None] * gw
-        a -= c * ga
+        for p in parts:
+            pre = w[:, p] @ Xt
+            ga = (torch.relu(pre) @ r[:, :, None]).squeeze(2)
+            gw = torch.where(pre > 0, r[:, None, :], 0.0) @ X
+            w[:, p] -= c * a[:, p, None] * gw
+            a[:, p] -= c * ga
     return w, a, rec_steps, torch.stack(losses)
