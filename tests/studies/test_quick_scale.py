@@ -125,10 +125,6 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         {"data_exponent", "data_curve", "model_exponent", "model_curve"},
         lambda res, m: m["grid_extrapolation_mean_abs_rel_error"].kind == "reported",
     ),
-    # finding: μP proxies of width 8–32 put η* at 2^-4.9 while the width-256 target's best
-    # rate is 2^-6 (batch 32): the planned run's learnable loss is 47% above the grid's
-    # best (95% bound 0.82 vs the 0.20 margin). The predicted interval still covers it and
-    # the proxies cost 2% of the grid search
     # quanta (α = 1): L ∝ D^−0.50, onsets ∝ p_k^−0.91, all five seeds in frequency order
     "quanta": (set(), lambda res, m: m["data_exponent"].passed and m["quanta_learned"].value >= 5),
     # findings: the linear escape times hold for the linear net (worst mode 0.27 e-fold)
@@ -161,6 +157,10 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
         set(),
         lambda res, m: m["peak_loss_exponent"].passed and m["lazy_kernel_drift"].value < 0.01,
     ),
+    # finding: μP proxies of width 8–32 put η* at 2^-4.9 while the width-256 target's best
+    # rate is 2^-7 (batch 16): the planned run's learnable loss is 35% above the grid's
+    # best (95% bound 0.43 vs the 0.20 margin). The predicted interval still covers it and
+    # the proxies cost 4% of the grid search
     "proxy-plan": (
         {"planned_minus_best"},
         lambda res, m: (
