@@ -211,3 +211,14 @@ def test_abrelu_values_and_autograd_gradient_match_the_derivative_everywhere(act
     assert torch.equal(y, a * torch.clamp(x, max=0.0) + b * torch.clamp(x, min=0.0))
     (g,) = torch.autograd.grad(y.sum(), x)
     assert torch.equal(g, act.derivative(x.detach()))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "0.1"])
+def test_abrelu_refuses_slopes_that_are_not_finite_numbers(bad):
+    with pytest.raises(ValueError, match="finite numbers"):
+        abrelu(bad, 1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite numbers"):
+        abrelu(0.0, bad)  # type: ignore[arg-type]
+    if isinstance(bad, float):
+        with pytest.raises(ValueError, match="finite numbers"):
+            get_activation(f"leaky_relu({bad})")

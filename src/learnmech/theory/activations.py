@@ -24,6 +24,7 @@ by a tensor-product trapezoidal rule over the bivariate normal (``_normal_rule``
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -224,6 +225,8 @@ def _abrelu_prime(a: float, b: float) -> Callable[[Tensor], Tensor]:
 
 def abrelu(a: float, b: float, name: str | None = None) -> ActivationSpec:
     """φ(x) = a·min(x, 0) + b·max(x, 0) with closed-form dual kernels."""
+    if not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in (a, b)):
+        raise ValueError(f"ABReLU slopes must be finite numbers; got a={a!r}, b={b!r}")
     return ActivationSpec(
         name=name or f"abrelu({a},{b})",
         fn=_abrelu_fn(a, b),
