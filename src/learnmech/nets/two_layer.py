@@ -159,7 +159,7 @@ def train_scaled_stacked(
     block = max(1, _CACHE_ELEMENTS // max(1, w.shape[0] * n))
     parts = [slice(k, min(k + block, m)) for k in range(0, m, block)]
     for step in range(steps + 1):
-        f = torch.zeros_like(y).expand(w.shape[0], n).clone()
+        f = y.new_zeros(w.shape[0], n)
         for p in parts:
             f += (a[:, None, p] @ torch.relu(w[:, p] @ Xt)).squeeze(1)
         r = alpha / m * f - y
