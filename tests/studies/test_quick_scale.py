@@ -82,7 +82,7 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     ),
     # finding: GD's time-averaged loss at the edge sits above the central flow's L̄ by
     # ≈ 1.1 of its oscillation term Δ (the gradient flow misses by ≈ 2.8 Δ), RMSProp's by
-    # ≈ 2.7 Δ (its stable flow: ≈ 30 Δ; 2% of the loss); the flows' sharpness and
+    # ≈ 2.9 Δ (its stable flow: ≈ 21 Δ; 1.4% of the loss); the flows' sharpness and
     # parameters do follow the runs
     "edge-of-stability": (
         {"gd_lr0.4_flow_loss", "rmsprop_lr0.0003_flow_loss"},
