@@ -43,3 +43,27 @@ def test_the_control_reuses_every_trial_but_the_mup_arms():
     )
     assert st.trial_config(a, sp) == st.trial_config(b, sp)
     assert st.trial_config(a, mup) != st.trial_config(b, mup)
+
+
+@pytest.mark.parametrize(
+    ("arm", "plain", "scaled"),
+    [("mlp", "sp", "mup"), ("gpt", "sp", "mup"), ("depth", "none", "depth-mup")],
+)
+def test_at_the_base_size_the_scaled_scheme_is_the_plain_one_bitwise(arm, plain, scaled):
+    """The grid measures the base size once (every multiplier is 1 there): the two sweeps
+    must be equal to the last bit, and a size off the base must differ."""
+    from learnmech.studies.lr_transfer import _sweep
+
+    st = get_study("lr-transfer")
+    small = {"mlp_steps": 3, "gpt_steps": 3, "depth_steps": 3, "lr_log2": [-9, -8, -7, -6, -5]}
+    cfg = st.config("quick", small | {"gpt_lr_log2": [-7, -6, -5, -4, -3]})
+    base = st._bases(cfg)[arm]
+    other = {"mlp": cfg.mlp_widths[1], "gpt": cfg.gpt_widths[1], "depth": cfg.depths[1]}[arm]
+    for size, same in ((base, True), (other, False)):
+        lrs_a, a = _sweep(cfg, arm, plain, size, [0, 1])
+        lrs_b, b = _sweep(cfg, arm, scaled, size, [0, 1])
+        assert (lrs_a == lrs_b).all()
+        assert (a == b).all() == same, (size, a, b)
+    pts = st.grid(cfg)
+    assert {"arm": arm, "scheme": plain, "size": base} not in pts
+    assert {"arm": arm, "scheme": scaled, "size": base} in pts

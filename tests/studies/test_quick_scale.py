@@ -115,7 +115,14 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # over depths 2 → 8, but with 3 seeds (df 2) its 95% bound does not clear −1
     "lr-transfer": (
         {"depth_none_shift_log2"},
-        lambda res, m: m["gpt_mup_shift_log2"].kind == "equivalence",
+        # the plain schemes' fits include the base size, whose sweep the scaled one shares
+        lambda res, m: (
+            m["gpt_mup_shift_log2"].kind == "equivalence"
+            and all(
+                m[f"{a}_shift_log2"].kind == "below" for a in ("mlp_sp", "gpt_sp", "depth_none")
+            )
+            and "over the 4× width range" in m["gpt_sp_shift_log2"].description
+        ),
     ),
     # findings (16 seeds): the model sweep's slope is −1.632 ± 0.018 against the
     # random-projection prediction's −1.600 (tolerance 0.030), and its level misses by up

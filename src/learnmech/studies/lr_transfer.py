@@ -16,6 +16,9 @@ depth-μP branch multiplier 1/√L (Yang et al. 2023, "Tensor Programs VI"; Bord
     known in closed form), held-out loss, widths 16 … 64 (quick) or 16 … 256 (full);
   - ``depth``: a residual MLP (:class:`~learnmech.nets.ResMLP`) on digits at a fixed
     width, depths 2 … 8 (quick) or 2 … 16 (full), with and without depth-μP.
+
+  At each arm's base size every μP (depth-μP) multiplier is 1, so the plain and scaled
+  sweeps there are equal to the last bit: that sweep is measured once and used by both.
 * analyze — per arm and scheme, η* per seed by parabolic interpolation on the grid
   (:func:`~learnmech.hparams.optimal_lr`), then c ± SE by weighted least squares
   (:func:`~learnmech.hparams.transfer_exponent`, SE from the seeds' spread only).
@@ -214,18 +217,28 @@ class LRTransfer(Study):
             full.pop("mup_scheme", None)
         return full
 
+    @staticmethod
+    def _bases(cfg: LRTransferConfig) -> dict[str, int]:
+        """Each arm's base size: there every μP (depth-μP) multiplier is 1, so the scaled
+        scheme *is* the plain one (bitwise; ``tests/studies/test_lr_transfer.py``)."""
+        return {"mlp": cfg.mlp_base, "gpt": cfg.gpt_base, "depth": cfg.depths[0]}
+
     def grid(self, cfg: LRTransferConfig) -> list[dict[str, Any]]:
+        """Every (arm, scheme, size), less the plain scheme at the base size: that sweep is
+        the scaled scheme's, measured once and shared by :meth:`analyze`."""
         arms = (
             ("mlp", WIDTH_SCHEMES, cfg.mlp_widths),
             ("gpt", WIDTH_SCHEMES, cfg.gpt_widths),
             ("depth", DEPTH_ARMS, cfg.depths),
         )
+        base = self._bases(cfg)
         return [
             {"arm": arm, "scheme": s, "size": z}
             for arm, schemes, sizes in arms
             if arm in cfg.arms
             for s in schemes
             for z in sizes
+            if not (s == schemes[0] and z == base[arm])
         ]
 
     def predict(self, cfg: LRTransferConfig) -> list[Curve]:
@@ -265,6 +278,11 @@ class LRTransfer(Study):
                     opts = [optimal_lr(lrs, row) for row in loss]
                     tab[int(size)] = {"lrs": lrs, "loss": loss, "seeds": tz.seeds, "opts": opts}
                 out[(arm, scheme)] = tab
+        for arm, z in self._bases(cfg).items():  # the base-size sweep serves both schemes
+            plain, scaled = DEPTH_ARMS if arm == "depth" else WIDTH_SCHEMES
+            if z in out.get((arm, scaled), {}) and (arm, plain) in out:
+                tab = out[(arm, plain)] | {z: out[(arm, scaled)][z]}
+                out[(arm, plain)] = dict(sorted(tab.items()))
         return out
 
     def claims(self, cfg: LRTransferConfig, s: dict) -> list[Metric]:
