@@ -20,6 +20,20 @@ def _trial(key: str, seed: int, status: str = "ok") -> TrialResult:
     return TrialResult(key, {"width": 8}, seed, status, None, 0.1, curves)
 
 
+def test_relinking_a_run_drops_its_stale_trials(store_path):
+    """A run resumed by a version that hashes its trials differently links the new keys
+    only: the old trials are not counted twice, and stay stored."""
+    with Store(store_path) as st:
+        st.begin_run("r1", "toy", {"a": 1}, "quick", 2, {"device": "cpu"})
+        st.link_trials("r1", ["k0", "k1"])
+        st.add_trial("r1", "toy", _trial("k0", 0), "cpu")
+        st.add_trial("r1", "toy", _trial("k1", 1), "cpu")
+        st.link_trials("r1", ["k1", "k2"])
+        st.add_trial("r1", "toy", _trial("k2", 0), "cpu")
+        assert [t.key for t in st.trials("r1")] == ["k2", "k1"]
+        assert st.done_keys(["k0"]) == {"k0"}
+
+
 def test_round_trip(store_path):
     with Store(store_path) as st:
         st.begin_run("r1", "toy", {"a": 1}, "quick", 2, {"git_sha": "abc", "device": "cpu"})

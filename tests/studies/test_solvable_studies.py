@@ -116,5 +116,25 @@ def test_scaling_laws_arms_hash_only_their_own_fields():
     assert not any(k.startswith("gpt_") for k in st.trial_config(a, rf))
 
 
+def test_scaling_laws_control_re_measures_the_data_sweep_alone():
+    """The finite-features control (data_sweep_p) changes the data sweep's trials only, and
+    the ridge only the grid's: the model sweep and the grid are re-used."""
+    st = get_study("scaling-laws")
+    a = st.config("quick")
+    ctl = st.config("quick", st.control("finite-features").overrides)
+    ridge = st.config("quick", {"ridge": 1e-2})
+    n, p, g = (
+        {"kind": "n", "n": 64, "p": 0},
+        {"kind": "p", "n": 0, "p": 64},
+        {"kind": "grid", "n": 32, "p": 16},
+    )
+    assert st.trial_config(a, n) != st.trial_config(ctl, n)
+    assert st.trial_config(a, p) == st.trial_config(ctl, p)
+    assert st.trial_config(a, g) == st.trial_config(ctl, g)
+    assert st.trial_config(a, g) != st.trial_config(ridge, g)
+    assert st.trial_config(a, n) == st.trial_config(ridge, n)
+    assert st.trial_config(a, p) == st.trial_config(ridge, p)
+
+
 def test_one_value_for_a_list_field_is_a_list():
     assert get_study("scaling-laws").config("quick", {"arms": "gpt"}).arms == ["gpt"]

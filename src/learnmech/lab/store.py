@@ -345,7 +345,14 @@ class Store:
             )
 
     def link_trials(self, run_id: str, keys: Iterable[str]) -> None:
+        """Make ``keys`` the run's trials, exactly: a resumed run whose grid or trial hashing
+        changed since (a new version) keeps none of its stale links, so its trials are
+        not counted twice. The stale trials stay in the store for runs that link them."""
         keys = list(keys)
+        self.con.execute(
+            "DELETE FROM run_trials WHERE run_id = ? AND key NOT IN (SELECT unnest(?::VARCHAR[]))",
+            [run_id, keys],
+        )
         if keys:  # one statement: executemany costs a statement per row (~2 ms each)
             self.con.execute(
                 "INSERT OR IGNORE INTO run_trials SELECT ?, unnest(?::VARCHAR[])", [run_id, keys]
