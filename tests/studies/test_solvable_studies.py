@@ -138,3 +138,19 @@ def test_scaling_laws_control_re_measures_the_data_sweep_alone():
 
 def test_one_value_for_a_list_field_is_a_list():
     assert get_study("scaling-laws").config("quick", {"arms": "gpt"}).arms == ["gpt"]
+
+
+def test_learning_curves_control_re_uses_the_kernel_trials_it_shares():
+    """The finite-population control changes digits_max_fraction (the grid) and net_steps
+    (the net arm): the digits kernel trials at the sizes both grids hold keep their keys,
+    the net trials do not."""
+    st = get_study("learning-curves")
+    a = st.config("quick")
+    ctl = st.config("quick", st.control("finite-population").overrides)
+    kernel = {"task": "digits", "n": 256}
+    net = {"task": "digits-net", "n": 64, "width": 64}
+    assert kernel in st.grid(a) and kernel in st.grid(ctl)
+    assert st.trial_config(a, kernel) == st.trial_config(ctl, kernel)
+    assert st.trial_config(a, net) != st.trial_config(ctl, net)
+    assert "net_steps" in st.trial_config(a, net)
+    assert st.trial_config(a, kernel) != st.trial_config(st.config("quick", {"w_std": 1.0}), kernel)

@@ -204,6 +204,16 @@ class LearningCurves(Study):
         "full": {"seeds": 40, "net_n": [64], "net_widths": [512, 1024, 2048, 4096]},
     }
 
+    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """``digits_max_fraction`` shapes the grid only and ``net_steps`` reaches the net arm
+        only: a kernel trial hashes neither, so a config that changes them (the
+        finite-population control) re-uses the kernel trials it shares."""
+        full = super().trial_config(cfg, point)
+        full.pop("digits_max_fraction", None)
+        if point["task"] != "digits-net":
+            full.pop("net_steps", None)
+        return full
+
     def seeds_for(self, cfg: LearningCurvesConfig, point: dict[str, Any]) -> list[int]:
         """Kernel-regression draws at small n are cheap and noisy: seeds · min(16, 256/n)."""
         if point["task"] == "digits-net":

@@ -54,7 +54,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -219,6 +219,18 @@ class ProxyPlan(Study):
     @staticmethod
     def _lang(cfg: ProxyPlanConfig) -> ZipfMarkov:
         return ZipfMarkov(cfg.vocab, cfg.order, cfg.zipf, seed=cfg.data_seed)
+
+    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """The narrowest proxy is μP's base width, where every multiplier is 1 and the
+        scheme changes nothing (bitwise; ``tests/studies/test_proxy_plan.py``): its sweep
+        hashes no ``scheme``, so the ``sp`` control re-uses it."""
+        full = super().trial_config(cfg, point)
+        if (
+            point["part"] == "sweep"
+            and point["width"] == cast(ProxyPlanConfig, cfg).proxy_widths[0]
+        ):
+            full.pop("scheme", None)
+        return full
 
     def grid(self, cfg: ProxyPlanConfig) -> list[dict[str, Any]]:
         pts: list[dict[str, Any]] = [{"part": "sweep", "width": w} for w in cfg.proxy_widths]
