@@ -181,6 +181,21 @@ def _chi2_p(samples: torch.Tensor, expected: torch.Tensor, batches: int = 30) ->
     return float(stats.f.sf((batches - p) / (p * (batches - 1)) * t2, p, batches - p))
 
 
+def test_a_seeded_network_is_the_global_seeds_draw_and_leaves_the_global_state_alone():
+    """``network(seed=s)`` draws what ``torch.manual_seed(s)`` then ``network()`` draws,
+    from the CPU generator alone, and restores that generator's state."""
+    net = _residual_1d()
+    a = stax.network(net, (2, 9), seed=7)
+    before = torch.random.get_rng_state()
+    torch.manual_seed(7)
+    b = stax.network(net, (2, 9))
+    torch.random.set_rng_state(before)
+    stax.network(net, (2, 9), seed=8)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    pa, pb = (torch.nn.utils.parameters_to_vector(m.parameters()) for m in (a, b))
+    assert torch.equal(pa, pb)
+
+
 @pytest.mark.parametrize("name", sorted(_EXACT_NETS))
 def test_finite_network_output_covariance_is_the_nngp(name):
     make, mutant = _EXACT_NETS[name]

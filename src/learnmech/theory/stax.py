@@ -1574,7 +1574,10 @@ def network(
         raise ValueError(f"input_shape must be (d,), (C, L) or (C, H, W), got {input_shape!r}")
     gen_state = torch.random.get_rng_state()
     if seed is not None:
-        torch.manual_seed(seed)
+        # the CPU generator alone (the network is built on the CPU): torch.manual_seed
+        # would also reseed every CUDA generator, which the restore below leaves changed,
+        # and on a machine without CUDA it formats a traceback per call (~1 ms)
+        torch.random.default_generator.manual_seed(seed)
     try:
         model, _ = _build(net, _Shape(shape[0], shape[1:]))
     finally:
