@@ -257,3 +257,32 @@ def test_limit_threads_refuses_a_bad_count(bad):
 
     with pytest.raises(UserError, match="threads must be a positive integer"):
         limit_threads(bad)
+
+
+def test_a_point_measured_as_another_is_measured_once_and_analysed_under_both(
+    store_path, monkeypatch
+):
+    """Study.measured_as: the runner measures the shared point once (and a resumed run
+    nothing), the analysis sees its trials under both points, and the failed-trials
+    claim counts stored trials, not their aliases."""
+    from tests.lab import alias_study
+
+    monkeypatch.setenv("LEARNMECH_STUDIES", "alias=tests.lab.alias_study:Alias")
+    alias_study.CALLS.clear()
+    res = run_study("alias", store=store_path, seeds=2, report=False)
+    assert sorted((c["scheme"], c["size"]) for c in alias_study.CALLS) == [
+        ("plain", 1),
+        ("plain", 2),
+        ("plain", 4),
+        ("scaled", 2),
+        ("scaled", 4),
+    ]
+    m = {x.name: x for x in res.metrics}
+    assert m["scaled@1"].value == m["plain@1"].value == 1.5  # size 1, seeds 0 and 1
+    assert m["scaled@4"].value == 16.5 and m["plain@4"].value == 4.5
+    assert res.trials_run == 10 and m["failed_or_diverged_trials"].value == 0
+    with Store(store_path, read_only=True) as st:
+        assert len(st.trials(res.run_id)) == 10
+    alias_study.CALLS.clear()
+    again = run_study("alias", store=store_path, seeds=2, report=False)
+    assert alias_study.CALLS == [] and again.trials_skipped == 10

@@ -21,8 +21,8 @@ def test_the_base_runs_are_measured_once_and_the_control_re_uses_them():
     st = get_study("linear-scaling-rule")
     cfg = st.config("quick")
     ctl = st.config("quick", st.control("no-scaling").overrides)
-    grid = st.grid(cfg)
-    assert [p for p in grid if p["k"] == 1] == [{"rule": "sgd", "k": 1}, {"rule": "adam", "k": 1}]
-    base = {"rule": "sgd", "k": 1}
-    assert base in st.grid(ctl)
-    assert st.trial_config(cfg, base) == st.trial_config(ctl, base)
+    bases = [m for _, m in st.measured_points(cfg) if m["k"] == 1]
+    assert bases == [{"rule": "sgd_linear", "k": 1}, {"rule": "adam_linear", "k": 1}]
+    main = [p for p, _ in st.measured_points(cfg)]
+    assert next(p for p, m in st.measured_points(ctl) if m["k"] == 1) in main
+    assert st.measured_as(cfg, {"rule": "adam_sqrt", "k": 4}) == {"rule": "adam_sqrt", "k": 4}

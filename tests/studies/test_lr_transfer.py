@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from learnmech.errors import ConfigError
@@ -33,16 +35,16 @@ def test_every_scale_validates(scale):
     assert {p["arm"] for p in pts} == {"mlp", "gpt", "depth"}
 
 
-def test_the_control_reuses_every_trial_but_the_mup_arms():
-    """``mup_scheme`` (the sp-as-mup control) is hashed into the "mup" arms only."""
+def test_the_control_measures_nothing_new():
+    """Under sp-as-mup the "μP" MLP arm is SP: measured as the SP points the main run
+    already holds (``mup_scheme`` is hashed into "mup" trials only)."""
     st = get_study("lr-transfer")
-    a, b = st.config("quick"), st.config("quick", {"arms": ["mlp"], "mup_scheme": "sp"})
-    sp, mup = (
-        {"arm": "mlp", "scheme": "sp", "size": 32},
-        {"arm": "mlp", "scheme": "mup", "size": 32},
-    )
-    assert st.trial_config(a, sp) == st.trial_config(b, sp)
-    assert st.trial_config(a, mup) != st.trial_config(b, mup)
+    a, b = st.config("quick"), st.config("quick", st.control("sp-as-mup").overrides)
+    main = {json.dumps(p, sort_keys=True) for p, _ in st.measured_points(a)}
+    ctl = {json.dumps(p, sort_keys=True) for p, _ in st.measured_points(b)}
+    assert ctl <= main and len(ctl) == len(b.mlp_widths)
+    mup = {"arm": "mlp", "scheme": "mup", "size": 128}
+    assert st.measured_as(a, mup) == mup  # off the base, μP is measured as itself
 
 
 @pytest.mark.parametrize(
@@ -50,8 +52,8 @@ def test_the_control_reuses_every_trial_but_the_mup_arms():
     [("mlp", "sp", "mup"), ("gpt", "sp", "mup"), ("depth", "none", "depth-mup")],
 )
 def test_at_the_base_size_the_scaled_scheme_is_the_plain_one_bitwise(arm, plain, scaled):
-    """The grid measures the base size once (every multiplier is 1 there): the two sweeps
-    must be equal to the last bit, and a size off the base must differ."""
+    """The base size is measured once (every multiplier is 1 there): the two sweeps must
+    be equal to the last bit, and a size off the base must differ."""
     from learnmech.studies.lr_transfer import _sweep
 
     st = get_study("lr-transfer")
@@ -64,6 +66,5 @@ def test_at_the_base_size_the_scaled_scheme_is_the_plain_one_bitwise(arm, plain,
         lrs_b, b = _sweep(cfg, arm, scaled, size, [0, 1])
         assert (lrs_a == lrs_b).all()
         assert (a == b).all() == same, (size, a, b)
-    pts = st.grid(cfg)
-    assert {"arm": arm, "scheme": plain, "size": base} not in pts
-    assert {"arm": arm, "scheme": scaled, "size": base} in pts
+        point = {"arm": arm, "scheme": scaled, "size": size}
+        assert (st.measured_as(cfg, point)["scheme"] == plain) == same

@@ -36,6 +36,9 @@ def test_scales_validate_and_grids_are_json(study):
         for point in grid:
             json.dumps(study.trial_config(cfg, point))
             assert study.seeds_for(cfg, point)
+            # a point measured as another keeps the grid's keys (the analysis reads both)
+            assert set(study.measured_as(cfg, point)) == set(point)
+        assert study.measured_points(cfg)
         assert study.predict is not None
 
 

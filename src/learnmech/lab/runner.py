@@ -112,13 +112,11 @@ def run_study(
     device = resolve_device(device)
     check_memory(study, cfg, device)  # a size that cannot fit is refused before any write
     run_id = run_key(name, config | ({"__control__": control} if control else {}))
-    grid = study.grid(cfg)
-    points = [study.trial_config(cfg, p) for p in grid]
-    trials = [
-        t
-        for g, p in zip(grid, points, strict=True)
-        for t in expand(name, [p], study.seeds_for(cfg, g))
-    ]
+    # each distinct measurement once: grid points measured as another (Study.measured_as)
+    # share its trials, which the analysis sees under both
+    measured = study.measured_points(cfg)
+    points = [p for p, _ in measured]
+    trials = [t for p, m in measured for t in expand(name, [p], study.seeds_for(cfg, m))]
     ex = make_executor(executor, workers=workers, device=device)  # fails before writing
     t0 = time.perf_counter()
     prov = provenance()

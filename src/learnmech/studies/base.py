@@ -30,6 +30,7 @@ a-priori formulas with their source in the study's docstring.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import itertools
 import json
@@ -449,6 +450,45 @@ class Study(ABC):
         base = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in drop}
         return base | point
 
+    def measured_as(self, cfg: Any, point: dict[str, Any]) -> dict[str, Any]:
+        """The point whose measurement stands for grid point ``point`` (default: itself).
+
+        Where two points' measurements are equal by construction — μP at its base width
+        *is* SP, every scaling rule at k = 1 is the same base run — return the one for the
+        other: the runner measures it once (and another run whose grid holds it re-uses
+        it), and :meth:`evaluate` shows its trials under both points, so :meth:`analyze`
+        need not know. A test should check the equality the study relies on.
+        """
+        return point
+
+    def measured_points(self, cfg: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """What the runner measures, each once, in grid order: (:meth:`trial_config`, the
+        grid point it is of) for every distinct :meth:`measured_as` of the grid."""
+        out: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for g in self.grid(cfg):
+            m = self.measured_as(cfg, g)
+            p = self.trial_config(cfg, m)
+            out.setdefault(json.dumps(p, sort_keys=True), (p, m))
+        return list(out.values())
+
+    def with_aliases(self, cfg: Any, trials: list[TrialResult]) -> list[TrialResult]:
+        """The trials as the grid sees them: those of a point measured as another
+        (:meth:`measured_as`) appear under the grid point's own config, once per grid point
+        that reads them (a measured point outside the grid is seen only through its
+        aliases). Trials of no grid point pass through unchanged."""
+        readers: dict[str, list[dict[str, Any]]] = {}
+        for g in self.grid(cfg):
+            src = json.dumps(self.trial_config(cfg, self.measured_as(cfg, g)), sort_keys=True)
+            readers.setdefault(src, []).append(self.trial_config(cfg, g))
+        out = []
+        for t in trials:
+            dsts = readers.get(json.dumps(t.point, sort_keys=True))
+            if dsts is None:
+                out.append(t)
+                continue
+            out += [t if d == t.point else dataclasses.replace(t, point=d) for d in dsts]
+        return out
+
     def memory_bytes(self, cfg: Any) -> int | None:
         """A lower bound on the memory the largest trial of ``cfg`` needs (None: no
         estimate). :func:`check_memory` refuses a config whose bound exceeds what the
@@ -527,11 +567,12 @@ class Study(ABC):
 
     def evaluate(self, cfg: Any, theory: list[Curve], trials: list[TrialResult]) -> Evaluation:
         """analyze → claims, plus the failed-trials claim (the protocol's, not the study's)."""
+        seen = self.with_aliases(cfg, trials)
         if self.legacy:
-            metrics = list(type(self).compare(self, cfg, theory, trials))
+            metrics = list(type(self).compare(self, cfg, theory, seen))
             summary = None
         else:
-            summary = self.analyze(cfg, theory, Trials(trials))
+            summary = self.analyze(cfg, theory, Trials(seen))
             metrics = list(self.claims(cfg, summary))
         if not any(m.name == FAILURES for m in metrics):
             metrics.append(failures_metric(trials))

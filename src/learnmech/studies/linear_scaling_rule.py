@@ -60,12 +60,6 @@ SGD_RULES = ("sgd_linear", "sgd_none")
 MARGIN = 0.05  # mean |Δ log L|: the curves agree to within 5% beyond seed noise
 
 
-def _optimizer_of(rule: str) -> str:
-    """The base run's key: at k = 1 every rule of one optimizer is the same run (η₀ and
-    its β, ε unscaled), so it is measured once as rule "sgd" or "adam"."""
-    return "sgd" if rule in SGD_RULES else "adam"
-
-
 class LinearScalingRuleConfig(StudyConfig):
     ks: list[int] = Sweep([1, 2, 4, 8, 125], key="k", n=3, ge=1, description="1 and two k > 1")
     rules: list[Rule] = Sweep(["sgd_linear", "adam_sqrt", "adam_linear"], key="rule", order=None)
@@ -160,20 +154,23 @@ class LinearScalingRule(Study):
     )
 
     def grid(self, cfg: LinearScalingRuleConfig) -> list[dict[str, Any]]:
-        # one base run (k = 1) per optimizer, shared by its rules; the square-root rule
-        # needs 1 − k(1 − β₁) > 0: k < 10 at β₁ = 0.9; Adam's linear arm uses the same ks
-        # for a like-for-like comparison
-        bases = dict.fromkeys(_optimizer_of(r) for r in cfg.rules)
-        return [{"rule": o, "k": 1} for o in bases] + [
-            {"rule": r, "k": k} for r in cfg.rules for k in cfg.ks[1:] if r in SGD_RULES or k < 10
-        ]
+        # the square-root rule needs 1 − k(1 − β₁) > 0: k < 10 at β₁ = 0.9; Adam's linear
+        # arm uses the same ks for a like-for-like comparison
+        return [{"rule": r, "k": k} for r in cfg.rules for k in cfg.ks if r in SGD_RULES or k < 10]
+
+    def measured_as(self, cfg: LinearScalingRuleConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """At k = 1 every rule of one optimizer is the same base run (η₀, β, ε unscaled;
+        bitwise, ``tests/studies/test_linear_scaling_rule.py``): measured once, as the
+        optimizer's linear rule, for every rule and for the control."""
+        if point["k"] == 1:
+            return {"rule": "sgd_linear" if point["rule"] in SGD_RULES else "adam_linear", "k": 1}
+        return point
 
     def measure(
         self, cfg: LinearScalingRuleConfig, point: dict[str, Any], seeds: list[int], device: str
     ) -> dict[int, list[Curve]]:
         out: dict[int, list[Curve]] = {}
         rule, k = point["rule"], int(point["k"])
-        rule = {"sgd": "sgd_linear", "adam": "adam_linear"}.get(rule, rule)  # k = 1: the same
         for seed in seeds:
             lam: list[float] | None = [] if k == 1 else None
             e, loss = _curve(cfg, rule, k, seed, 1000 * seed + k, device, lam)
@@ -191,22 +188,21 @@ class LinearScalingRule(Study):
         """rule → {"D": k → per-seed D(k) (k = 1: the floor D₀), "excess": k → per-seed
         D(k) − D₀ (paired), "sharpness": per-seed λ at the base run's end, "curves"}."""
         out: dict[str, Any] = {}
-        for rule in cfg.rules:
-            base, ts = trials.where(rule=_optimizer_of(rule), k=1), trials.where(rule=rule)
-            x1, l1 = base.stack("loss")
+        for rule, ts in trials.by("rule").items():
+            base = ts.where(k=1)
+            _, l1 = base.stack("loss")
             _, l1b = base.stack("loss_other_stream")
             if not l1.size:
                 continue
             seeds = base.seeds
             d0 = np.mean(np.abs(np.log(l1b) - np.log(l1)), axis=1)
-            r: dict[str, Any] = {"D": {1: d0}, "excess": {}, "curves": {1: (x1, l1)}}
-            r["seeds"] = seeds
+            r: dict[str, Any] = {"D": {1: d0}, "excess": {}, "curves": {}, "seeds": seeds}
             _, lam = base.stack("sharpness")
             r["sharpness"] = lam.max(axis=1) if lam.size else np.zeros(0)
             for k, tk in ts.by("k").items():
                 x, lk = tk.stack("loss")
                 r["curves"][k] = (x, lk)
-                if tk.seeds != seeds:
+                if k == 1 or tk.seeds != seeds:
                     continue
                 dk = np.mean(np.abs(np.log(lk) - np.log(l1)), axis=1)
                 r["D"][k], r["excess"][k] = dk, dk - d0

@@ -18,7 +18,8 @@ depth-μP branch multiplier 1/√L (Yang et al. 2023, "Tensor Programs VI"; Bord
     width, depths 2 … 8 (quick) or 2 … 16 (full), with and without depth-μP.
 
   At each arm's base size every μP (depth-μP) multiplier is 1, so the plain and scaled
-  sweeps there are equal to the last bit: that sweep is measured once and used by both.
+  sweeps there are equal to the last bit: that sweep is measured once and used by both
+  (:meth:`~learnmech.studies.base.Study.measured_as`).
 * analyze — per arm and scheme, η* per seed by parabolic interpolation on the grid
   (:func:`~learnmech.hparams.optimal_lr`), then c ± SE by weighted least squares
   (:func:`~learnmech.hparams.transfer_exponent`, SE from the seeds' spread only).
@@ -219,27 +220,32 @@ class LRTransfer(Study):
 
     @staticmethod
     def _bases(cfg: LRTransferConfig) -> dict[str, int]:
-        """Each arm's base size: there every μP (depth-μP) multiplier is 1, so the scaled
-        scheme *is* the plain one (bitwise; ``tests/studies/test_lr_transfer.py``)."""
+        """Each arm's base size: there every μP (depth-μP) multiplier is 1."""
         return {"mlp": cfg.mlp_base, "gpt": cfg.gpt_base, "depth": cfg.depths[0]}
 
     def grid(self, cfg: LRTransferConfig) -> list[dict[str, Any]]:
-        """Every (arm, scheme, size), less the plain scheme at the base size: that sweep is
-        the scaled scheme's, measured once and shared by :meth:`analyze`."""
         arms = (
             ("mlp", WIDTH_SCHEMES, cfg.mlp_widths),
             ("gpt", WIDTH_SCHEMES, cfg.gpt_widths),
             ("depth", DEPTH_ARMS, cfg.depths),
         )
-        base = self._bases(cfg)
         return [
             {"arm": arm, "scheme": s, "size": z}
             for arm, schemes, sizes in arms
             if arm in cfg.arms
             for s in schemes
             for z in sizes
-            if not (s == schemes[0] and z == base[arm])
         ]
+
+    def measured_as(self, cfg: LRTransferConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """The scaled scheme's sweep is the plain scheme's, bitwise, at the arm's base size
+        (``tests/studies/test_lr_transfer.py``) and wherever the sp-as-mup control makes
+        "μP" SP: measured once, as the plain scheme."""
+        plain = {"mup": "sp", "depth-mup": "none"}.get(point["scheme"])
+        at_base = point["size"] == self._bases(cfg)[point["arm"]]
+        if plain and (at_base or (plain == "sp" and cfg.mup_scheme == "sp")):
+            return point | {"scheme": plain}
+        return point
 
     def predict(self, cfg: LRTransferConfig) -> list[Curve]:
         out = []
@@ -278,11 +284,6 @@ class LRTransfer(Study):
                     opts = [optimal_lr(lrs, row) for row in loss]
                     tab[int(size)] = {"lrs": lrs, "loss": loss, "seeds": tz.seeds, "opts": opts}
                 out[(arm, scheme)] = tab
-        for arm, z in self._bases(cfg).items():  # the base-size sweep serves both schemes
-            plain, scaled = DEPTH_ARMS if arm == "depth" else WIDTH_SCHEMES
-            if z in out.get((arm, scaled), {}) and (arm, plain) in out:
-                tab = out[(arm, plain)] | {z: out[(arm, scaled)][z]}
-                out[(arm, plain)] = dict(sorted(tab.items()))
         return out
 
     def claims(self, cfg: LRTransferConfig, s: dict) -> list[Metric]:
