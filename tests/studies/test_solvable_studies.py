@@ -154,3 +154,18 @@ def test_learning_curves_control_re_uses_the_kernel_trials_it_shares():
     assert st.trial_config(a, net) != st.trial_config(ctl, net)
     assert "net_steps" in st.trial_config(a, net)
     assert st.trial_config(a, kernel) != st.trial_config(st.config("quick", {"w_std": 1.0}), kernel)
+
+
+def test_critical_batch_size_control_re_uses_the_noise_scale_run():
+    """The fixed-lr control changes the sweep's rates only: the full-batch reference run
+    (rate noise_lr) keeps its key, the sweep points do not, and noise settings do not
+    reach the sweep."""
+    st = get_study("critical-batch-size")
+    a = st.config("quick")
+    ctl = st.config("quick", st.control("fixed-lr").overrides)
+    noise, sweep = {"kind": "noise"}, {"kind": "sweep", "batch": 32}
+    assert st.trial_config(a, noise) == st.trial_config(ctl, noise)
+    assert st.trial_config(a, sweep) != st.trial_config(ctl, sweep)
+    other = st.config("quick", {"noise_lr": 0.2, "hessian_samples": 10})
+    assert st.trial_config(a, sweep) == st.trial_config(other, sweep)
+    assert st.trial_config(a, noise) != st.trial_config(other, noise)

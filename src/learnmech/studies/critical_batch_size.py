@@ -13,7 +13,8 @@ the gradient noise scale B_noise = tr(HΣ)/(GᵀHG) (eq. 2.8).
 * measure — a ReLU MLP on 1,000 digits with cross-entropy and plain SGD; for each B, the
   fewest steps to the target training loss over a learning-rate grid (the model assumes
   the best rate per B; the loss is checked every ≈ n/(8B) steps); B_noise and B_simple
-  at log-spaced losses along a full-batch run from init to the target.
+  at log-spaced losses along a full-batch SGD run (rate ``noise_lr``) from init to the
+  target.
 * analyze — fit S = S_min + E_min/B (weighted by the seeds' spread, floored at the step
   resolution), B_crit = E_min/S_min with its delta-method SE from the stated errors only
   (not inflated by the fit's χ²: lack of fit is its own claim).
@@ -66,6 +67,13 @@ class CriticalBatchSizeConfig(StudyConfig):
     max_steps: int = Field(6000, ge=10, le=10_000_000)
     samples: int = Field(1000, ge=50, le=1797)
     width: int = Field(128, ge=4, le=4096)
+    noise_lr: float = Field(
+        0.4,
+        gt=0,
+        le=100,
+        description="SGD rate of the full-batch reference run along which the noise scale "
+        "is measured (not a sweep rate: a control that changes the sweep's rates re-uses it)",
+    )
     noise_points: int = Field(6, ge=2, le=50)
     hessian_samples: int = Field(40, ge=2, le=10_000)
     data_seed: int = Field(0, ge=0)
@@ -103,6 +111,7 @@ class CriticalBatchSize(Study):
             "batch_sizes": [2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
             "lrs": [0.01, 0.03, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0],
             "target_loss": 0.02,
+            "noise_lr": 0.3,
             "noise_points": 10,
             "hessian_samples": 100,
         },
@@ -112,6 +121,16 @@ class CriticalBatchSize(Study):
         """One step at the largest batch: its inputs, hidden activations and logits,
         B·(64 + width + 10) float32 numbers (a lower bound: autograd keeps more)."""
         return int(max(cfg.batch_sizes) * (64 + cfg.width + 10) * 4)
+
+    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
+        """The reference run reads no sweep rate, a sweep point no noise setting."""
+        full = super().trial_config(cfg, point)
+        drop = (
+            ("lrs",)
+            if point["kind"] == "noise"
+            else ("noise_lr", "noise_points", "hessian_samples")
+        )
+        return {k: v for k, v in full.items() if k not in drop}
 
     def grid(self, cfg: CriticalBatchSizeConfig) -> list[dict[str, Any]]:
         return [{"kind": "noise"}] + [{"kind": "sweep", "batch": b} for b in cfg.batch_sizes]
@@ -152,7 +171,7 @@ class CriticalBatchSize(Study):
                 continue
             # reference full-batch run: noise scales at log-spaced losses down to the target
             model = _model(cfg, seed).to(device)
-            opt = torch.optim.SGD(model.parameters(), lr=max(cfg.lrs[len(cfg.lrs) // 2], 0.1))
+            opt = torch.optim.SGD(model.parameters(), lr=cfg.noise_lr)
             with torch.no_grad():
                 l0 = float(nn.functional.cross_entropy(model(X), Y))
             levels = list(np.geomspace(l0, cfg.target_loss, cfg.noise_points))
