@@ -196,6 +196,7 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
     # the ansatz itself (a statement about the net's own AGOP) survives shuffled labels
     ("feature-ansatz", "shuffled-labels"): lambda m: m["init0.1_learned_part_correlation"].passed,
     # SP's optimum falls with width over the proxies, and the plan misses by far more
+    # (the control runs 2 seeds: its point estimate, not a wide interval, must miss)
     ("proxy-plan", "sp"): lambda m: (
         m["proxy_lr_exponent"].value < -0.5 and m["planned_minus_best"].value > 1.0
     ),
