@@ -21,7 +21,8 @@ become nearest-class-centre decisions.
   0.2/(C − 1), a fifth of the way from the simplex angle to orthogonality (``within``).
 * negative control ``frozen-features`` — only the classifier trains, on fixed random
   features: the head still reaches zero training error, but features cannot collapse, so
-  the NC1 and equinorm decreases must fail.
+  the NC1 and equinorm decreases must fail. Fixed features make those decreases exactly 0
+  (a ``below`` 0 claim fails at any seed count), so the control runs 2 seeds.
 
 Finding: with the MSE loss every metric collapses (full scale: NC1 by 24×, NC3 by 5×).
 With cross-entropy, NC1, equinorm, NC3 and NC4 collapse but the spread of the pairwise
@@ -97,7 +98,14 @@ class NeuralCollapse(Study):
     controls = (
         Control(
             "frozen-features",
-            {"train_body": False, "width": 2048, "depth": 1, "lr": 0.003, "epochs": 400},
+            {
+                "train_body": False,
+                "width": 2048,
+                "depth": 1,
+                "lr": 0.003,
+                "epochs": 400,
+                "seeds": 2,
+            },
             ("mse_nc1_decrease", "mse_nc2_equinorm_decrease"),
             "only the classifier trains, on 2048 fixed random ReLU features: it still fits the "
             "training set, but the features cannot collapse",
