@@ -86,12 +86,16 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     # parameters do follow the runs
     "edge-of-stability": (
         {"gd_lr0.4_flow_loss", "rmsprop_lr0.0003_flow_loss"},
-        lambda res, m: all(
-            m[f"{o}_flow_sharpness"].passed
-            and m[f"{o}_flow_closer"].passed
-            and m[f"{o}_plateau_ratio"].kind == "within"
-            and m[f"{o}_flow_loss_alternative"].value > 2 * m[f"{o}_flow_loss"].value
-            for o in ("gd_lr0.4", "rmsprop_lr0.0003")
+        lambda res, m: (
+            all(
+                m[f"{o}_flow_sharpness"].passed
+                and m[f"{o}_flow_closer"].passed
+                and m[f"{o}_plateau_ratio"].kind == "within"
+                and m[f"{o}_flow_loss_alternative"].value > 2 * m[f"{o}_flow_loss"].value
+                for o in ("gd_lr0.4", "rmsprop_lr0.0003")
+            )
+            # RMSProp's stable flow passes stop_ratio = 10·2/η before step 800 and is stopped
+            and m["rmsprop_lr0.0003_stable_flow_stopped"].value < 800
         ),
     ),
     "deep-linear": (
