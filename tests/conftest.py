@@ -29,23 +29,31 @@ except ImportError:  # hypothesis is a dev extra; only the property tests need i
     pass
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-#: rough one-thread seconds of the longest tests: study quick scales (by parameter) and
-#: the Ray group (one work unit). `make test` hands tests to its workers in collection
-#: order, one at a time, so the longest go first (longest-processing-time-first): a long
-#: test collected last would run alone at the end while the other worker idles. Only the
-#: order changes; the figures need not be exact.
+#: rough one-thread seconds of the longest tests (a suite run of 2026-12-01): study quick
+#: scales by parameter, a few others by name, and the Ray group (one work unit). `make test`
+#: hands tests to its workers in collection order, one at a time, so the longest go first
+#: (longest-processing-time-first): a long test collected last would run alone at the end
+#: while the other worker idles. Only the order changes; the figures need not be exact.
+Q = "::test_v2_quick_scale_findings_and_controls"
 LONGEST = {
-    "[proxy-plan]": 244,
-    "[lr-transfer]": 204,
-    "[edge-of-stability]": 168,
-    "[quanta]": 115,
-    "[learning-curves]": 85,
-    "[scaling-laws]": 76,
-    "[universality]": 71,
-    "[mean-field]": 69,
-    "[critical-batch-size]": 61,
-    "[grokking]": 60,
-    "[wide-nets]": 56,
+    Q + "[proxy-plan]": 180,
+    Q + "[lr-transfer]": 140,
+    Q + "[edge-of-stability]": 125,
+    Q + "[quanta]": 90,
+    Q + "[learning-curves]": 70,
+    Q + "[mean-field]": 62,
+    "::test_kills_at_random_moments_lose_nothing_double_nothing_leave_nothing_running": 59,
+    Q + "[wide-nets]": 56,
+    Q + "[grokking]": 52,
+    Q + "[universality]": 50,
+    Q + "[scaling-laws]": 50,
+    Q + "[critical-batch-size]": 45,
+    Q + "[lazy-rich]": 35,
+    Q + "[fourier-order]": 31,
+    Q + "[saddle-to-saddle]": 29,
+    "::test_a_huggingface_gpt2_family_is_planned": 25,
+    Q + "[neural-collapse]": 20,
+    "::test_scaling_laws_gpt_arm_small_run": 22,
 }
 
 
@@ -53,8 +61,6 @@ def _cost(item: pytest.Item) -> float:
     name = item.nodeid
     if item.get_closest_marker("xdist_group"):
         return 95.0  # the Ray tests, one work unit on one worker
-    if "::test_v2_quick_scale_findings_and_controls[" not in name:
-        return 0.0
     return next((s for k, s in LONGEST.items() if name.endswith(k)), 0.0)
 
 
