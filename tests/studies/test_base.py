@@ -139,3 +139,15 @@ def test_trials_tables_is_table_for_every_observable() -> None:
         ws2, v2 = ts.table("width", name)
         assert ws.tolist() == ws2.tolist() and v.tolist() == v2.tolist()
     assert tabs["loss"][1].tolist() == [[0.1, 0.2]]
+
+
+def test_hashed_for_leaves_a_field_out_of_the_points_that_do_not_read_it() -> None:
+    class OnlyA(Toy):
+        hashed_for = {"ns": {"arm": "a"}}  # noqa: RUF012
+
+    study, cfg = OnlyA(), Cfg()
+    a, b = {"lr": 0.1, "scale": 1.0, "arm": "a"}, {"lr": 0.1, "scale": 1.0, "arm": "b"}
+    assert study.trial_config(cfg, a)["ns"] == [16, 64]
+    assert "ns" not in study.trial_config(cfg, b)
+    assert study.trial_config(Cfg(ns=[8, 32]), b) == study.trial_config(cfg, b)
+    assert "ns" in Toy().trial_config(cfg, b)  # the default hashes every field

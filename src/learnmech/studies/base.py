@@ -389,6 +389,10 @@ class Study(ABC):
     #: legacy declarations; new studies mark fields with :func:`Sweep` / :func:`Analysis`
     sweep_fields: ClassVar[frozenset[str]] = frozenset()
     analysis_fields: ClassVar[frozenset[str]] = frozenset()
+    #: config fields that only some grid points read: field → the point values under which
+    #: it is hashed into a trial (elsewhere it is left out, so a config that changes it
+    #: re-uses those trials)
+    hashed_for: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self) -> None:
         self._state: dict[str, Any] = {}
@@ -446,7 +450,11 @@ class Study(ABC):
 
     def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
         """Everything that determines one trial's measurement: the trial key hashes this."""
-        drop = self._dropped()
+        drop = self._dropped() | {
+            f
+            for f, when in self.hashed_for.items()
+            if any(point.get(k) != v for k, v in when.items())
+        }
         base = {k: v for k, v in cfg.model_dump(mode="json").items() if k not in drop}
         return base | point
 

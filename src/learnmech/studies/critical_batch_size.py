@@ -67,13 +67,7 @@ class CriticalBatchSizeConfig(StudyConfig):
     max_steps: int = Field(6000, ge=10, le=10_000_000)
     samples: int = Field(1000, ge=50, le=1797)
     width: int = Field(128, ge=4, le=4096)
-    noise_lr: float = Field(
-        0.4,
-        gt=0,
-        le=100,
-        description="SGD rate of the full-batch reference run along which the noise scale "
-        "is measured (not a sweep rate: a control that changes the sweep's rates re-uses it)",
-    )
+    noise_lr: float = Field(0.4, gt=0, le=100, description="SGD rate of the noise-scale run")
     noise_points: int = Field(6, ge=2, le=50)
     hessian_samples: int = Field(40, ge=2, le=10_000)
     data_seed: int = Field(0, ge=0)
@@ -104,6 +98,11 @@ class CriticalBatchSize(Study):
             "one small rate for every B: the best rate per batch is what makes B_crit ≈ B_noise",
         ),
     )
+    #: the noise-scale run reads no sweep rate, a sweep no noise setting
+    hashed_for: ClassVar[dict[str, dict[str, Any]]] = {
+        "lrs": {"kind": "sweep"},
+        **{f: {"kind": "noise"} for f in ("noise_lr", "noise_points", "hessian_samples")},
+    }
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 3},
         "full": {
@@ -121,16 +120,6 @@ class CriticalBatchSize(Study):
         """One step at the largest batch: its inputs, hidden activations and logits,
         B·(64 + width + 10) float32 numbers (a lower bound: autograd keeps more)."""
         return int(max(cfg.batch_sizes) * (64 + cfg.width + 10) * 4)
-
-    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
-        """The reference run reads no sweep rate, a sweep point no noise setting."""
-        full = super().trial_config(cfg, point)
-        drop = (
-            ("lrs",)
-            if point["kind"] == "noise"
-            else ("noise_lr", "noise_points", "hessian_samples")
-        )
-        return {k: v for k, v in full.items() if k not in drop}
 
     def grid(self, cfg: CriticalBatchSizeConfig) -> list[dict[str, Any]]:
         return [{"kind": "noise"}] + [{"kind": "sweep", "batch": b} for b in cfg.batch_sizes]

@@ -74,7 +74,7 @@ from learnmech.measure import regression as rr
 from learnmech.records import Curve, Figure, Metric
 from learnmech.report.plots import colors, save_png, subplots
 from learnmech.stats import debiased_mean_square, jackknife, mean_se
-from learnmech.studies.base import Control, Study, StudyConfig, Sweep, Trials, Values
+from learnmech.studies.base import Analysis, Control, Study, StudyConfig, Sweep, Trials, Values
 from learnmech.theory import eigenlearning, stax
 from learnmech.theory.spectra import gram_matrix, power_law_spectrum, spectrum_from_gram
 
@@ -106,7 +106,7 @@ class LearningCurvesConfig(StudyConfig):
         [512, 2048], key="width", n=2, ge=8, description="digits net: hidden widths"
     )
     net_steps: int = Field(500, ge=1, le=1_000_000)
-    digits_max_fraction: float = Field(
+    digits_max_fraction: float = Analysis(  # selects trials, changes none: not hashed
         0.25, gt=0, le=0.95, description="digits: largest n as a fraction of the 1,797 images"
     )
     data_seed: int = Field(0, ge=0)
@@ -199,20 +199,11 @@ class LearningCurves(Study):
             "n up to 90% of the digits population: not i.i.d. draws from a continuum",
         ),
     )
+    hashed_for: ClassVar[dict[str, dict[str, Any]]] = {"net_steps": {"task": "digits-net"}}
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 12, "n_values": [8, 16, 32, 64, 128, 256, 512, 1024], "net_n": [64]},
         "full": {"seeds": 40, "net_n": [64], "net_widths": [512, 1024, 2048, 4096]},
     }
-
-    def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
-        """``digits_max_fraction`` shapes the grid only and ``net_steps`` reaches the net arm
-        only: a kernel trial hashes neither, so a config that changes them (the
-        finite-population control) re-uses the kernel trials it shares."""
-        full = super().trial_config(cfg, point)
-        full.pop("digits_max_fraction", None)
-        if point["task"] != "digits-net":
-            full.pop("net_steps", None)
-        return full
 
     def seeds_for(self, cfg: LearningCurvesConfig, point: dict[str, Any]) -> list[int]:
         """Kernel-regression draws at small n are cheap and noisy: seeds · min(16, 256/n)."""

@@ -204,6 +204,11 @@ class ScalingLaws(Study):
             "saturates once n > P",
         ),
     )
+    #: the finite-features control (data_sweep_p) re-measures the data sweep alone
+    hashed_for: ClassVar[dict[str, dict[str, Any]]] = {
+        "data_sweep_p": {"kind": "n"},
+        "ridge": {"kind": "grid"},
+    }
     scales: ClassVar[dict[str, dict[str, Any]]] = {
         "quick": {"seeds": 16},
         "full": {
@@ -233,16 +238,9 @@ class ScalingLaws(Study):
     def trial_config(self, cfg: StudyConfig, point: dict[str, Any]) -> dict[str, Any]:
         # each arm's trials hash only the fields that arm reads, so changing one arm's
         # settings re-uses the other's measurements
-        # (and within the rf arm, data_sweep_p reaches the data sweep only and ridge the
-        # grid only, so the finite-features control re-measures the data sweep alone)
         full = super().trial_config(cfg, point)
-        kind = point.get("kind")
-        only = {"data_sweep_p": "n", "ridge": "grid"}
-        return {
-            k: v
-            for k, v in full.items()
-            if k in point or (k.startswith("gpt_") == (kind == "gpt") and only.get(k, kind) == kind)
-        }
+        gpt = point.get("kind") == "gpt"
+        return {k: v for k, v in full.items() if k in point or k.startswith("gpt_") == gpt}
 
     def seeds_for(self, cfg: StudyConfig, point: dict[str, Any]) -> list[int]:
         seeds = self.seed_list(cfg)

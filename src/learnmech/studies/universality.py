@@ -242,15 +242,9 @@ class Universality(Study):
                 continue
             ws, v = s["train"][obs]
             m, se = mean_se(v)
-            fit = fit_slope(ws, m, se, df=v.shape[0] - 1)
+            fit, desc = fit_slope(ws, m, se, df=v.shape[0] - 1), f"{what}: fitted log–log exponent"
             out.append(
-                claim(
-                    f"{obs}_width_exponent",
-                    fit.exponent,
-                    0.0,
-                    strict=True,
-                    description=f"{what}: fitted log–log exponent",
-                )
+                claim(f"{obs}_width_exponent", fit.exponent, 0.0, strict=True, description=desc)
             )
         if "trained_cross_seed_chance_z" in s["train"]:
             z = s["train"]["trained_cross_seed_chance_z"][1]
