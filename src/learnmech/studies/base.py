@@ -484,17 +484,18 @@ class Study(ABC):
         (:meth:`measured_as`) appear under the grid point's own config, once per grid point
         that reads them (a measured point outside the grid is seen only through its
         aliases). Trials of no grid point pass through unchanged."""
-        readers: dict[str, list[dict[str, Any]]] = {}
+        readers: dict[str, dict[str, dict[str, Any]]] = {}
         for g in self.grid(cfg):
             src = json.dumps(self.trial_config(cfg, self.measured_as(cfg, g)), sort_keys=True)
-            readers.setdefault(src, []).append(self.trial_config(cfg, g))
+            dst = self.trial_config(cfg, g)
+            readers.setdefault(src, {})[json.dumps(dst, sort_keys=True)] = dst
         out = []
         for t in trials:
             dsts = readers.get(json.dumps(t.point, sort_keys=True))
             if dsts is None:
                 out.append(t)
                 continue
-            out += [t if d == t.point else dataclasses.replace(t, point=d) for d in dsts]
+            out += [t if d == t.point else dataclasses.replace(t, point=d) for d in dsts.values()]
         return out
 
     def memory_bytes(self, cfg: Any) -> int | None:
