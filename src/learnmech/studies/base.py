@@ -377,6 +377,12 @@ class Evaluation:
     metrics: list[Metric] = field(default_factory=list)
 
 
+def _canonical(config: dict[str, Any]) -> str:
+    """A trial config as text, as the trial key hashes it (``lab.sweep``): equal configs,
+    equal text."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+
+
 class Study(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
@@ -476,7 +482,7 @@ class Study(ABC):
         for g in self.grid(cfg):
             m = self.measured_as(cfg, g)
             p = self.trial_config(cfg, m)
-            out.setdefault(json.dumps(p, sort_keys=True), (p, m))
+            out.setdefault(_canonical(p), (p, m))
         return list(out.values())
 
     def with_aliases(self, cfg: Any, trials: list[TrialResult]) -> list[TrialResult]:
@@ -486,12 +492,12 @@ class Study(ABC):
         aliases). Trials of no grid point pass through unchanged."""
         readers: dict[str, dict[str, dict[str, Any]]] = {}
         for g in self.grid(cfg):
-            src = json.dumps(self.trial_config(cfg, self.measured_as(cfg, g)), sort_keys=True)
+            src = _canonical(self.trial_config(cfg, self.measured_as(cfg, g)))
             dst = self.trial_config(cfg, g)
-            readers.setdefault(src, {})[json.dumps(dst, sort_keys=True)] = dst
+            readers.setdefault(src, {})[_canonical(dst)] = dst
         out = []
         for t in trials:
-            dsts = readers.get(json.dumps(t.point, sort_keys=True))
+            dsts = readers.get(_canonical(t.point))
             if dsts is None:
                 out.append(t)
                 continue
