@@ -175,3 +175,16 @@ def test_a_task_that_keeps_killing_its_worker_fails_the_run_in_one_line(cluster,
     assert "Traceback" not in out.stderr
     again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
+
+
+def test_the_ray_tests_share_one_worker(request):
+    """`make test` keeps the Ray tests on one xdist worker (``--dist loadgroup``): xdist
+    does so by adding the group to each test's id. On pytest 9.2 that no longer takes
+    (pytest-xdist#1386): the Ray tests then run on both workers at once, each starting
+    its own cluster. pyproject.toml pins pytest < 9.2 for this."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not run under --dist loadgroup")
+    assert request.node.nodeid.endswith("@ray"), (
+        f"--dist loadgroup did not group {request.node.nodeid} with pytest "
+        f"{pytest.__version__}: see pytest-xdist#1386 (install pytest<9.2)"
+    )
