@@ -72,7 +72,14 @@ V2_QUICK: dict[str, tuple[set[str], Callable[[RunResult, dict], None]]] = {
     ),
     # finding (power): the init NNGP exponent is −0.980 ± 0.028 at quick scale, its 95%
     # bound 0.069 just outside the a-priori 4/w_min = 0.0625
-    "universality": ({"init_nngp_exponent"}, lambda res, m: m["init_cross_seed_exponent"].passed),
+    # ... its point estimate is inside the tolerance (the wrong-limit control's is not)
+    "universality": (
+        {"init_nngp_exponent"},
+        lambda res, m: (
+            m["init_cross_seed_exponent"].passed
+            and abs(m["init_nngp_exponent"].value + 1) < m["init_nngp_exponent"].tolerance
+        ),
+    ),
     # findings: S(B) is not a hyperbola within its errors (χ²/dof ≈ 30); B_noise explodes
     # near the target loss, so its maximum is too uncertain to bound B_crit from above,
     # and the step-weighted B_noise overshoots B_crit ≈ 90 by a factor of ≈ 70
@@ -224,6 +231,10 @@ CONTROL_CHECKS: dict[tuple[str, str], Callable[[dict], None]] = {
         for o in ("gd_lr0.4", "rmsprop_lr0.0003")
     ),
     # measured against the kernel limit the rich networks stop converging with width
+    # the point estimate misses too, not only the bound (the main run's does not)
+    ("universality", "wrong-limit"): lambda m: (
+        abs(m["init_nngp_exponent"].value + 1) > m["init_nngp_exponent"].tolerance
+    ),
     ("mean-field", "kernel-limit"): lambda m: m["mf_exponent@alpha0.1"].value > -0.1,
     # η from half the NTK doubles every η·λ₀: a third of the runs change phase
     ("catapult", "readout-kernel"): lambda m: m["phases"].value >= 20,

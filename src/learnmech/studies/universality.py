@@ -29,8 +29,14 @@ Claims (95% bounds over seeds):
   standard deviations (``exact``, the smallest z over pairs).
 
 Negative control ``wrong-limit``: the reference kernel is the NNGP of an erf network, not
-of the ReLU networks measured: 1 − CKA then stalls at a constant and the init NNGP
-exponent claim must fail (the cross-seed claim does not involve the limit).
+of the ReLU networks measured: 1 − CKA then tends to a constant c₀ > 0 and the init NNGP
+exponent claim must fail (the cross-seed claim does not involve the limit). The control is
+weak by nature, a finding: under CKA, which centres and normalizes, the limit kernels of
+erf, tanh, GELU, linear and deeper ReLU networks, and the NTK, all lie within c₀ = 0.002–0.02
+of the ReLU NNGP on these probes (erf: 0.0026), so the stall shows only where c/w falls
+near c₀ — the gap is 0.013 at width 2048. At quick scale the erf exponent is −0.90: outside
+the tolerance on its point estimate, where the main run's −0.98 is inside it (the main
+run's claim fails on its bound alone: power), and the test checks both.
 """
 
 from __future__ import annotations
