@@ -258,3 +258,34 @@ def test_a_bootstrap_too_big_for_memory_is_refused_up_front():
     L = 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28
     with pytest.raises(UserError, match="use at most 67108 replicates"):
         fit_law("chinchilla", L, N=N, D=D, bootstrap=10**6, warn=False)
+
+
+@pytest.mark.parametrize("groups", [3, 4, 5])
+def test_few_clusters_share_matches_its_closed_form(groups):
+    """The share of cluster-bootstrap replicates that draw fewer than 3 distinct clusters
+    is [G + C(G, 2)(2^G − 2)]/G^G (G clusters drawn G times); at a fixed seed the noted
+    share lies within 4 binomial SE of it."""
+    from learnmech.laws.fit import _cluster_weights, _few_clusters
+
+    labels = np.repeat(np.arange(groups), 5).astype(float)
+    reps = 4000
+    W = _cluster_weights(labels, reps, np.random.default_rng(0))
+    p = (groups + math.comb(groups, 2) * (2**groups - 2)) / groups**groups
+    (note,) = _few_clusters(labels, W, "N")
+    share = float(note.split(": ")[1].split("%")[0]) / 100
+    assert abs(share - p) <= 4 * math.sqrt(p * (1 - p) / reps) + 0.005  # + the % rounding
+    assert f"only {groups} values of N" in note
+
+
+def test_a_cluster_bootstrap_over_few_widths_says_so_and_over_many_does_not():
+    N, D, L, _ = _chinchilla_grid_data(noise=0.01, seed=3)
+    grid = get_law("chinchilla").starts()[::9]
+    few = np.isin(N, np.unique(N)[:4])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f4 = fit_law(
+            "chinchilla", L[few], N=N[few], D=D[few], bootstrap=50, cluster="N", starts=grid, seed=1
+        )
+        f8 = fit_law("chinchilla", L, N=N, D=D, bootstrap=50, cluster="N", starts=grid, seed=1)
+    assert any("cluster bootstrap over only 4 values of N" in w for w in f4.warnings)
+    assert not any("cluster bootstrap" in w for w in f8.warnings)  # 8 widths: ~0.04%

@@ -487,6 +487,8 @@ def fit_law(
         result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
         result.boot_weights = W
         result.warnings += _tradeoffs(lw, result.boot)
+        if cluster is not None:
+            result.warnings += _few_clusters(data.inputs[cluster], W, cluster)
     for w in result.warnings if warn else ():
         warnings.warn(w, UserWarning, stacklevel=2)
     return result
@@ -516,6 +518,33 @@ def _diagnose(
                 )
                 break
     return notes
+
+
+#: a power law in the cluster's input (level, coefficient, exponent) needs this many
+#: distinct values of it
+IDENTIFY = 3
+
+
+def _few_clusters(labels: np.ndarray, W: np.ndarray, name: str) -> list[str]:
+    """A cluster bootstrap over few clusters (Cameron, Gelbach & Miller 2008: it is
+    unreliable with few clusters): the share of replicates that drew fewer than
+    ``IDENTIFY`` distinct clusters, in which a power law in ``name`` is not identified
+    and the refit drifts along its flat direction. Noted when that share exceeds 2.5%:
+    then one tail of a 95% percentile interval can be made of such replicates alone."""
+    uniq = np.unique(labels)
+    if uniq.size < IDENTIFY:
+        return []
+    drawn = np.stack([(W[:, labels == u] > 0).any(1) for u in uniq], 1).sum(1)
+    share = float(np.mean(drawn < IDENTIFY))
+    if share <= 0.025:
+        return []
+    return [
+        f"cluster bootstrap over only {uniq.size} values of {name}: {share:.0%} of the "
+        f"{len(W)} replicates drew fewer than {IDENTIFY} distinct ones, where the law's "
+        f"dependence on {name} is not identified; intervals then reflect that, not "
+        "sampling noise alone (a cluster bootstrap needs many clusters: Cameron, Gelbach "
+        "& Miller 2008)"
+    ]
 
 
 def _tradeoffs(law: Law, boot: np.ndarray) -> list[str]:
