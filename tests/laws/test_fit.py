@@ -289,3 +289,55 @@ def test_a_cluster_bootstrap_over_few_widths_says_so_and_over_many_does_not():
         f8 = fit_law("chinchilla", L, N=N, D=D, bootstrap=50, cluster="N", starts=grid, seed=1)
     assert any("cluster bootstrap over only 4 values of N" in w for w in f4.warnings)
     assert not any("cluster bootstrap" in w for w in f8.warnings)  # 8 widths: ~0.04%
+
+
+def test_stratified_weights_keep_every_stratum_and_move_units_whole():
+    """Runs (units) resampled within each model size (stratum): every replicate keeps
+    each stratum's number of runs, and all points of a run share its count."""
+    from learnmech.laws.fit import _cluster_weights
+
+    sizes = np.repeat([1e6, 1e7, 1e8, 1e9], 12)  # 4 sizes × 3 runs × 4 checkpoints
+    runs = np.repeat(np.arange(12), 4)
+    W = _cluster_weights(runs, 500, np.random.default_rng(0), sizes)
+    for n in np.unique(sizes):
+        per_run = W[:, sizes == n][:, ::4]  # one column per run of this size
+        np.testing.assert_array_equal(per_run.sum(1), 3)  # 3 runs drawn in every replicate
+    for r in np.unique(runs):
+        cols = W[:, runs == r]
+        assert (cols == cols[:, :1]).all()
+    # every run of a stratum is drawn 0–3 times, with the multinomial mean 1
+    assert abs(W[:, ::4].mean() - 1) < 4 * math.sqrt(2 / 3 / (500 * 12))
+
+
+def test_a_run_bootstrap_within_sizes_keeps_every_size():
+    N, D, L, _ = _chinchilla_grid_data(noise=0.01, seed=3)
+    grid = get_law("chinchilla").starts()[::9]
+    runs = np.arange(N.size) // 3  # pairs of checkpoints standing in for runs, 2 per size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        f = fit_law(
+            "chinchilla", L, N=N, D=D, bootstrap=40, groups=runs, strata="N", starts=grid, seed=1
+        )
+    assert f.boot_weights is not None and f.boot.shape == (40, 5)
+    for w in f.boot_weights:
+        assert set(N[w > 0]) == set(N)  # no replicate loses a model size
+    assert not any("cluster bootstrap" in w for w in f.warnings)
+    assert f.as_dict()["bootstrap"]["strata"] == "N"
+    lo, hi = f.predict_interval(N=[N.max()], D=[D.max()])
+    assert lo[0] <= f.predict(N=[N.max()], D=[D.max()])[0] <= hi[0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"cluster": "N", "groups": np.zeros(48)}, "not both"),
+        ({"groups": np.zeros(47)}, "one label per point"),
+        ({"groups": np.full(48, np.nan)}, "finite"),
+        ({"strata": "Q"}, "strata must name"),
+        ({"groups": np.arange(48) % 2, "strata": "N"}, "spans several values of N"),
+    ],
+)
+def test_bad_resampling_units(kwargs, match):
+    N, D, L, _ = _chinchilla_grid_data()
+    with pytest.raises(UserError, match=match):
+        fit_law("chinchilla", L, N=N, D=D, bootstrap=2, **kwargs)

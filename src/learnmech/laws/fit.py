@@ -17,8 +17,13 @@ reaches it) and is checked against a plain scipy loop at tight tolerances in the
 ``converged_fraction`` counts rows that met their phase's stopping rule.
 
 Uncertainty (Efron & Tibshirani 1993): the bootstrap resamples points (or whole clusters,
-e.g. all runs of one model size: ``cluster="N"``) with replacement and refits; intervals are
-percentile intervals, standard errors the bootstrap standard deviation. Each replicate is
+e.g. all runs of one model size: ``cluster="N"``; or labelled groups such as runs:
+``groups=``) with replacement and refits, optionally within strata (``strata="N"``: each
+model size keeps its number of runs, the stratified bootstrap of Davison & Hinkley 1997,
+§3.7); intervals are percentile intervals, standard errors the bootstrap standard
+deviation. Resampling whole sizes when there are few of them leaves most replicates
+with too few distinct sizes to identify the law; the fit notes it (Cameron, Gelbach &
+Miller 2008 on the cluster bootstrap with few clusters). Each replicate is
 refit from the distinct local minima of the full-data fit (``bootstrap_starts`` of them,
 default 8) rather than the whole grid; ``bootstrap_starts=0`` uses the whole grid.
 """
@@ -258,6 +263,7 @@ class ScalingFit:
     boot: np.ndarray | None = None  # (R, P) log-space replicates
     boot_weights: np.ndarray | None = None  # (R, n) resampling counts of each point
     cluster: str | None = None
+    strata: str | None = None
 
     @property
     def params(self) -> dict[str, float]:
@@ -361,17 +367,61 @@ class ScalingFit:
             d["bootstrap"] = {
                 "replicates": len(self.boot),
                 "cluster": self.cluster,
+                "strata": self.strata,
                 "stderr": self.stderr(),
                 "interval95": self.interval(0.95),
             }
         return d
 
 
-def _cluster_weights(labels: np.ndarray, reps: int, rng: np.random.Generator) -> np.ndarray:
+def _cluster_weights(
+    labels: np.ndarray, reps: int, rng: np.random.Generator, strata: np.ndarray | None = None
+) -> np.ndarray:
+    """(reps, n) resampling counts: whole units (points sharing a label) drawn with
+    replacement, as many as there are; with ``strata`` (one value per point, constant
+    within a unit) within each stratum, as many as it holds."""
     uniq, inv = np.unique(labels, return_inverse=True)
-    draws = rng.integers(0, uniq.size, (reps, uniq.size))
-    counts = np.stack([np.bincount(d, minlength=uniq.size) for d in draws])  # (R, G)
-    return counts[:, inv].astype(np.float64)
+    if strata is None:
+        draws = rng.integers(0, uniq.size, (reps, uniq.size))
+        counts = np.stack([np.bincount(d, minlength=uniq.size) for d in draws])  # (R, G)
+        return counts[:, inv].astype(np.float64)
+    of_unit = np.empty(uniq.size, dtype=np.asarray(strata).dtype)
+    of_unit[inv] = strata
+    counts = np.zeros((reps, uniq.size))
+    for s in np.unique(of_unit):
+        members = np.flatnonzero(of_unit == s)
+        draws = rng.integers(0, members.size, (reps, members.size))
+        for r in range(reps):
+            counts[r, members] += np.bincount(draws[r], minlength=members.size)
+    return counts[:, inv]
+
+
+def _units(data: ScalingData, cluster: str | None, groups: Any) -> np.ndarray | None:
+    """One resampling-unit label per point (None: every point its own unit)."""
+    if groups is None:
+        return None if cluster is None else np.asarray(data.inputs[cluster])
+    if cluster is not None:
+        raise UserError("give cluster (an input's values) or groups (labels), not both")
+    g = np.asarray(groups)
+    if g.ndim != 1 or g.size != data.n:
+        raise UserError(f"groups must hold one label per point ({data.n}), got shape {g.shape}")
+    if g.dtype.kind == "f" and not np.all(np.isfinite(g)):
+        raise UserError("groups must be finite labels")
+    return g
+
+
+def _check_nested(units: np.ndarray | None, strata: np.ndarray, name: str) -> None:
+    """Every resampling unit must lie within one value of the strata input."""
+    if units is None:
+        return
+    uniq, inv = np.unique(units, return_inverse=True)
+    spans = np.bincount(inv, minlength=uniq.size)  # points per unit
+    for u in range(uniq.size):
+        if spans[u] and np.unique(strata[inv == u]).size > 1:
+            raise UserError(
+                f"a resampling unit ({uniq[u]!r}) spans several values of {name}: units must "
+                "lie within one stratum"
+            )
 
 
 def fit_law(
@@ -382,6 +432,8 @@ def fit_law(
     starts: np.ndarray | None = None,
     bootstrap: int = 0,
     cluster: str | None = None,
+    groups: Any = None,
+    strata: str | None = None,
     bootstrap_starts: int = 8,
     seed: int = 0,
     max_iter: int = 2000,
@@ -400,6 +452,14 @@ def fit_law(
         starts: (G, P) start points in log-space parameters; default the law's grid.
         bootstrap: number of bootstrap replicates (0 = none).
         cluster: resample whole clusters of points sharing this input's value (e.g. "N").
+        groups: resample whole groups of points sharing a label, one label per point (e.g.
+            a run id: every checkpoint of one run together); instead of ``cluster``.
+        strata: resample within each value of this input (e.g. "N"), as many units as the
+            stratum holds, so every stratum stays in every replicate — the units are the
+            groups, the clusters or single points. With a fixed design of a few model
+            sizes, ``groups=run, strata="N"`` resamples seeds within each size; resampling
+            the sizes themselves (``cluster="N"``) leaves most replicates with too few
+            distinct sizes to identify the law (see ``ScalingFit.warnings``).
         bootstrap_starts: replicates start from this many distinct full-data minima
             (0: from the whole grid).
         max_iter, ftol, gtol: L-BFGS stopping rules per start (see
@@ -416,6 +476,11 @@ def fit_law(
         raise UserError(f"bootstrap must be a non-negative integer, got {bootstrap!r}")
     if cluster is not None and cluster not in data.inputs:
         raise UserError(f"cluster must name an input of {lw.name} ({', '.join(lw.inputs)})")
+    if strata is not None and strata not in data.inputs:
+        raise UserError(f"strata must name an input of {lw.name} ({', '.join(lw.inputs)})")
+    units = _units(data, cluster, groups)
+    if strata is not None:
+        _check_nested(units, data.inputs[strata], strata)
     grid = lw.starts() if starts is None else np.asarray(starts, dtype=np.float64)
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
@@ -466,16 +531,20 @@ def fit_law(
         minima=theta[keep],
         minima_objective=fun[keep],
         warnings=notes,
-        cluster=cluster,
+        cluster=cluster if groups is None else "groups",
+        strata=strata,
     )
     if bootstrap:
         rng = np.random.default_rng(seed)
-        if cluster is None:  # row by row: the same draws as one (R, n) array, n× less memory
-            W = np.empty((bootstrap, data.n))
+        if units is None and strata is None:  # row by row: the same draws as one (R, n)
+            W = np.empty((bootstrap, data.n))  # array, n× less memory
             for r in range(bootstrap):
                 W[r] = np.bincount(rng.integers(0, data.n, data.n), minlength=data.n)
         else:
-            W = _cluster_weights(data.inputs[cluster], bootstrap, rng)
+            labels = np.arange(data.n) if units is None else units
+            W = _cluster_weights(
+                labels, bootstrap, rng, None if strata is None else data.inputs[strata]
+            )
         s0 = grid if bootstrap_starts == 0 else theta[keep]
         S = s0.shape[0]
         starts_b = np.tile(s0, (bootstrap, 1))
@@ -487,7 +556,7 @@ def fit_law(
         result.boot = tb.reshape(bootstrap, S, -1)[np.arange(bootstrap), pick]
         result.boot_weights = W
         result.warnings += _tradeoffs(lw, result.boot)
-        if cluster is not None:
+        if cluster is not None and strata is None:
             result.warnings += _few_clusters(data.inputs[cluster], W, cluster)
     for w in result.warnings if warn else ():
         warnings.warn(w, UserWarning, stacklevel=2)
