@@ -506,6 +506,12 @@ def _floats(text: str | None, name: str) -> list[float]:
     "--cluster", default=None, help="Resample whole clusters sharing this input's value (e.g. N)."
 )
 @click.option(
+    "--strata",
+    default=None,
+    help="Resample within each value of this input (e.g. N: every model size keeps its "
+    "number of rows in every replicate).",
+)
+@click.option(
     "--holdout",
     type=int,
     default=0,
@@ -534,6 +540,7 @@ def fit_scaling_cmd(
     huber_delta: float,
     bootstrap: int,
     cluster: str | None,
+    strata: str | None,
     holdout: int,
     compute: str | None,
     seed: int,
@@ -570,6 +577,7 @@ def fit_scaling_cmd(
             huber_delta=huber_delta,
             bootstrap=bootstrap,
             cluster=cluster,
+            strata=strata,
             seed=seed,
             **inputs,
         )
@@ -637,6 +645,7 @@ def _print_fit(out: dict[str, Any]) -> None:
         con.print(
             f"bootstrap: {boot['replicates']} replicates"
             + (f", clustered by {boot['cluster']}" if boot["cluster"] else "")
+            + (f", within each {boot['strata']}" if boot.get("strata") else "")
         )
     if "compute_optimal" in out:
         co = out["compute_optimal"]

@@ -102,3 +102,26 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path, capsys):
     path.write_bytes(b"\xef\xbb\xbf" + f"N,D,loss\n{rows}\n".encode())
     assert main(["fit", "scaling", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["columns"]["N"] == "N"
+
+
+def test_fit_scaling_strata_keeps_every_size(tmp_path, capsys):
+    """--strata N: rows resampled within each model size, so no replicate loses one; the
+    text output says so; strata and cluster on the same input is one line and exit 2."""
+    rng = np.random.default_rng(0)
+    N = np.repeat(np.geomspace(1e7, 1e10, 4), 6)
+    D = N * np.tile(np.geomspace(2, 200, 6), 4)
+    L = (1.7 + 400 / N**0.33 + 900 / D**0.29) * np.exp(0.01 * rng.standard_normal(N.size))
+    csv = _write(tmp_path / "s.csv", ["N", "D", "loss"], list(zip(N, D, L, strict=True)))
+    base = ["fit", "scaling", str(csv), "--bootstrap", "20"]
+    assert main([*base, "--strata", "N", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bootstrap"]["strata"] == "N" and out["bootstrap"]["cluster"] is None
+    assert not any("cluster bootstrap" in w for w in out["warnings"])
+    assert main([*base, "--strata", "N"]) == 0
+    assert "within each N" in capsys.readouterr().out
+    assert main([*base, "--strata", "N", "--cluster", "N"]) == 2
+    err = capsys.readouterr().err
+    assert "redraw the data unchanged" in err and len(err.strip().splitlines()) == 1
+    assert main([*base, "--cluster", "N", "--json"]) == 0  # 4 sizes: the fit says so
+    out = json.loads(capsys.readouterr().out)
+    assert any("cluster bootstrap over only 4 values of N" in w for w in out["warnings"])

@@ -335,6 +335,7 @@ def test_a_run_bootstrap_within_sizes_keeps_every_size():
         ({"groups": np.full(48, np.nan)}, "finite"),
         ({"strata": "Q"}, "strata must name"),
         ({"groups": np.arange(48) % 2, "strata": "N"}, "spans several values of N"),
+        ({"cluster": "N", "strata": "N"}, "redraw the data unchanged"),
     ],
 )
 def test_bad_resampling_units(kwargs, match):

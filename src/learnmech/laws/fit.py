@@ -481,6 +481,16 @@ def fit_law(
     units = _units(data, cluster, groups)
     if strata is not None:
         _check_nested(units, data.inputs[strata], strata)
+        per = data.inputs[strata]
+        counts = [  # resampling units in each stratum
+            int(np.sum(per == v)) if units is None else np.unique(units[per == v]).size
+            for v in np.unique(per)
+        ]
+        if bootstrap and max(counts) < 2:
+            raise UserError(
+                f"every value of {strata} holds a single resampling unit: a bootstrap "
+                "within strata would redraw the data unchanged"
+            )
     grid = lw.starts() if starts is None else np.asarray(starts, dtype=np.float64)
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
