@@ -506,6 +506,12 @@ def _floats(text: str | None, name: str) -> list[float]:
     "--cluster", default=None, help="Resample whole clusters sharing this input's value (e.g. N)."
 )
 @click.option(
+    "--groups",
+    "groups_col",
+    default=None,
+    help="Column of labels (e.g. run ids) whose rows the bootstrap resamples together.",
+)
+@click.option(
     "--strata",
     default=None,
     help="Resample within each value of this input (e.g. N: every model size keeps its "
@@ -540,6 +546,7 @@ def fit_scaling_cmd(
     huber_delta: float,
     bootstrap: int,
     cluster: str | None,
+    groups_col: str | None,
     strata: str | None,
     holdout: int,
     compute: str | None,
@@ -566,8 +573,10 @@ def fit_scaling_cmd(
     if plot is not None:
         _check_writable_folder(plot.parent, "--plot")
     cols = {"N": n_col, "D": d_col, "C": c_col, "x": x_col, "loss": loss_col}
+    cols["groups"] = groups_col
     data = read_scaling_csv(csv_file, lw, columns=cols, drop_highest=drop_highest)
     used = data.pop("_columns")
+    groups = data.pop("_groups", None)
     inputs = {k: v for k, v in data.items() if k != "loss"}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # reported in the output instead
@@ -577,6 +586,7 @@ def fit_scaling_cmd(
             huber_delta=huber_delta,
             bootstrap=bootstrap,
             cluster=cluster,
+            groups=groups,
             strata=strata,
             seed=seed,
             **inputs,

@@ -125,3 +125,36 @@ def test_fit_scaling_strata_keeps_every_size(tmp_path, capsys):
     assert main([*base, "--cluster", "N", "--json"]) == 0  # 4 sizes: the fit says so
     out = json.loads(capsys.readouterr().out)
     assert any("cluster bootstrap over only 4 values of N" in w for w in out["warnings"])
+
+
+def test_fit_scaling_groups_resamples_runs_within_sizes(tmp_path, capsys):
+    """--groups RUN --strata N: each run's checkpoints move together, sizes stay; a
+    missing column, an empty label or a run across two sizes is one line and exit 2."""
+    rng = np.random.default_rng(1)
+    N = np.repeat(np.geomspace(1e7, 1e10, 4), 6)
+    D = N * np.tile(np.geomspace(2, 200, 3), 8)
+    run = np.repeat([f"r{i}" for i in range(8)], 3)  # 2 runs of 3 checkpoints per size
+    L = (1.7 + 400 / N**0.33 + 900 / D**0.29) * np.exp(0.01 * rng.standard_normal(N.size))
+    rows = list(zip(run, N, D, L, strict=True))
+    csv = _write(tmp_path / "g.csv", ["run", "N", "D", "loss"], rows)
+    base = ["fit", "scaling", str(csv), "--bootstrap", "10"]
+    assert main([*base, "--groups", "run", "--strata", "N", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["columns"]["groups"] == "run"
+    assert out["bootstrap"]["cluster"] == "groups" and out["bootstrap"]["strata"] == "N"
+    for args, match in (
+        (["--groups", "seed"], "no column 'seed'"),
+        (["--groups", "run", "--strata", "N", "--cluster", "N"], "not both"),
+    ):
+        assert main([*base, *args]) == 2
+        err = capsys.readouterr().err
+        assert match in err and len(err.strip().splitlines()) == 1, err
+    bad = [(r if i != 4 else "", *rest) for i, (r, *rest) in enumerate(rows)]
+    _write(tmp_path / "e.csv", ["run", "N", "D", "loss"], bad)
+    assert main(["fit", "scaling", str(tmp_path / "e.csv"), "--groups", "run"]) == 2
+    assert "line 6: an empty group label" in capsys.readouterr().err
+    across = [("same", *rest) for _, *rest in rows]
+    _write(tmp_path / "a.csv", ["run", "N", "D", "loss"], across)
+    args = ["fit", "scaling", str(tmp_path / "a.csv"), "--bootstrap", "5"]
+    assert main([*args, "--groups", "run", "--strata", "N"]) == 2
+    assert "spans several values of N" in capsys.readouterr().err

@@ -95,8 +95,9 @@ def read_scaling_csv(
 
     Chinchilla/Kaplan laws need N and D; when D is absent but a compute column C is present,
     D = C/(6N) (Kaplan et al. 2020's C ≈ 6ND). ``drop_highest`` removes that many rows with
-    the highest loss (the Chinchilla re-analysis drops 5). Returns arrays by input name plus
-    ``loss`` and the column names used under ``columns``.
+    the highest loss (the Chinchilla re-analysis drops 5). ``columns["groups"]`` names a
+    column of labels (e.g. run ids) returned as strings under ``_groups``. Returns arrays
+    by input name plus ``loss`` and the column names used under ``_columns``.
     """
     p = Path(path)
     header, body = _read(p)
@@ -132,6 +133,17 @@ def read_scaling_csv(
         assert x_col is not None
         out["x"] = _column(p, header, body, x_col)
         used["x"] = x_col
+    if cols.get("groups"):
+        name = cols["groups"]
+        if name not in header:
+            raise UserError(f"{p}: no column {name!r}; columns are {', '.join(header)}")
+        j = header.index(name)
+        labels = [r[j].strip() for r in body]
+        if not all(labels):
+            line = labels.index("") + 2
+            raise UserError(f"{p}: column {name!r}, line {line}: an empty group label")
+        out["_groups"] = np.array(labels)
+        used["groups"] = name
     if drop_highest:
         if drop_highest < 0 or drop_highest >= len(body):
             raise UserError(f"drop-highest must be between 0 and {len(body) - 1}")
