@@ -66,6 +66,16 @@ TINY: dict[str, dict] = {
     "neural-collapse": {"epochs": 5, "records": 3, "seeds": 2},
     "feature-ansatz": {"steps": 20, "records": 3, "seeds": 2},
     "data-spectra": {"datasets": ["planted"], "seeds": 2},
+    # the planner's sweeps and target grid (on a GPU both stack at any size; on a CPU this
+    # tiny target stacks too)
+    "proxy-plan": {
+        "proxy_widths": [8, 16, 32],
+        "target_width": 64,
+        "lr_log2": [-8, -7, -6, -5, -4],
+        "target_batches": [16],
+        "steps": 20,
+        "seeds": 2,
+    },
 }
 #: where each study's measurements are expected when a GPU is asked for (NumPy by design:
 #: data-spectra, and learning-curves' kernel-regression arms beside its GPU network arm)
