@@ -410,18 +410,25 @@ def _units(data: ScalingData, cluster: str | None, groups: Any) -> np.ndarray | 
     return g
 
 
-def _check_nested(units: np.ndarray | None, strata: np.ndarray, name: str) -> None:
-    """Every resampling unit must lie within one value of the strata input."""
-    if units is None:
-        return
-    uniq, inv = np.unique(units, return_inverse=True)
-    spans = np.bincount(inv, minlength=uniq.size)  # points per unit
-    for u in range(uniq.size):
-        if spans[u] and np.unique(strata[inv == u]).size > 1:
+def _check_strata(units: np.ndarray | None, strata: np.ndarray, name: str, resampled: bool) -> None:
+    """Every resampling unit (None: every point) must lie within one value of the strata
+    input; when ``resampled``, some stratum must hold two units (else every replicate is
+    the data)."""
+    labels = np.arange(strata.size) if units is None else units
+    per_stratum: dict[Any, set[Any]] = {}
+    unit_stratum: dict[Any, Any] = {}
+    for u, v in zip(labels.tolist(), strata.tolist(), strict=True):
+        if unit_stratum.setdefault(u, v) != v:
             raise UserError(
-                f"a resampling unit ({uniq[u]!r}) spans several values of {name}: units must "
+                f"a resampling unit ({u!r}) spans several values of {name}: units must "
                 "lie within one stratum"
             )
+        per_stratum.setdefault(v, set()).add(u)
+    if resampled and max(len(us) for us in per_stratum.values()) < 2:
+        raise UserError(
+            f"every value of {name} holds a single resampling unit: a bootstrap within "
+            "strata would redraw the data unchanged"
+        )
 
 
 def fit_law(
@@ -480,17 +487,7 @@ def fit_law(
         raise UserError(f"strata must name an input of {lw.name} ({', '.join(lw.inputs)})")
     units = _units(data, cluster, groups)
     if strata is not None:
-        _check_nested(units, data.inputs[strata], strata)
-        per = data.inputs[strata]
-        counts = [  # resampling units in each stratum
-            int(np.sum(per == v)) if units is None else np.unique(units[per == v]).size
-            for v in np.unique(per)
-        ]
-        if bootstrap and max(counts) < 2:
-            raise UserError(
-                f"every value of {strata} holds a single resampling unit: a bootstrap "
-                "within strata would redraw the data unchanged"
-            )
+        _check_strata(units, data.inputs[strata], strata, resampled=bool(bootstrap))
     grid = lw.starts() if starts is None else np.asarray(starts, dtype=np.float64)
     if grid.ndim != 2 or grid.shape[1] != len(lw.params):
         raise UserError(f"starts must have shape (G, {len(lw.params)})")
