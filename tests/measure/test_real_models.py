@@ -6,7 +6,7 @@ Hessian product; dropout made repeated Hessian products differ (an operator that
 one function); ``ModelOutput``s and dict batches were not accepted by the NTK; per-example
 gradients failed inside ``vmap`` with dropout or BatchNorm; CKA of GPT-2 with itself was
 below 1 in training mode; the fused attention kernel's missing double backward surfaced as
-a bare autograd error.
+a bare autograd error (now the math backend is used where second derivatives are needed).
 """
 
 from __future__ import annotations
@@ -74,13 +74,67 @@ def test_hessian_with_dropout_is_one_fixed_function():
     _close(hv, _hvp(model, loss, v))
 
 
-def test_fused_attention_without_double_backward_names_the_fix():
+def test_fused_attention_is_differentiated_twice_through_the_math_backend():
+    # HF's default "sdpa" attention calls PyTorch's fused kernel, which has no double
+    # backward (plain autograd raises): the Hessian product runs it on the math backend
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     x, y = images()
-    H = LossHessian(vit(attn="sdpa"), cls_loss, (x, y))
+    model = vit(attn="sdpa")
+    H = LossHessian(model, cls_loss, (x, y))
+    v = torch.randn(H.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    hv = H.matvec(v)
+    with pytest.raises(RuntimeError, match="derivative for"):
+        _hvp(model, cls_loss(model(x).logits, y), v)
+    with sdpa_kernel([SDPBackend.MATH]):
+        _close(hv, _hvp(model, cls_loss(model(x).logits, y), v))
+    # the eager model (same weights) is the same function, but HF's eager attention
+    # rounds its probabilities to float32 (unit roundoff 2^-24 ≈ 6e-8): 100 u relative
+    eager = LossHessian(vit(attn="eager"), cls_loss, (x, y)).matvec(v)
+    _close(hv, eager, rtol=100 * 2.0**-24)
+
+
+def test_per_example_gradients_and_ntk_of_a_fused_attention_vit_are_batched():
+    # the fused kernel has no vmap rule: functorch would loop, with a warning (an error
+    # in this suite); on the math backend every implementation is batched and exact
+    x, y = images()
+    model = vit(attn="sdpa").eval()
+    g = per_example_gradients(model, cls_loss, x, y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    full = torch.autograd.grad(cls_loss(model(x).logits, y), params)
+    _close(g.mean(0), torch.cat([t.reshape(-1) for t in full]))
+    out = model(x).logits  # (n, k): each logit's gradient row by plain autograd
+    J = torch.stack(
+        [
+            torch.cat([t.reshape(-1) for t in torch.autograd.grad(o, params, retain_graph=True)])
+            for o in out.reshape(-1)
+        ]
+    ).reshape(*out.shape, -1)
+    ref = torch.einsum("ikp,jkp->ij", J, J) / out.shape[1]
+    kernels = {
+        impl: empirical_ntk(model, x, mode="trace", implementation=impl)
+        for impl in ("jacobian", "ntvp", "outputs")
+    }
+    for impl, K in kernels.items():
+        assert float((K - ref).abs().max()) <= RTOL * float(ref.abs().max()), impl
+
+
+def test_a_fused_kernel_called_directly_names_the_fix():
+    class Fused(torch.nn.Module):  # attention as the flash-attn package calls it
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = torch.nn.Linear(4, 12, dtype=torch.float64)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            q, k, v = self.qkv(x).unsqueeze(1).chunk(3, -1)
+            out = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v)[0]
+            return out.sum((1, 2, 3))
+
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 4, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    H = LossHessian(Fused(), torch.nn.functional.mse_loss, (x, y))
     with pytest.raises(UserError, match="attn_implementation='eager'"):
         H.matvec(torch.ones(H.dim, dtype=torch.float64))
-    H = LossHessian(vit(attn="eager"), cls_loss, (x, y))
-    assert torch.isfinite(H.matvec(torch.ones(H.dim, dtype=torch.float64))).all()
 
 
 def _jacobian(model, ids):  # type: ignore[no-untyped-def]

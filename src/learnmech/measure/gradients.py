@@ -43,6 +43,7 @@ from learnmech.measure.model_io import (
     batch_coupled,
     call_functional,
     check_mode,
+    composite_attention,
     in_mode,
     n_rows,
     prediction,
@@ -112,7 +113,8 @@ def _gradient_chunks(
         buffers = dict(model.named_buffers())
         g = vmap(grad(one), in_dims=(None, 0, 0), randomness="different")
         for i in range(0, n, chunk):
-            gi = g(params, take(x, slice(i, i + chunk)), y[i : i + chunk])
+            with composite_attention():  # the fused kernels have no vmap batching rule
+                gi = g(params, take(x, slice(i, i + chunk)), y[i : i + chunk])
             yield torch.cat([gi[k].reshape(gi[k].shape[0], -1) for k in names], 1)
 
 

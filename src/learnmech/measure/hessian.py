@@ -40,6 +40,7 @@ from learnmech.errors import UserError
 from learnmech.measure.model_io import (
     ModelMode,
     check_mode,
+    composite_attention,
     forward,
     in_mode,
     n_rows,
@@ -181,7 +182,8 @@ class LossHessian:
         self.calls += 1
         vs = self._split(v)
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-        with torch.enable_grad():
+        # second derivatives through attention: the fused kernels have none
+        with torch.enable_grad(), composite_attention():
             for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True)):
                 if self.kind == "hessian":
                     if self.cache_graph and b < len(self._graphs):
@@ -234,8 +236,10 @@ class LossHessian:
 
 @contextlib.contextmanager
 def _second_order_hint() -> Iterator[None]:
-    """Name the usual cause when a layer has no second derivative: PyTorch's fused
-    scaled-dot-product attention kernels (HuggingFace's default "sdpa" attention)."""
+    """Name the usual cause when a layer has no second derivative: a fused attention
+    kernel called directly rather than through ``F.scaled_dot_product_attention`` (which
+    :func:`~learnmech.measure.model_io.composite_attention` routes to the math backend),
+    e.g. the flash-attn package's."""
     try:
         yield
     except RuntimeError as err:
@@ -244,9 +248,9 @@ def _second_order_hint() -> Iterator[None]:
             hint = ""
             if "scaled_dot_product" in msg or "attention" in msg:
                 hint = (
-                    " — the fused scaled-dot-product attention kernel has no double "
-                    "backward; build the model with eager attention (HuggingFace: "
-                    "attn_implementation='eager')"
+                    " — a fused attention kernel called outside "
+                    "F.scaled_dot_product_attention has no double backward; build the "
+                    "model with eager attention (HuggingFace: attn_implementation='eager')"
                 )
             first = msg.splitlines()[0]
             raise UserError(

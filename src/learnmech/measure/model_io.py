@@ -13,7 +13,11 @@ through these helpers, so that
   flags and BatchNorm running statistics are restored afterwards (:func:`in_mode`);
 * random layers draw the same numbers on every evaluation of one batch
   (:func:`same_randomness`), so an operator built from repeated forward passes (a Hessian,
-  a coordinate probe) is one deterministic function of the parameters.
+  a coordinate probe) is one deterministic function of the parameters;
+* attention built on ``F.scaled_dot_product_attention`` (HuggingFace's default "sdpa",
+  torchvision's and timm's ViTs) is differentiated through PyTorch's math backend where a
+  measurement needs second derivatives, forward-mode or ``vmap``
+  (:func:`composite_attention`).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "call",
     "call_functional",
     "check_mode",
+    "composite_attention",
     "forward",
     "in_mode",
     "n_rows",
@@ -75,6 +80,28 @@ def prediction(out: Any) -> torch.Tensor:
     raise UserError(
         f"the model returned a {type(out).__name__}, not a tensor or a mapping with logits"
     )
+
+
+@contextlib.contextmanager
+def composite_attention() -> Iterator[None]:
+    """Run ``F.scaled_dot_product_attention`` on PyTorch's math backend inside the block.
+
+    The fused CPU and CUDA kernels (flash, memory-efficient) have a first derivative only:
+    no double backward (Hessian-vector products), no forward-mode rule (NTK-vector
+    products) and no ``vmap`` batching rule (per-example gradients, stacked training,
+    where functorch would fall back to a loop). The math backend computes the same
+    attention, softmax(QKᵀ/√d + mask)·V, from composite operations that have all three.
+    Models with no eager switch need this: torchvision's ``VisionTransformer`` calls
+    ``nn.MultiheadAttention``, which calls the fused kernel. On a torch without
+    ``torch.nn.attention.sdpa_kernel`` (before 2.3) the block runs unchanged.
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - torch < 2.3
+        yield
+        return
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
 
 
 def call(model: nn.Module, x: Any) -> Any:

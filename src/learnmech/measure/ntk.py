@@ -37,6 +37,7 @@ from learnmech.measure.model_io import (
     batch_coupled,
     call_functional,
     check_mode,
+    composite_attention,
     in_mode,
     n_rows,
     prediction,
@@ -188,18 +189,19 @@ def empirical_ntk(
                 f"masks: {', '.join(bad[:4])}{', …' if len(bad) > 4 else ''}; use "
                 "model_mode='eval'"
             )
-        return _ntk(
-            model,
-            params,
-            x1,
-            x2,
-            symmetric,
-            mode,
-            implementation,
-            block_size,
-            memory_budget,
-            progress or (lambda _m: None),
-        )
+        with composite_attention():  # vmap, jacrev and jvp through attention
+            return _ntk(
+                model,
+                params,
+                x1,
+                x2,
+                symmetric,
+                mode,
+                implementation,
+                block_size,
+                memory_budget,
+                progress or (lambda _m: None),
+            )
 
 
 def _ntk(

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.func import stack_module_state, vmap
 
-from learnmech.measure.model_io import call_functional, random_layers
+from learnmech.measure.model_io import call_functional, composite_attention, random_layers
 from learnmech.train.loops import StepRun
 
 __all__ = ["CPU_STACK_MAX_PARAMS", "stack_reason", "stacking_pays", "train_steps_stacked"]
@@ -207,7 +207,7 @@ def train_steps_stacked(
         base.train(models[0].training)
         for n in trainable:
             params[n].requires_grad_(True)
-        with _batchable_attention():
+        with composite_attention():
             losses = vmap(member_loss, in_dims=(0, 0, dim, dim))(params, buffers, x, y)
         finite = torch.isfinite(losses.detach()).cpu()
         if not bool(finite.all()):
@@ -226,7 +226,7 @@ def train_steps_stacked(
             state = {n: {k: v[idx] for k, v in st.items()} for n, st in state.items()}
             cols = {n: {k: v[rows] for k, v in c.items()} for n, c in cols.items()}
             x, y, dim = data(step)
-            with _batchable_attention():
+            with composite_attention():
                 losses = vmap(member_loss, in_dims=(0, 0, dim, dim))(params, buffers, x, y)
         grads = torch.autograd.grad(losses.sum(), [params[n] for n in trainable])
         with torch.no_grad():
@@ -319,15 +319,6 @@ def _axpy_(a: torch.Tensor, b: torch.Tensor, c: float | torch.Tensor) -> None:
         a.add_(b * c)
 
 
-def _batchable_attention() -> Any:
-    """PyTorch's math attention for the vmapped forward: the fused CPU/CUDA kernels of
-    ``F.scaled_dot_product_attention`` have no vmap batching rule (functorch would loop
-    over the members), the math backend is batched matmuls and a softmax."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.MATH])
-
-
 def _stack(parts: list[Any], index: torch.Tensor) -> Any:
     """Per-stream batches (a tensor or a dict of tensors each) gathered per member."""
     if isinstance(parts[0], dict):
@@ -347,7 +338,7 @@ def _evaluate(
     x, y = eval_data
     base.eval()
     try:
-        with torch.no_grad(), _batchable_attention():
+        with torch.no_grad(), composite_attention():
             vals = vmap(member_loss, in_dims=(0, 0, None, None))(params, buffers, x, y)
     finally:
         base.train(training)
