@@ -25,7 +25,23 @@ SCALE ?= quick
 JOBS ?= auto
 PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --durations=20
 
-.PHONY: demo test test-all lint bench clean venv
+# torchvision and timm, in a second environment: PyPI's torchvision for the CPU torch above
+# is a CUDA build whose extension does not load beside it, so .venv-vision takes a matching
+# pair — on a CPU machine the one this project's machines keep on disk for the architecture
+# (x86_64: torch 2.14.1 + torchvision 0.29.1, a CUDA build of ~5.5 GB that runs on the CPU;
+# aarch64: 2.9.1 + 0.24.1, a CPU build) — and runs the tests on their models, where a skip
+# is an error. Override with VISION_SPEC.
+VISION_VENV ?= .venv-vision
+ifeq ($(HAVE_GPU),1)
+VISION_SPEC ?= torch torchvision
+else ifeq ($(shell uname -m),aarch64)
+VISION_SPEC ?= torch==2.9.1 torchvision==0.24.1
+else
+VISION_SPEC ?= torch==2.14.1 torchvision==0.29.1
+endif
+VISION_TESTS := tests/measure/test_timm_torchvision.py tests/measure/test_real_models.py
+
+.PHONY: demo test test-all test-vision lint bench clean venv
 
 venv: $(VENV)/.installed
 
@@ -53,6 +69,15 @@ test: venv
 test-all: venv
 	$(PYTEST) -m "slow or not slow"
 
+$(VISION_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_VENV)/bin/python -m pip install --quiet $(VISION_SPEC)
+	$(VISION_VENV)/bin/python -m pip install --quiet timm -e ".[dev,hf]"
+	@touch $@
+
+test-vision: $(VISION_VENV)/.installed
+	LEARNMECH_REQUIRE_VISION=1 $(VISION_VENV)/bin/python -m pytest -n 0 $(VISION_TESTS)
+
 lint: venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -68,4 +93,4 @@ bench: venv
 	$(BIN)/python benchmarks/bench_parametrize.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VISION_VENV) .pytest_cache .ruff_cache

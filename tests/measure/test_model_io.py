@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
+from learnmech.measure.hessian import LossHessian
 from learnmech.measure.model_io import (
     batch_coupled,
     call,
@@ -75,6 +76,38 @@ def test_in_mode_restores_flags_and_running_statistics():
     with pytest.raises(UserError, match="model_mode must be"):
         with in_mode(net, "inference"):  # type: ignore[arg-type]
             pass
+
+
+class DropPath(nn.Module):  # timm's stochastic depth, as timm.layers.DropPath stores it
+    def __init__(self, drop_prob: float) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        if not self.training or self.drop_prob == 0:
+            return x
+        keep = x.new_empty(x.shape[0], 1).bernoulli_(1 - self.drop_prob)
+        return x * keep / (1 - self.drop_prob)
+
+
+class StochasticDepth(nn.Module):  # torchvision.ops.StochasticDepth stores its rate as p
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+
+def test_stochastic_depth_counts_as_random_when_its_rate_is_positive():
+    net = nn.Sequential(
+        nn.Linear(3, 3), DropPath(0.1), DropPath(0.0), StochasticDepth(0.2), nn.Dropout(0.0)
+    )
+    assert random_layers(net.train()) == ["1", "3"]
+    assert random_layers(net.eval()) == []
+    # so a Hessian product fixes its masks, as for dropout: one function, one operator
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), DropPath(0.5), nn.Linear(4, 1)).double()
+    x, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+    H = LossHessian(net.train(), nn.functional.mse_loss, (x, y))
+    v = torch.ones(H.dim, dtype=torch.float64)
+    assert torch.equal(H.matvec(v), H.matvec(v))
 
 
 def test_same_randomness_repeats_masks_and_leaves_the_global_stream_alone():

@@ -137,6 +137,36 @@ def test_a_fused_kernel_called_directly_names_the_fix():
         H.matvec(torch.ones(H.dim, dtype=torch.float64))
 
 
+def test_hardsigmoid_is_differentiated_twice_and_handed_back():
+    # PyTorch's hardsigmoid_backward has no derivative; MobileNetV3's squeeze-excitation
+    # uses nn.Hardsigmoid, which the Hessian product computes as relu6(x + 3)/6
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(5, 3, dtype=torch.float64)
+    model = torch.nn.Sequential(lin, torch.nn.Hardsigmoid(), torch.nn.Linear(3, 2).double())
+    x, y = torch.randn(16, 5, dtype=torch.float64), torch.randint(0, 2, (16,))
+    H = LossHessian(model, cls_loss, (x, y))
+    v = torch.randn(H.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="hardsigmoid_backward"):
+        _hvp(model, cls_loss(model(x), y), v)
+    hv = H.matvec(v)
+    assert "forward" not in vars(model[1])  # the module's own forward is back
+    z = model[2](torch.nn.functional.relu6(lin(x) + 3) / 6)
+    assert torch.equal(z, model(x))  # the same function, to the last bit here
+    _close(hv, _hvp(model, cls_loss(z, y), v))
+
+    class Functional(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.out = lin, model[2]
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.out(torch.nn.functional.hardsigmoid(self.lin(x)))
+
+    H = LossHessian(Functional(), cls_loss, (x, y))
+    with pytest.raises(UserError, match=r"relu6\(x \+ 3\) / 6"):
+        H.matvec(v)
+
+
 def _jacobian(model, ids):  # type: ignore[no-untyped-def]
     params = [p for p in model.parameters() if p.requires_grad]
     out = model(input_ids=ids[None]).logits.reshape(-1)

@@ -40,11 +40,11 @@ from learnmech.errors import UserError
 from learnmech.measure.model_io import (
     ModelMode,
     check_mode,
-    composite_attention,
     forward,
     in_mode,
     n_rows,
     same_randomness,
+    second_order,
 )
 from learnmech.measure.probe import Probe
 
@@ -182,8 +182,8 @@ class LossHessian:
         self.calls += 1
         vs = self._split(v)
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-        # second derivatives through attention: the fused kernels have none
-        with torch.enable_grad(), composite_attention():
+        # layers whose PyTorch kernels have no second derivative run on ones that do
+        with torch.enable_grad(), second_order(self.model):
             for b, ((x, y), w) in enumerate(zip(self.batches, self._w, strict=True)):
                 if self.kind == "hessian":
                     if self.cache_graph and b < len(self._graphs):
@@ -239,7 +239,8 @@ def _second_order_hint() -> Iterator[None]:
     """Name the usual cause when a layer has no second derivative: a fused attention
     kernel called directly rather than through ``F.scaled_dot_product_attention`` (which
     :func:`~learnmech.measure.model_io.composite_attention` routes to the math backend),
-    e.g. the flash-attn package's."""
+    e.g. the flash-attn package's; or ``F.hardsigmoid`` called as a function, where
+    :func:`~learnmech.measure.model_io.second_order` cannot see it."""
     try:
         yield
     except RuntimeError as err:
@@ -251,6 +252,12 @@ def _second_order_hint() -> Iterator[None]:
                     " — a fused attention kernel called outside "
                     "F.scaled_dot_product_attention has no double backward; build the "
                     "model with eager attention (HuggingFace: attn_implementation='eager')"
+                )
+            elif "hardsigmoid" in msg:
+                hint = (
+                    " — F.hardsigmoid called directly has no double backward in PyTorch; "
+                    "use nn.Hardsigmoid (rewritten for Hessian products) or "
+                    "F.relu6(x + 3) / 6, the same function"
                 )
             first = msg.splitlines()[0]
             raise UserError(

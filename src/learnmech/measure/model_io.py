@@ -17,7 +17,9 @@ through these helpers, so that
 * attention built on ``F.scaled_dot_product_attention`` (HuggingFace's default "sdpa",
   torchvision's and timm's ViTs) is differentiated through PyTorch's math backend where a
   measurement needs second derivatives, forward-mode or ``vmap``
-  (:func:`composite_attention`).
+  (:func:`composite_attention`); ``nn.Hardsigmoid`` (MobileNetV3's squeeze-excitation) is
+  written in operations that have a second derivative for Hessian products
+  (:func:`second_order`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 from torch.nn.modules.batchnorm import _NormBase
@@ -46,6 +49,7 @@ __all__ = [
     "prediction",
     "random_layers",
     "same_randomness",
+    "second_order",
     "take",
     "to_device",
 ]
@@ -102,6 +106,30 @@ def composite_attention() -> Iterator[None]:
         return
     with sdpa_kernel([SDPBackend.MATH]):
         yield
+
+
+def _hardsigmoid(x: torch.Tensor) -> torch.Tensor:
+    return F.relu6(x + 3.0) / 6.0
+
+
+@contextlib.contextmanager
+def second_order(model: nn.Module) -> Iterator[None]:
+    """What a Hessian product needs of ``model`` inside the block: attention on the math
+    backend (:func:`composite_attention`), and every ``nn.Hardsigmoid`` computed as
+    relu6(x + 3)/6 — the same function, min(max(x + 3, 0), 6)/6, from operations with a
+    double backward (PyTorch's ``hardsigmoid_backward`` has no derivative; MobileNetV3's
+    squeeze-excitation uses it). Its second derivative is zero away from the kinks, as
+    hardsigmoid's. The modules get their own ``forward`` back afterwards.
+    """
+    swapped = [m for m in model.modules() if type(m) is nn.Hardsigmoid]
+    for m in swapped:
+        m.forward = _hardsigmoid  # type: ignore[method-assign]  # shadows the class's
+    try:
+        with composite_attention():
+            yield
+    finally:
+        for m in swapped:
+            del m.forward
 
 
 def call(model: nn.Module, x: Any) -> Any:
@@ -173,13 +201,24 @@ def batch_coupled(model: nn.Module) -> list[str]:
 
 
 def random_layers(model: nn.Module) -> list[str]:
-    """Modules that draw random numbers in their current mode (dropout with p > 0)."""
-    out = []
-    for n, m in model.named_modules():
-        p = getattr(m, "p", 0.0)
-        if isinstance(m, nn.modules.dropout._DropoutNd) and m.training and p > 0:
-            out.append(n or type(m).__name__)
-    return out
+    """Modules that draw random numbers in their current mode: dropout with p > 0, and
+    stochastic depth — timm's ``DropPath``/``DropBlock2d`` (``drop_prob``), torchvision's
+    ``StochasticDepth`` (``p``), HuggingFace's ``*DropPath`` — when their rate is > 0."""
+    return [n or type(m).__name__ for n, m in model.named_modules() if _draws(m)]
+
+
+def _draws(m: nn.Module) -> bool:
+    if not m.training:
+        return False
+    if isinstance(m, nn.modules.dropout._DropoutNd):
+        return float(getattr(m, "p", 0.0)) > 0
+    name = type(m).__name__
+    if "Drop" in name or "StochasticDepth" in name:
+        for attr in ("p", "drop_prob", "drop_rate"):
+            v = getattr(m, attr, None)
+            if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
+                return True
+    return False
 
 
 def _is_bn_training(m: nn.Module) -> bool:

@@ -883,7 +883,9 @@ def layer_similarity(
     its running statistics; the models' flags and statistics are restored afterwards.
     Default layers that cannot be compared per sample (run twice per pass, or an output
     without a batch dimension) are left out with a ``UserWarning`` and listed in
-    :attr:`LayerSimilarity.skipped`; a named layer of that kind raises.
+    :attr:`LayerSimilarity.skipped`; a named layer of that kind raises. A layer whose
+    output is the same for every input (torchvision's ViT zero-initialises its head) has
+    no CKA: its row or column is NaN, with a ``UserWarning`` naming it.
     """
     if metric not in ("linear_cka", "linear_cka_debiased"):
         raise UserError(
@@ -919,15 +921,28 @@ def layer_similarity(
     if not la or not lb:
         raise UserError("no layer of one of the models can be compared per sample; pass layers=")
 
-    def unit_gram(F: torch.Tensor) -> torch.Tensor:
+    constant: list[str] = []
+
+    def unit_gram(F: torch.Tensor, name: str) -> torch.Tensor:
         F = _center_(F)
         K = _gram_center_(F @ F.T, debiased)
         nrm = K.norm()
-        return K / nrm if float(nrm) > 0 else torch.full_like(K, math.nan)
+        if float(nrm) > 0:
+            return K / nrm
+        constant.append(name)
+        return torch.full_like(K, math.nan)
 
-    ga = torch.stack([unit_gram(feats_a.pop(name)).reshape(-1) for name in la])
+    ga = torch.stack([unit_gram(feats_a.pop(name), f"a:{name}").reshape(-1) for name in la])
     M = torch.empty(len(la), len(lb), dtype=torch.float64)
     for j, name in enumerate(lb):
-        M[:, j] = ga @ unit_gram(feats_b.pop(name)).reshape(-1)
+        M[:, j] = ga @ unit_gram(feats_b.pop(name), f"b:{name}").reshape(-1)
+    if constant:
+        warnings.warn(
+            f"{len(constant)} layer(s) give the same output for every input (a zero-"
+            f"initialised head, say), so their CKA is undefined (NaN): {', '.join(constant[:4])}"
+            f"{', …' if len(constant) > 4 else ''}",
+            UserWarning,
+            stacklevel=2,
+        )
     _, desc, _ = _metric_table()[metric]
     return LayerSimilarity(M.numpy(), la, lb, metric, desc + ", gram space, float64", n, skipped)
