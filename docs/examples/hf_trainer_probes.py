@@ -24,9 +24,10 @@ VOCAB, CONTEXT, BASE = 64, 16, 32
 
 
 def gpt2(width: int, tied: bool = False) -> tf.GPT2LMHeadModel:
-    """A small GPT-2 at ``width``; eager attention, because Hessian products need second
-    derivatives, which PyTorch's fused attention kernels do not have; untied embeddings
-    (``tied=True`` is μP's shared readout, whose coord check fails here, see the doc)."""
+    """A small GPT-2 at ``width``; eager attention, as the tutorial's numbers were
+    recorded ("sdpa" works too: learnmech differentiates it on PyTorch's math backend);
+    untied embeddings (``tied=True`` is μP's shared readout, whose coord check fails
+    here, see the doc)."""
     cfg = tf.GPT2Config(
         vocab_size=VOCAB,
         n_positions=CONTEXT,
