@@ -72,7 +72,7 @@ test-all: venv
 $(VISION_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VISION_VENV)
 	$(VISION_VENV)/bin/python -m pip install --quiet $(VISION_SPEC)
-	$(VISION_VENV)/bin/python -m pip install --quiet timm -e ".[dev,hf]"
+	$(VISION_VENV)/bin/python -m pip install --quiet timm -e ".[dev,hf,integrations]"
 	@touch $@
 
 test-vision: $(VISION_VENV)/.installed

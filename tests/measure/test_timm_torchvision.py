@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import math
 import os
 import warnings
 from collections.abc import Callable
@@ -259,3 +260,73 @@ def test_mup_refuses_torchvisions_multihead_attention_by_name():
     roles = {"class_token": "input", "encoder.pos_embedding": "input"}
     with pytest.raises(UserError, match=r"encoder_layer_0\.self_attention is an nn\.Multi"):
         parametrize(_tv_vit(32), "mup", base=_tv_vit(16), roles=roles, init="fixed")
+
+
+# Lightning 2.6 calls a torch pytree API that torch 2.13+ deprecates (their code, not ours)
+@pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning:lightning.*")
+# 8 random-label images: the unbiased |G|² may come out ≤ 0, which noise_scale says
+@pytest.mark.filterwarnings("ignore:noise_scale. the unbiased:RuntimeWarning")
+@pytest.mark.parametrize("name", ["tv-mobilenet-v3", "timm-convnext"])
+def test_probes_in_a_lightning_trainer_leave_the_training_run_unchanged(name, tmp_path):
+    # every probe on every step — sharpness (Hessian products in training mode: batch
+    # statistics, dropout's and stochastic depth's masks, hard-sigmoid), gradient noise,
+    # gradient norm, update size — and the run's weights, buffers and random stream end
+    # bitwise where they end without (before stochastic depth counted as random, the
+    # probes drew from the run's stream and moved ConvNeXt's weights by ~6e-4)
+    pl = _import("lightning.pytorch")
+    from learnmech.integrations import lightning_callback
+    from learnmech.train import GradientNoiseProbe, GradNorm, SharpnessProbe, UpdateRMS
+
+    x, y = _images(n=16)
+    x = x.float()
+
+    class Module(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = MODELS[name]()
+            self.opt = torch.optim.SGD(self.parameters(), lr=0.05, momentum=0.9)
+
+        def forward(self, x):  # type: ignore[no-untyped-def]
+            return self.net(x)
+
+        def training_step(self, batch, idx):  # type: ignore[no-untyped-def]
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):  # type: ignore[no-untyped-def]
+            return self.opt
+
+    def run(probed: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, Any]:
+        module = Module()
+        cb = lightning_callback(
+            [
+                GradNorm(),
+                UpdateRMS(),
+                SharpnessProbe(F.cross_entropy, (x[:8], y[:8]), module.opt, every=1),
+                GradientNoiseProbe(F.cross_entropy, x[:8], y[:8], every=1, model_mode="eval"),
+            ]
+        )
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=8)
+        torch.manual_seed(123)
+        pl.Trainer(
+            max_steps=3,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[cb] if probed else [],
+            default_root_dir=str(tmp_path),
+        ).fit(module, loader)
+        state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        return state, torch.rand(4), cb.session.recorder
+
+    plain, after_plain, _ = run(False)
+    probed, after_probed, rec = run(True)
+    for k, v in plain.items():
+        assert torch.equal(v, probed[k]), k
+    assert torch.equal(after_plain, after_probed)  # the global random stream too
+    for obs in ("sharpness", "trace_sigma", "grad_norm"):
+        steps, values = rec.series(obs)
+        assert steps == [1, 2, 3] and all(math.isfinite(v) and v > 0 for v in values), obs
