@@ -57,6 +57,7 @@ def test_a_noisier_estimate_passes_less_easily_never_more():
         Estimate(1.0, math.inf, 5),
         Estimate.of([0.5]),  # one seed: no standard error
         Estimate.of([]),
+        Estimate.of([1.0, math.inf]),  # a diverged seed: NaN spread, quietly (no warning)
     ],
 )
 def test_non_finite_or_one_seed_fails_every_scored_kind(est):

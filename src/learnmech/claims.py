@@ -112,7 +112,8 @@ class Estimate:
             return cls(math.nan, math.nan, math.nan)
         if n == 1:
             return cls(float(s[0]), math.nan, 0.0)
-        return cls(float(s.mean()), float(s.std(ddof=1) / math.sqrt(n)), n - 1)
+        with np.errstate(invalid="ignore"):  # inf − inf in the spread: NaN, as meant
+            return cls(float(s.mean()), float(s.std(ddof=1) / math.sqrt(n)), n - 1)
 
     @classmethod
     def paired(cls, a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> Estimate:

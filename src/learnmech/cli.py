@@ -399,8 +399,14 @@ def runs_show(run: str, store: Path, as_json: bool) -> None:
     with Store(store, read_only=True) as st:
         info = st.run(run)
         metrics = st.metrics(info["id"])
+        errors = st.errors(info["id"])
     if as_json:
-        click.echo(json.dumps(info | {"metrics": [m.as_dict() for m in metrics]}, default=str))
+        failed = [{"point": p, "seed": sd, "error": e} for p, sd, e in errors]
+        click.echo(
+            json.dumps(
+                info | {"metrics": [m.as_dict() for m in metrics], "errors": failed}, default=str
+            )
+        )
         return
     for k in (
         "id",
@@ -422,6 +428,17 @@ def runs_show(run: str, store: Path, as_json: bool) -> None:
         tol = "" if m.tolerance is None else f" (tol {m.comparator} {m.tolerance:.4g})"
         verdict = "" if m.passed is None else (" pass" if m.passed else " FAIL")
         click.echo(f"  {m.name}: {m.value:.5g}{tol}{verdict}")
+    if errors:
+        click.echo(f"{'errors':>12}: {len(errors)} trial(s) failed; the last line of each:")
+        varying = sorted(
+            {k for p, _, _ in errors for k in p if any(q.get(k) != p[k] for q, _, _ in errors)}
+        )
+        for point, seed, err in errors[:5]:
+            last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "")
+            where = "".join(f"{k}={point.get(k)} " for k in varying)
+            click.echo(f"  {where}seed {seed}: {last}")
+        if len(errors) > 5:
+            click.echo(f"  … and {len(errors) - 5} more (--json has them all, with tracebacks)")
 
 
 @runs_grp.command("export")

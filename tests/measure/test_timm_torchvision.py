@@ -331,3 +331,20 @@ def test_probes_in_a_lightning_trainer_leave_the_training_run_unchanged(name, tm
     for obs in ("sharpness", "trace_sigma", "grad_norm"):
         steps, values = rec.series(obs)
         assert steps == [1, 2, 3] and all(math.isfinite(v) and v > 0 for v in values), obs
+
+
+def test_the_planner_plans_a_timm_vit_family_with_its_base_below_the_proxies(tmp_path):
+    # the whole workflow (coord check, stacked sweeps, noise, stability, the loss law) on
+    # timm's ViT. With μP's base at the first proxy (64) the coord check stops the plan:
+    # at widths 64–256 the MLP's updates still fall with width (finite-width corrections
+    # scale with base/width); with the base at 16 it passes and the plan is made
+    _import("timm")
+    from learnmech.plan import PlanStopped, make_plan
+
+    store = tmp_path / "s.duckdb"
+    with pytest.raises(PlanStopped, match=r"coord check failed(.|\n)*mlp\.fc2: updates vanish"):
+        make_plan("tests.plan.specs:timm_vit_base64", target_width=512, store=store)
+    plan = make_plan("tests.plan.specs:timm_vit", target_width=512, store=store)
+    assert plan.width == 512 and 2.0**-10 <= plan.lr <= 2.0**-4
+    lo, hi = plan.predicted_interval
+    assert math.isfinite(plan.predicted_loss) and lo < hi

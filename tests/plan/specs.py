@@ -43,6 +43,34 @@ def blown() -> PlanSpec:
     )
 
 
+class Picky(nn.Module):
+    """A two-layer net that refuses to be built at width 256: a user's bug at one size."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        if width >= 256:
+            raise ValueError(f"Picky cannot be built at width {width}")
+        self.a, self.b = nn.Linear(8, width), nn.Linear(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def picky() -> PlanSpec:
+    x, y = _data()
+    return PlanSpec(
+        model=Picky,
+        data=(x, y),
+        eval_data=_data(64, 1),
+        widths=[16, 64, 256],
+        lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+        steps=5,
+        batch_size=16,
+        seeds=2,
+        base_width=8,  # the widths it can be built at
+    )
+
+
 def not_a_spec() -> dict:
     return {"widths": [1, 2, 3]}
 
@@ -86,3 +114,48 @@ def hf_gpt2() -> PlanSpec:
         width_step=2,
         init="fixed",
     )
+
+
+def _images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 32, 32, generator=g)
+    w = torch.randn(3 * 32 * 32, 4, generator=torch.Generator().manual_seed(99))
+    return x, (x.reshape(n, -1) @ w).argmax(1)
+
+
+def timm_vit(base_width: int | None = 16) -> PlanSpec:
+    """timm's ViT (one block, two heads, 32×32 images in 8×8 patches) on a random linear
+    teacher; proxies 64–256 against μP's base 16 (``timm_vit_base64``: against 64)."""
+    import timm
+
+    def model(width: int) -> nn.Module:
+        return timm.create_model(
+            "vit_tiny_patch16_224",
+            pretrained=False,
+            img_size=32,
+            patch_size=8,
+            embed_dim=width,
+            num_heads=2,
+            depth=1,
+            num_classes=4,
+        )
+
+    return PlanSpec(
+        model=model,
+        data=_images(512, 0),
+        eval_data=_images(128, 1),
+        widths=[64, 128, 256],
+        lrs=[2.0**k for k in range(-10, -3)],
+        steps=30,
+        batch_size=16,
+        seeds=2,
+        checkpoints=3,
+        init="fixed",  # timm: trunc_normal(std=0.02) at every width
+        roles={"cls_token": "input", "pos_embed": "input"},
+        base_width=base_width,
+        width_step=2,
+    )
+
+
+def timm_vit_base64() -> PlanSpec:
+    return timm_vit(None)

@@ -49,6 +49,10 @@ def _spec(**kw: object) -> PlanSpec:
         ("data", (torch.zeros(3, 4), torch.zeros(2)), "data"),
         ("eval_data", torch.zeros(3), "eval_data"),
         ("vectorize", "yes", "vectorize"),
+        ("roles", {"cls_token": 1}, "roles"),
+        ("roles", ["cls_token"], "roles"),
+        ("base_width", 0, "base_width"),
+        ("base_width", 16, "base_width must be at most the first proxy width 8"),
     ],
 )
 def test_a_bad_spec_is_refused_by_name(field: str, value: object, match: str) -> None:
@@ -68,6 +72,52 @@ def test_a_bad_spec_is_refused_by_name(field: str, value: object, match: str) ->
 def test_a_bad_spec_reference_is_refused(ref: str, match: str) -> None:
     with pytest.raises(UserError, match=match):
         load_spec(ref)
+
+
+def test_roles_and_base_width_reach_parametrize_and_the_hash_only_when_set() -> None:
+    from learnmech.plan.study import build
+
+    class Two(nn.Module):  # two hidden layers
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.a, self.h = nn.Linear(4, width), nn.Linear(width, width)
+            self.b = nn.Linear(width, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.b(torch.relu(self.h(torch.relu(self.a(x)))))
+
+    plain = _spec(model=Two)
+    assert "base_width" not in plain.settings() and "roles" not in plain.settings()
+    spec = _spec(model=Two, base_width=4, roles={"a.bias": "vector"})
+    assert spec.check().settings()["base_width"] == 4
+    _, opt = build(spec, 32, 1e-2, 0, "cpu")
+    _, opt_plain = build(plain, 32, 1e-2, 0, "cpu")
+    # μP + Adam: a hidden weight's rate is lr·base/width — base 4, not the first proxy's 8
+    lr = {tuple(p.shape): g["lr"] for g in opt.param_groups for p in g["params"]}
+    lr_plain = {tuple(p.shape): g["lr"] for g in opt_plain.param_groups for p in g["params"]}
+    assert lr[(32, 32)] == pytest.approx(1e-2 * 4 / 32)
+    assert lr_plain[(32, 32)] == pytest.approx(1e-2 * 8 / 32)
+
+
+def test_a_plan_whose_proxies_fail_says_why_and_where(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    store = tmp_path / "s.duckdb"
+    with pytest.raises(
+        PlanStopped,
+        match=r"3 trial\(s\) failed, the first \(coord run, seed 0\): ValueError: Picky cannot",
+    ):
+        make_plan("tests.plan.specs:picky", target_width=512, store=store)
+    run = json.loads(_cli(["runs", "list", "--store", str(store), "--json"], capsys))[0]["id"]
+    shown = _cli(["runs", "show", run, "--store", str(store)], capsys)
+    assert "errors: 3 trial(s) failed" in shown and "part=sweep width=256 seed 1" in shown
+    errors = json.loads(_cli(["runs", "show", run, "--store", str(store), "--json"], capsys))
+    assert len(errors["errors"]) == 3
+    assert "Traceback" in errors["errors"][0]["error"]
+
+
+def _cli(args: list[str], capsys) -> str:  # type: ignore[no-untyped-def]
+    capsys.readouterr()
+    assert main(args) == 0, capsys.readouterr()
+    return capsys.readouterr().out
 
 
 def test_flops_are_counted_not_assumed() -> None:

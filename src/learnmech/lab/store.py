@@ -564,6 +564,16 @@ class Store:
         run_id = self.resolve(run)
         return self._curves("run_id = ? AND source = 'theory'", [run_id])[None]
 
+    def errors(self, run: str) -> list[tuple[dict[str, Any], int, str]]:
+        """The run's failed trials as (point, seed, error text), without their curves."""
+        run_id = self.resolve(run)
+        rows = self.con.execute(
+            "SELECT t.config, t.seed, t.error FROM trials t JOIN run_trials rt ON rt.key = "
+            "t.key WHERE rt.run_id = ? AND t.status = 'error' ORDER BY t.config, t.seed",
+            [run_id],
+        ).fetchall()
+        return [(json.loads(r[0]), int(r[1]), r[2] or "") for r in rows]
+
     def trials(self, run: str) -> list[TrialResult]:
         """Every trial of the run with its curves (ordered by config point and seed)."""
         run_id = self.resolve(run)

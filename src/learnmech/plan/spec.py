@@ -61,7 +61,8 @@ class PlanSpec:
         data: ``(x, y)`` tensors to draw minibatches from (seeded, with replacement), or
             ``data(step, seed) -> (x, y)`` giving ``batch_size`` examples.
         eval_data: the held-out ``(x, y)`` every loss is measured on.
-        widths: proxy widths (≥ 3, increasing); the first is μP's base width.
+        widths: proxy widths (≥ 3, increasing); the first is μP's base width unless
+            ``base_width`` says otherwise.
         lrs: the learning-rate grid (≥ 5, positive; log-spaced is best).
         steps: optimizer steps of each proxy run.
         batch_size: examples per step at which the rates are tuned.
@@ -78,6 +79,14 @@ class PlanSpec:
             or "fixed" (one std at every width, as HuggingFace's ``initializer_range`` and
             timm's ``trunc_normal_(std=.02)``): passed to
             :func:`~learnmech.hparams.parametrize`, which brings such weights to SP first.
+        base_width: μP's base width, at most the first proxy width (default: that
+            width). μP's finite-width corrections shrink with width/base, so a base below
+            the proxies puts them nearer the limit the rates transfer in: on timm's ViT the
+            coord check fails at proxies 64–256 with base 64 (fc2's updates fall as
+            width^−0.42 after one step) and passes with base 16.
+        roles: parameter roles for :func:`~learnmech.hparams.parametrize` where it cannot
+            tell them from the widths, e.g. timm's ViT:
+            ``{"cls_token": "input", "pos_embed": "input"}``.
         vectorize: train all rates and seeds of one proxy width as one stacked ensemble
             (:func:`~learnmech.train.stacked.train_steps_stacked`) where the model and
             optimizer allow it and it pays
@@ -99,6 +108,8 @@ class PlanSpec:
     checkpoints: int = 6
     width_step: int = 1
     init: str = "sp"
+    roles: dict[str, str] | None = None
+    base_width: int | None = None
     vectorize: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -129,6 +140,13 @@ class PlanSpec:
         count("seeds", self.seeds, 2)
         count("checkpoints", self.checkpoints, 2)
         count("width_step", self.width_step, 1)
+        if self.base_width is not None:
+            count("base_width", self.base_width, 1)
+            if self.base_width > ws[0]:
+                raise UserError(
+                    f"plan spec: base_width must be at most the first proxy width {ws[0]}, "
+                    f"got {self.base_width}"
+                )
         if not isinstance(self.vectorize, bool):
             raise UserError(f"plan spec: vectorize must be True or False, got {self.vectorize!r}")
         if self.optimizer not in OPTIMIZERS:
@@ -137,6 +155,13 @@ class PlanSpec:
             )
         if self.init not in ("sp", "fixed"):
             raise UserError(f"plan spec: init must be 'sp' or 'fixed', got {self.init!r}")
+        if self.roles is not None and not (
+            isinstance(self.roles, dict)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in self.roles.items())
+        ):
+            raise UserError(
+                f"plan spec: roles must map parameter names to role names, got {self.roles!r}"
+            )
         if self.scheme not in SCHEMES:
             raise UserError(f"plan spec: scheme must be one of {SCHEMES}, got {self.scheme!r}")
         if not callable(self.data):
@@ -188,6 +213,8 @@ class PlanSpec:
             "checkpoints": self.checkpoints,
             "width_step": self.width_step,
             "init": self.init,
+            **({"roles": dict(sorted(self.roles.items()))} if self.roles else {}),
+            **({"base_width": self.base_width} if self.base_width is not None else {}),
             "vectorize": self.vectorize,
             "extra": self.extra,
         }

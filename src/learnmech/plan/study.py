@@ -74,15 +74,17 @@ def count_params(spec: PlanSpec, width: int) -> int:
 def build(
     spec: PlanSpec, width: int, lr: float, seed: int, device: Any
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
-    """The seeded model at ``width``, parameterized (μP against the first proxy width, or
-    SP for the control), and its optimizer at ``lr``."""
+    """The seeded model at ``width``, parameterized (μP against the base width — the first
+    proxy width unless the spec sets ``base_width`` — or SP for the control), and its
+    optimizer at ``lr``."""
     torch.manual_seed(seed)
     model = spec.model(width)
+    b = spec.base_width or spec.widths[0]
     try:
         with torch.device("meta"):
-            base = spec.model(spec.widths[0])
+            base = spec.model(b)
     except Exception:
-        base = spec.model(spec.widths[0])
+        base = spec.model(b)
     p = parametrize(
         model,
         spec.scheme,
@@ -90,6 +92,7 @@ def build(
         optimizer=spec.optimizer,  # type: ignore[arg-type]
         lr=lr,
         init=spec.init,  # type: ignore[arg-type]
+        roles=spec.roles,
     )
     model.to(device)
     return model, p.optimizer(**fused_kwargs(model, spec.optimizer))

@@ -269,7 +269,20 @@ def make_plan(
         )
     widths = sorted(s["widths"])
     if len(widths) < 3 or widths[-1] not in s["optima"]:
-        raise PlanStopped("too few proxy widths finished to plan from (see the run's errors)")
+        with Store(store) as st:
+            errors = st.errors(r1.run_id)
+        first = ""
+        if errors:
+            point, seed, err = errors[0]
+            last = next((ln for ln in reversed(err.splitlines()) if ln.strip()), "")
+            where = f"{point.get('part', 'sweep')} run" + (
+                f" at width {point['width']}" if point.get("width") else ""
+            )
+            first = f"; {len(errors)} trial(s) failed, the first ({where}, seed {seed}): {last}"
+        raise PlanStopped(
+            f"too few proxy widths finished to plan from{first}\n"
+            f"(every error: learnmech runs show {r1.run_id} --store {store})"
+        )
     wide = widths[-1]
     logs = np.array([o.log2_lr for o in s["optima"][wide]])
     if any(o.at_edge for o in s["optima"][wide]):
