@@ -1,6 +1,8 @@
 # learnmech — two commands on a fresh machine:
 #   make demo   set up .venv and run the main job (the wide-nets study, HTML report)
 #   make test   set up .venv if needed and run the test suite
+#   make test-vision  the tests on torchvision and timm models, in .venv-vision (~6.5 GB;
+#               .ci/run runs it after make test where the disk has room)
 #
 # torch: on a CPU-only machine we install the pinned CPU build first (TORCH_SPEC), so that
 # learnmech's `torch>=2.2` is already satisfied and pip never pulls a multi-GB CUDA build.
