@@ -192,6 +192,27 @@ def test_below_the_edge_the_central_flow_is_the_gradient_flow() -> None:
     np.testing.assert_array_equal(cf.params[0], w)
 
 
+def test_the_flow_differentiates_a_hardsigmoid_net_three_times() -> None:
+    # PyTorch's hardsigmoid has no second derivative; the flow computes nn.Hardsigmoid as
+    # relu6(x + 3)/6, the same function: the flow of the net written that way is the same
+    class Written(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.relu6(x + 3) / 6
+
+    _, b = _mlp()
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(5, 16), nn.Hardsigmoid(), nn.Linear(16, 2)).double()
+    w = nn.Sequential(m[0], Written(), m[2])
+    kw = {"k": "auto", "keep_params": True}
+    got = central_flow(model=m, loss_fn=mse, batch=b, lr=0.8, steps=40, **kw)
+    ref = central_flow(w, mse, b, 0.8, 40, **kw)
+    assert (got.sigma2 > 0).any()  # the flow reached the edge: third derivatives used
+    assert got.params is not None and ref.params is not None
+    np.testing.assert_array_equal(got.params, ref.params)
+    np.testing.assert_array_equal(got.sharpness, ref.sharpness)
+    assert "forward" not in vars(m[1])
+
+
 def test_lcp_solutions_are_complementary() -> None:
     rng = np.random.default_rng(0)
     for k in (1, 2, 3, 5):

@@ -25,8 +25,9 @@ through these helpers, so that
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any, Literal
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Literal, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +53,10 @@ __all__ = [
     "second_order",
     "take",
     "to_device",
+    "with_second_order",
 ]
+
+R = TypeVar("R")
 
 #: "train" or "eval" sets every module's mode for the measurement; "keep" leaves it as is
 ModelMode = Literal["train", "eval", "keep"]
@@ -130,6 +134,21 @@ def second_order(model: nn.Module) -> Iterator[None]:
     finally:
         for m in swapped:
             del m.forward
+
+
+def with_second_order(fn: Callable[..., R]) -> Callable[..., R]:
+    """Decorate ``fn(model, ...)`` to run inside :func:`second_order` of its model (the
+    central flows differentiate the loss three times)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> R:
+        model = kwargs["model"] if "model" in kwargs else (args[0] if args else None)
+        if not isinstance(model, nn.Module):  # fn names what is wrong
+            return fn(*args, **kwargs)
+        with second_order(model):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def call(model: nn.Module, x: Any) -> Any:

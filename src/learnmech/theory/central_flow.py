@@ -66,7 +66,7 @@ from torch import nn
 
 from learnmech.errors import UserError
 from learnmech.measure.hessian import LanczosResult, LossHessian, lanczos
-from learnmech.measure.model_io import forward
+from learnmech.measure.model_io import forward, with_second_order
 
 __all__ = ["FlowResult", "central_flow", "solve_lcp", "solve_sdcp", "wrong_third_derivatives"]
 
@@ -626,6 +626,7 @@ def _track(
     return r, k
 
 
+@with_second_order  # attention and hard-sigmoid differentiated three times
 def central_flow(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -57,7 +57,7 @@ import torch
 from torch import nn
 
 from learnmech.errors import UserError
-from learnmech.measure.model_io import forward
+from learnmech.measure.model_io import forward, with_second_order
 from learnmech.theory.central_flow import (
     OVERSHOOT,
     STOP_RATIO,
@@ -136,6 +136,7 @@ def matching_rmsprop(
     return opt
 
 
+@with_second_order  # attention and hard-sigmoid differentiated three times
 def rmsprop_central_flow(
     model: nn.Module,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
