@@ -114,3 +114,20 @@ def lm_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
 
 def cls_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, y)
+
+
+def timm_vit(width: int = 16, classes: int = CLASSES) -> torch.nn.Module:
+    """timm's ViT: one block, two heads, 32×32 images in 8×8 patches (``timm`` must
+    import: callers skip first)."""
+    import timm
+
+    return timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        img_size=32,
+        patch_size=8,
+        embed_dim=width,
+        num_heads=2,
+        depth=1,
+        num_classes=classes,
+    )

@@ -35,6 +35,7 @@ from learnmech.measure.gradients import per_example_gradients
 from learnmech.measure.hessian import LossHessian
 from learnmech.measure.ntk import empirical_ntk
 from learnmech.measure.similarity import layer_similarity
+from tests import real_models
 
 RTOL = 1e-10  # float64, the same function differentiated two ways
 CLASSES = 3
@@ -71,16 +72,8 @@ def _tv_vit(width: int = 16) -> torch.nn.Module:
 
 
 def _timm_vit(width: int = 16) -> torch.nn.Module:
-    return _import("timm").create_model(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        img_size=32,
-        patch_size=8,
-        embed_dim=width,
-        num_heads=2,
-        depth=1,
-        num_classes=CLASSES,
-    )
+    _import("timm")
+    return real_models.timm_vit(width, classes=CLASSES)
 
 
 def _timm_convnext(width: int = 8) -> torch.nn.Module:

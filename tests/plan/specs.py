@@ -29,10 +29,11 @@ class Blown(nn.Module):
         return self.b(torch.relu(self.a(x)) * self.width)
 
 
-def blown() -> PlanSpec:
+def _small(model: type[nn.Module], **kw: object) -> PlanSpec:
+    """A five-step plan over widths 16–256 on the linear-teacher data."""
     x, y = _data()
     return PlanSpec(
-        model=Blown,
+        model=model,
         data=(x, y),
         eval_data=_data(64, 1),
         widths=[16, 64, 256],
@@ -40,7 +41,12 @@ def blown() -> PlanSpec:
         steps=5,
         batch_size=16,
         seeds=2,
+        **kw,  # type: ignore[arg-type]
     )
+
+
+def blown() -> PlanSpec:
+    return _small(Blown)
 
 
 class Picky(nn.Module):
@@ -57,18 +63,7 @@ class Picky(nn.Module):
 
 
 def picky() -> PlanSpec:
-    x, y = _data()
-    return PlanSpec(
-        model=Picky,
-        data=(x, y),
-        eval_data=_data(64, 1),
-        widths=[16, 64, 256],
-        lrs=[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
-        steps=5,
-        batch_size=16,
-        seeds=2,
-        base_width=8,  # the widths it can be built at
-    )
+    return _small(Picky, base_width=8)  # base 8: a width it can be built at
 
 
 def not_a_spec() -> dict:
@@ -126,22 +121,10 @@ def _images(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def timm_vit(base_width: int | None = 16) -> PlanSpec:
     """timm's ViT (one block, two heads, 32×32 images in 8×8 patches) on a random linear
     teacher; proxies 64–256 against μP's base 16 (``timm_vit_base64``: against 64)."""
-    import timm
-
-    def model(width: int) -> nn.Module:
-        return timm.create_model(
-            "vit_tiny_patch16_224",
-            pretrained=False,
-            img_size=32,
-            patch_size=8,
-            embed_dim=width,
-            num_heads=2,
-            depth=1,
-            num_classes=4,
-        )
+    from tests.real_models import timm_vit as model
 
     return PlanSpec(
-        model=model,
+        model=lambda width: model(width, classes=4),
         data=_images(512, 0),
         eval_data=_images(128, 1),
         widths=[64, 128, 256],
