@@ -100,6 +100,51 @@ def test_hf_trainer_records_this_steps_gradients_and_update(tmp_path):
     assert "tracked.png" in {p.name for p in sink.report_path.parent.iterdir()}
 
 
+# 8 sequences: the unbiased |G|² may come out ≤ 0, which noise_scale says
+@pytest.mark.filterwarnings("ignore:noise_scale. the unbiased:RuntimeWarning")
+def test_probes_in_an_hf_trainer_with_dropout_leave_the_run_unchanged(tmp_path):
+    # GPT-2 with dropout 0.1: every probe on every step, and the run's weights and random
+    # stream end bitwise where they end without them (the noise probe's per-example
+    # dropout masks used to come from the run's own stream: weights moved by 0.017)
+    tf = pytest.importorskip("transformers")
+    from learnmech.train import GradientNoiseProbe, SharpnessProbe
+    from tests.real_models import gpt2, lm_loss
+
+    ids = torch.randint(0, 32, (8, 8), generator=torch.Generator().manual_seed(0))
+    data = [{"input_ids": ids[i], "labels": ids[i]} for i in range(8)]
+
+    def run(probed: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        torch.manual_seed(0)
+        model = gpt2(layers=1, dtype=torch.float32, dropout=0.1)
+        sgd = torch.optim.SGD(model.parameters(), lr=1e-2)  # the probe's preconditioner
+        probes = [
+            GradNorm(),
+            UpdateRMS(),
+            SharpnessProbe(lm_loss, ({"input_ids": ids[:4]}, ids[:4]), sgd, every=1),
+            GradientNoiseProbe(lm_loss, {"input_ids": ids}, ids, every=1),
+        ]
+        args = tf.TrainingArguments(
+            output_dir=str(tmp_path / f"out{probed}"),
+            max_steps=3,
+            per_device_train_batch_size=4,
+            learning_rate=1e-2,
+            report_to=[],
+            save_strategy="no",
+            use_cpu=True,
+            disable_tqdm=True,
+            seed=0,
+        )
+        cbs = [hf_callback(probes)] if probed else []
+        tf.Trainer(model=model, args=args, train_dataset=data, callbacks=cbs).train()
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}, torch.rand(3)
+
+    plain, after_plain = run(False)
+    probed, after_probed = run(True)
+    for k, v in plain.items():
+        assert torch.equal(v, probed[k]), k
+    assert torch.equal(after_plain, after_probed)
+
+
 # Lightning 2.6 calls a torch pytree API that torch 2.13 deprecates (their code, not ours)
 @pytest.mark.filterwarnings("ignore:.*LeafSpec.*:FutureWarning")
 def test_lightning_trainer_records_this_steps_gradients(tmp_path):

@@ -11,6 +11,7 @@ from torch import nn
 from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian
 from learnmech.measure.model_io import (
+    PrivateStream,
     batch_coupled,
     call,
     forward,
@@ -108,6 +109,21 @@ def test_stochastic_depth_counts_as_random_when_its_rate_is_positive():
     H = LossHessian(net.train(), nn.functional.mse_loss, (x, y))
     v = torch.ones(H.dim, dtype=torch.float64)
     assert torch.equal(H.matvec(v), H.matvec(v))
+
+
+def test_a_private_stream_continues_itself_and_leaves_the_global_one_alone():
+    net = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5)).train()
+    torch.manual_seed(7)
+    expected = torch.rand(2, 5)  # what the global stream gives from seed 7
+    torch.manual_seed(7)
+    stream = PrivateStream(net)
+    with stream():
+        first = torch.rand(1, 5)
+    with stream():
+        second = torch.rand(1, 5)  # continues the private stream, not a fresh copy
+    assert torch.equal(torch.cat([first, second]), expected)
+    assert torch.equal(torch.rand(2, 5), expected)  # the global stream did not move
+    assert not PrivateStream(net.eval()).active  # nothing random: a no-op
 
 
 def test_same_randomness_repeats_masks_and_leaves_the_global_stream_alone():

@@ -40,6 +40,7 @@ from learnmech.errors import UserError
 from learnmech.measure.hessian import LossHessian
 from learnmech.measure.model_io import (
     ModelMode,
+    PrivateStream,
     batch_coupled,
     call_functional,
     check_mode,
@@ -112,8 +113,12 @@ def _gradient_chunks(
             )
         buffers = dict(model.named_buffers())
         g = vmap(grad(one), in_dims=(None, 0, 0), randomness="different")
+        # dropout's masks come from a private continuation of the global stream, so a
+        # probe inside a training run leaves the run's random numbers alone
+        stream = PrivateStream(model)
         for i in range(0, n, chunk):
-            with composite_attention():  # the fused kernels have no vmap batching rule
+            # the fused attention kernels have no vmap batching rule
+            with composite_attention(), stream():
                 gi = g(params, take(x, slice(i, i + chunk)), y[i : i + chunk])
             yield torch.cat([gi[k].reshape(gi[k].shape[0], -1) for k in names], 1)
 

@@ -39,6 +39,7 @@ from learnmech.errors import UserError
 
 __all__ = [
     "ModelMode",
+    "PrivateStream",
     "batch_coupled",
     "call",
     "call_functional",
@@ -238,6 +239,39 @@ def _draws(m: nn.Module) -> bool:
             if isinstance(v, int | float) and not isinstance(v, bool) and v > 0:
                 return True
     return False
+
+
+class PrivateStream:
+    """Random numbers for a measurement from its own continuation of the global stream.
+
+    Each ``with stream():`` block draws from where the previous block of this stream left
+    off (the first starts from the global state), and leaves the global state — CPU and
+    the model's CUDA devices — as it found it. A measurement inside a training run (the
+    per-example gradients of a noise-scale probe, with independent dropout masks) then
+    does not move the run's own random stream: the run ends bitwise where it ends without
+    the probe. A no-op when the model has no random layers in its current mode.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.active = bool(random_layers(model))
+        self.devices = sorted(
+            {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
+        )
+        self._state: tuple[torch.Tensor, list[torch.Tensor]] | None = None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if not self.active:
+            yield
+            return
+        with torch.random.fork_rng(devices=self.devices):
+            if self._state is not None:
+                torch.random.set_rng_state(self._state[0])
+                for d, st in zip(self.devices, self._state[1], strict=True):
+                    torch.cuda.set_rng_state(st, d)
+            yield
+            cuda = [torch.cuda.get_rng_state(d) for d in self.devices]
+            self._state = (torch.random.get_rng_state(), cuda)
 
 
 def _is_bn_training(m: nn.Module) -> bool:
