@@ -241,6 +241,11 @@ def _draws(m: nn.Module) -> bool:
     return False
 
 
+def _cuda_devices(model: nn.Module) -> list[int]:
+    """The CUDA device indices holding the model's parameters (their random states)."""
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
 class PrivateStream:
     """Random numbers for a measurement from its own continuation of the global stream.
 
@@ -254,9 +259,7 @@ class PrivateStream:
 
     def __init__(self, model: nn.Module) -> None:
         self.active = bool(random_layers(model))
-        self.devices = sorted(
-            {p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"}
-        )
+        self.devices = _cuda_devices(model)
         self._state: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     @contextlib.contextmanager
@@ -323,7 +326,7 @@ def same_randomness(model: nn.Module, seed: int) -> Iterator[None]:
     if not random_layers(model):
         yield
         return
-    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    devices = _cuda_devices(model)
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
